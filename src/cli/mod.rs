@@ -1,0 +1,221 @@
+//! The `sesame` command line (clap): serving, the demo, and the operators' commands. Global
+//! options `--config` and `--data-dir` apply to every command, so admin commands act on the same
+//! database as the server. Admin commands take `--json` for scripts.
+
+mod keys;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::audit::{Actor, AuditAction};
+use crate::config::{CliOverrides, Config, ConfigError, LogFormat};
+
+/// Sésame — single sign-on for universities (CAS and OpenID Connect).
+#[derive(Debug, Parser)]
+#[command(name = "sesame", version, about, long_about = None)]
+pub struct Cli {
+    /// Configuration file (TOML). Without one, every key has its default.
+    #[arg(long, global = true, env = "SESAME_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Data directory (SQLite database, mail outbox); overrides `data_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Log format; overrides `log.format`.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve Sésame.
+    Serve(ServeArgs),
+    /// Serve Sésame with sample data and a demo banner (SQLite, mails to files).
+    Demo(ServeArgs),
+    /// Apply pending database migrations, then exit.
+    Migrate(JsonFlag),
+    /// Validate the configuration and print it as Sésame sees it (secrets masked).
+    CheckConfig(JsonFlag),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (e.g. 127.0.0.1:8080).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub listen: Option<String>,
+    /// Public URL (the OIDC issuer; base of every absolute URL).
+    #[arg(long, value_name = "URL")]
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print machine-readable JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// List signing keys and their states.
+    List(JsonFlag),
+    /// Publish a new `next` key (for every algorithm, or those given); it signs once promoted.
+    Rotate {
+        /// Algorithm to rotate (RS256, ES256, EdDSA); repeat for several. Default: all.
+        #[arg(long = "algorithm", value_name = "ALG")]
+        algorithms: Vec<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+/// Exit code for configuration and usage problems.
+const EXIT_CONFIG: u8 = 2;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let overrides = CliOverrides {
+        data_dir: cli.data_dir.clone(),
+        listen: match &cli.command {
+            Command::Serve(args) | Command::Demo(args) => args.listen.clone(),
+            _ => None,
+        },
+        public_url: match &cli.command {
+            Command::Serve(args) | Command::Demo(args) => args.public_url.clone(),
+            _ => None,
+        },
+    };
+    let loaded = Config::load_from_process(cli.config.as_deref(), &overrides);
+    if let Command::CheckConfig(flag) = &cli.command {
+        return check_config(loaded, flag.json);
+    }
+    let config = match loaded {
+        Ok(config) => config,
+        Err(error) => {
+            eprint!("{error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    init_logging(&config, cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(_) => serve::run(config, false).await,
+            Command::Demo(_) => serve::run(config, true).await,
+            Command::Migrate(flag) => migrate(config, flag.json).await,
+            Command::Keys(KeysCommand::List(flag)) => keys::list(config, flag.json).await,
+            Command::Keys(KeysCommand::Rotate { algorithms, json }) => {
+                keys::rotate(config, &algorithms, json.json).await
+            }
+            Command::CheckConfig(_) => unreachable!("handled before the runtime starts"),
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(config: &Config, format: Option<LogFormat>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&config.log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format.unwrap_or(config.log.format) {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn check_config(loaded: Result<Config, ConfigError>, json: bool) -> ExitCode {
+    match (loaded, json) {
+        (Ok(config), false) => {
+            println!("# The configuration is valid. Effective values (secrets masked):");
+            print!("{}", config.to_masked_toml());
+            ExitCode::SUCCESS
+        }
+        (Ok(config), true) => {
+            let effective: toml::Value = config
+                .to_masked_toml()
+                .parse::<toml::Table>()
+                .map(toml::Value::Table)
+                .unwrap_or(toml::Value::Boolean(false));
+            println!(
+                "{}",
+                serde_json::json!({"valid": true, "config": effective})
+            );
+            ExitCode::SUCCESS
+        }
+        (Err(error), false) => {
+            eprint!("{error}");
+            ExitCode::from(EXIT_CONFIG)
+        }
+        (Err(error), true) => {
+            let problems: Vec<_> = error
+                .problems
+                .iter()
+                .map(|p| serde_json::json!({"key": p.key, "message": p.message}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"valid": false, "problems": problems})
+            );
+            ExitCode::from(EXIT_CONFIG)
+        }
+    }
+}
+
+async fn migrate(config: Config, json: bool) -> anyhow::Result<()> {
+    let store = crate::app::open_store(&config).await?;
+    let auditor = crate::audit::Auditor::new(
+        store.clone(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+    );
+    auditor
+        .record_from(
+            operator(),
+            AuditAction::SchemaMigrated,
+            None,
+            Some("cli".into()),
+            serde_json::json!({"backend": store.backend()}),
+        )
+        .await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"migrated": true, "backend": store.backend()})
+        );
+    } else {
+        println!("The {} database is up to date.", store.backend());
+    }
+    Ok(())
+}
+
+/// The operator running the command, for the audit trail.
+pub(crate) fn operator() -> Actor {
+    let name = std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into());
+    Actor::Operator(name)
+}

@@ -1,0 +1,44 @@
+//! `sesame serve` and `sesame demo`.
+
+use crate::app::App;
+use crate::clock::Stopwatch;
+use crate::config::Config;
+use crate::web::server::{TlsFiles, serve, shutdown_signal};
+
+pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
+    let started = Stopwatch::start();
+    let app = App::start(config).await?;
+    let config = app.config.clone();
+    let maintenance = app.maintenance();
+    // One pass now (promotions due while the node was down), then periodically.
+    maintenance.run_once().await;
+    let jobs = maintenance.spawn(config.maintenance.interval.0);
+    let router = app.router(demo);
+    let tls = match (&config.server.tls_cert, &config.server.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+        _ => None,
+    };
+    let public_url = config.public_url().to_string();
+    let backend = app.store.backend();
+    let result = serve(
+        router,
+        config.server.listen,
+        tls,
+        config.server.shutdown_grace.0,
+        |addr| {
+            let mode = if demo { "demo" } else { "serve" };
+            println!(
+                "Sésame ({mode}) is serving {public_url} — listening on {addr}, database: {backend}, \
+                 ready in {} ms",
+                started.elapsed().as_millis()
+            );
+            tracing::info!(%addr, %public_url, backend, demo, "listening");
+        },
+        shutdown_signal(),
+    )
+    .await;
+    jobs.abort();
+    result?;
+    println!("Sésame stopped.");
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! Sésame: the single-sign-on identity provider of a university (CAS 1/2/3 and OpenID Connect).
+//!
+//! Layers (DESIGN.md §2; dependencies point inward):
+//! - foundation: [`config`], [`clock`], [`entropy`], [`storage`] (the vocabulary of storage ports);
+//! - domain: [`keys`], [`audit`], [`one_time`] — each declares the storage port it needs;
+//! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`];
+//! - [`app`]: the composition root.
+
+pub mod app;
+pub mod audit;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod entropy;
+pub mod jobs;
+pub mod keys;
+pub mod one_time;
+pub mod storage;
+pub mod store;
+pub mod web;

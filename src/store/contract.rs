@@ -1,0 +1,478 @@
+//! The store contract: one behaviour suite, run against SQLite always and against PostgreSQL
+//! whenever `SESAME_TEST_POSTGRES_URL` is set at build time (`.ci/run` always sets it). Each test
+//! gets a fresh database (a temporary SQLite file, or a new PostgreSQL schema).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{ConnectOptions, Store};
+use crate::audit::{Actor, AuditAction, AuditQuery, NewAuditEvent};
+use crate::keys::{KeyState, SigningAlgorithm, StoredSigningKey};
+use crate::storage::StorageError;
+
+fn options(url: String) -> ConnectOptions {
+    ConnectOptions {
+        url,
+        max_connections: 8,
+        acquire_timeout: Duration::from_secs(30),
+        busy_timeout: Duration::from_secs(30),
+    }
+}
+
+/// A store on a fresh database, and what must live as long as it.
+struct Fixture {
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    schema: Option<String>,
+}
+
+async fn sqlite_fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("contract.db").display());
+    let store = super::sqlite::SqliteStore::connect(&options(url))
+        .await
+        .unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _dir: Some(dir),
+        schema: None,
+    }
+}
+
+#[cfg(sesame_postgres_tests)]
+async fn postgres_fixture() -> Fixture {
+    use crate::entropy::{EntropyExt as _, OsEntropy};
+    let url = std::env::var("SESAME_TEST_POSTGRES_URL")
+        .expect("SESAME_TEST_POSTGRES_URL was set at build time and must be set to run");
+    let schema = format!("contract_{}", OsEntropy.hex(8));
+    let store = super::postgres::PostgresStore::connect_in_schema(&options(url), &schema)
+        .await
+        .unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _dir: None,
+        schema: Some(schema),
+    }
+}
+
+impl Fixture {
+    async fn finish(self) {
+        #[cfg(sesame_postgres_tests)]
+        if let Some(schema) = &self.schema {
+            use sqlx::Connection as _;
+            let url = std::env::var("SESAME_TEST_POSTGRES_URL").unwrap();
+            let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+            sqlx::query(sqlx::AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+        let _ = &self.schema;
+    }
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::sqlite_fixture().await;
+                    super::$case(fixture.store.clone()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+
+        #[cfg(sesame_postgres_tests)]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    let fixture = super::postgres_fixture().await;
+                    super::$case(fixture.store.clone()).await;
+                    fixture.finish().await;
+                }
+            )*
+        }
+    };
+}
+
+contract! {
+    database_answers_the_health_probe,
+    master_key_fingerprint_is_recorded_once,
+    signing_keys_round_trip_with_one_current_and_one_next_per_algorithm,
+    promotion_retires_the_current_key_in_one_step,
+    concurrent_promotions_of_one_key_succeed_once,
+    retired_keys_are_deleted_after_the_cutoff_only,
+    audit_events_round_trip_most_recent_first_and_filter,
+    one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers,
+    one_time_values_are_bound_to_purpose_and_expiry,
+    expired_one_time_values_are_purged,
+    duplicate_one_time_values_conflict,
+}
+
+fn key(
+    kid: &str,
+    algorithm: SigningAlgorithm,
+    state: KeyState,
+    created_at: i64,
+) -> StoredSigningKey {
+    StoredSigningKey {
+        kid: kid.to_string(),
+        algorithm,
+        state,
+        private_key_sealed: vec![1, 2, 3, kid.len() as u8],
+        public_key_der: vec![9, 8, 7],
+        created_at,
+        activated_at: (state == KeyState::Current).then_some(created_at),
+        retired_at: None,
+    }
+}
+
+async fn database_answers_the_health_probe(store: Arc<dyn Store>) {
+    store.ping().await.unwrap();
+    assert!(matches!(store.backend(), "sqlite" | "postgres"));
+}
+
+async fn master_key_fingerprint_is_recorded_once(store: Arc<dyn Store>) {
+    assert_eq!(store.find_master_key_fingerprint().await.unwrap(), None);
+    store
+        .insert_master_key_fingerprint(b"first", 100)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.insert_master_key_fingerprint(b"second", 101).await,
+        Err(StorageError::Conflict)
+    ));
+    assert_eq!(
+        store.find_master_key_fingerprint().await.unwrap(),
+        Some(b"first".to_vec())
+    );
+}
+
+async fn signing_keys_round_trip_with_one_current_and_one_next_per_algorithm(
+    store: Arc<dyn Store>,
+) {
+    let rs = key("rs-1", SigningAlgorithm::Rs256, KeyState::Current, 10);
+    store.insert_signing_key(&rs).await.unwrap();
+    store
+        .insert_signing_key(&key("es-1", SigningAlgorithm::Es256, KeyState::Current, 11))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .insert_signing_key(&key("rs-2", SigningAlgorithm::Rs256, KeyState::Current, 12))
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    store
+        .insert_signing_key(&key("rs-3", SigningAlgorithm::Rs256, KeyState::Next, 13))
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .insert_signing_key(&key("rs-4", SigningAlgorithm::Rs256, KeyState::Next, 14))
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    let listed = store.list_signing_keys().await.unwrap();
+    let kids: Vec<&str> = listed.iter().map(|k| k.kid.as_str()).collect();
+    assert_eq!(kids, ["rs-1", "es-1", "rs-3"]);
+    assert_eq!(listed[0], rs, "every column round-trips");
+}
+
+async fn promotion_retires_the_current_key_in_one_step(store: Arc<dyn Store>) {
+    store
+        .insert_signing_key(&key("old", SigningAlgorithm::EdDsa, KeyState::Current, 10))
+        .await
+        .unwrap();
+    store
+        .insert_signing_key(&key(
+            "other",
+            SigningAlgorithm::Rs256,
+            KeyState::Current,
+            10,
+        ))
+        .await
+        .unwrap();
+    store
+        .insert_signing_key(&key("new", SigningAlgorithm::EdDsa, KeyState::Next, 20))
+        .await
+        .unwrap();
+    assert!(store.promote_signing_key("new", 30).await.unwrap());
+    let listed = store.list_signing_keys().await.unwrap();
+    let by_kid = |kid: &str| listed.iter().find(|k| k.kid == kid).unwrap().clone();
+    assert_eq!(by_kid("old").state, KeyState::Retired);
+    assert_eq!(by_kid("old").retired_at, Some(30));
+    assert_eq!(by_kid("new").state, KeyState::Current);
+    assert_eq!(by_kid("new").activated_at, Some(30));
+    assert_eq!(
+        by_kid("other").state,
+        KeyState::Current,
+        "other algorithms untouched"
+    );
+    assert!(
+        !store.promote_signing_key("new", 31).await.unwrap(),
+        "already current"
+    );
+    assert!(!store.promote_signing_key("missing", 31).await.unwrap());
+}
+
+async fn concurrent_promotions_of_one_key_succeed_once(store: Arc<dyn Store>) {
+    store
+        .insert_signing_key(&key("cur", SigningAlgorithm::Es256, KeyState::Current, 10))
+        .await
+        .unwrap();
+    store
+        .insert_signing_key(&key("nxt", SigningAlgorithm::Es256, KeyState::Next, 20))
+        .await
+        .unwrap();
+    let attempts: Vec<_> = (0..10)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.promote_signing_key("nxt", 30).await.unwrap() })
+        })
+        .collect();
+    let mut won = 0;
+    for attempt in attempts {
+        won += usize::from(attempt.await.unwrap());
+    }
+    assert_eq!(won, 1);
+    let listed = store.list_signing_keys().await.unwrap();
+    let current: Vec<&str> = listed
+        .iter()
+        .filter(|k| k.state == KeyState::Current)
+        .map(|k| k.kid.as_str())
+        .collect();
+    assert_eq!(current, ["nxt"]);
+}
+
+async fn retired_keys_are_deleted_after_the_cutoff_only(store: Arc<dyn Store>) {
+    store
+        .insert_signing_key(&key("a", SigningAlgorithm::Rs256, KeyState::Current, 10))
+        .await
+        .unwrap();
+    store
+        .insert_signing_key(&key("b", SigningAlgorithm::Rs256, KeyState::Next, 11))
+        .await
+        .unwrap();
+    assert!(store.promote_signing_key("b", 100).await.unwrap());
+    assert!(
+        store
+            .delete_signing_keys_retired_before(100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store.delete_signing_keys_retired_before(101).await.unwrap(),
+        ["a"]
+    );
+    let kids: Vec<String> = store
+        .list_signing_keys()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["b"], "current keys are never deleted");
+}
+
+async fn audit_events_round_trip_most_recent_first_and_filter(store: Arc<dyn Store>) {
+    let event = |at, action, subject: &str| NewAuditEvent {
+        at,
+        actor: Actor::Operator("helpdesk".into()),
+        action,
+        subject: Some(subject.into()),
+        source: Some("cli".into()),
+        details: serde_json::json!({"reason": "rentrée", "n": at}),
+    };
+    let first = store
+        .insert_audit_event(&event(1, AuditAction::SigningKeyGenerated, "k1"))
+        .await
+        .unwrap();
+    let second = store
+        .insert_audit_event(&event(2, AuditAction::SigningKeyPromoted, "k1"))
+        .await
+        .unwrap();
+    store
+        .insert_audit_event(&NewAuditEvent {
+            subject: None,
+            source: None,
+            actor: Actor::System,
+            ..event(3, AuditAction::MasterKeyCreated, "")
+        })
+        .await
+        .unwrap();
+    assert!(second > first);
+
+    let all = store
+        .list_audit_events(&AuditQuery {
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+    assert_eq!(all[0].event.action, AuditAction::MasterKeyCreated);
+    assert_eq!(all[0].event.actor, Actor::System);
+    assert_eq!(all[0].event.subject, None);
+    assert_eq!(all[2].id, first);
+    assert_eq!(
+        all[2].event,
+        event(1, AuditAction::SigningKeyGenerated, "k1")
+    );
+
+    let for_k1 = store
+        .list_audit_events(&AuditQuery {
+            subject: Some("k1".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        for_k1.iter().map(|e| e.id).collect::<Vec<_>>(),
+        [second, first]
+    );
+
+    let promoted = store
+        .list_audit_events(&AuditQuery {
+            action: Some(AuditAction::SigningKeyPromoted),
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(promoted.len(), 1);
+    assert_eq!(promoted[0].id, second);
+
+    let limited = store
+        .list_audit_events(&AuditQuery {
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+}
+
+async fn one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers(
+    store: Arc<dyn Store>,
+) {
+    let digest = [7u8; 32];
+    store
+        .insert_one_time_value("contract", &digest, "the payload", 1_000)
+        .await
+        .unwrap();
+    let barrier = Arc::new(tokio::sync::Barrier::new(50));
+    let consumers: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            let barrier = barrier.clone();
+            tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .redeem_one_time_value("contract", &digest, 500)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for consumer in consumers {
+        if let Some(payload) = consumer.await.unwrap() {
+            winners.push(payload);
+        }
+    }
+    assert_eq!(winners, ["the payload"]);
+    assert_eq!(
+        store
+            .redeem_one_time_value("contract", &digest, 500)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+async fn one_time_values_are_bound_to_purpose_and_expiry(store: Arc<dyn Store>) {
+    store
+        .insert_one_time_value("reset", &[1; 32], "account-1", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_one_time_value("activation", &[1; 32], 50)
+            .await
+            .unwrap(),
+        None,
+        "another purpose"
+    );
+    assert_eq!(
+        store
+            .redeem_one_time_value("reset", &[2; 32], 50)
+            .await
+            .unwrap(),
+        None,
+        "another value"
+    );
+    assert_eq!(
+        store
+            .redeem_one_time_value("reset", &[1; 32], 100)
+            .await
+            .unwrap(),
+        None,
+        "expired at its expiry instant"
+    );
+    store
+        .insert_one_time_value("reset", &[3; 32], "account-2", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_one_time_value("reset", &[3; 32], 99)
+            .await
+            .unwrap(),
+        Some("account-2".to_string())
+    );
+}
+
+async fn expired_one_time_values_are_purged(store: Arc<dyn Store>) {
+    for (i, expires_at) in [10, 20, 30].into_iter().enumerate() {
+        store
+            .insert_one_time_value("p", &[i as u8; 32], "x", expires_at)
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.purge_expired_one_time_values(20).await.unwrap(), 2);
+    assert_eq!(store.purge_expired_one_time_values(20).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .redeem_one_time_value("p", &[2; 32], 20)
+            .await
+            .unwrap(),
+        Some("x".to_string())
+    );
+}
+
+async fn duplicate_one_time_values_conflict(store: Arc<dyn Store>) {
+    store
+        .insert_one_time_value("p", &[5; 32], "first", 100)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .insert_one_time_value("p", &[5; 32], "second", 100)
+            .await,
+        Err(StorageError::Conflict)
+    ));
+    store
+        .insert_one_time_value("q", &[5; 32], "other purpose", 100)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.redeem_one_time_value("p", &[5; 32], 1).await.unwrap(),
+        Some("first".to_string())
+    );
+}

@@ -1,0 +1,107 @@
+//! The PostgreSQL backend: several `sesame serve` nodes share one database and nothing else
+//! (DESIGN.md §8). Connections are re-established by the pool after an outage, so `/readyz`
+//! recovers by itself when the database returns.
+
+mod audit;
+mod keys;
+mod one_time;
+
+use std::str::FromStr as _;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Connection as _, PgPool};
+
+use super::{ConnectOptions, EmbeddedMigration, migration_error, migrator, storage_error};
+use crate::storage::{HealthProbe, StorageError};
+
+pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "foundation",
+    include_str!("../../../migrations/postgres/0001_foundation.sql"),
+)];
+
+/// Every port, on PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and migrates.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, StorageError> {
+        let connect = PgConnectOptions::from_str(&options.url).map_err(storage_error)?;
+        Self::connect_with(options, connect).await
+    }
+
+    /// Connects with every table inside `schema` (created if needed). Lets a test suite, or
+    /// several deployments sharing one database, keep their tables apart.
+    pub async fn connect_in_schema(
+        options: &ConnectOptions,
+        schema: &str,
+    ) -> Result<Self, StorageError> {
+        if !schema
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(StorageError::Other(format!(
+                "schema name `{schema}` must be lower-case letters, digits and underscores"
+            )));
+        }
+        let connect = PgConnectOptions::from_str(&options.url).map_err(storage_error)?;
+        let mut conn = sqlx::PgConnection::connect_with(&connect)
+            .await
+            .map_err(storage_error)?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
+        .execute(&mut conn)
+        .await
+        .map_err(storage_error)?;
+        conn.close().await.map_err(storage_error)?;
+        Self::connect_with(options, connect.options([("search_path", schema)])).await
+    }
+
+    async fn connect_with(
+        options: &ConnectOptions,
+        connect: PgConnectOptions,
+    ) -> Result<Self, StorageError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(storage_error)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (idempotent; sqlx takes an advisory lock so that nodes
+    /// starting together do not race).
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        migrator(MIGRATIONS)
+            .run(&self.pool)
+            .await
+            .map_err(migration_error)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl HealthProbe for PostgresStore {
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

@@ -1,0 +1,62 @@
+//! The audit trail, on SQLite.
+
+use async_trait::async_trait;
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteRow;
+
+use super::SqliteStore;
+use crate::audit::{AuditEvent, AuditQuery, AuditStore, NewAuditEvent};
+use crate::storage::StorageError;
+use crate::store::{parse_column, storage_error};
+
+fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
+    let details: String = row.try_get("details").map_err(storage_error)?;
+    Ok(AuditEvent {
+        id: row.try_get("id").map_err(storage_error)?,
+        event: NewAuditEvent {
+            at: row.try_get("at").map_err(storage_error)?,
+            actor: parse_column(&row.try_get::<String, _>("actor").map_err(storage_error)?)?,
+            action: parse_column(&row.try_get::<String, _>("action").map_err(storage_error)?)?,
+            subject: row.try_get("subject").map_err(storage_error)?,
+            source: row.try_get("source").map_err(storage_error)?,
+            details: serde_json::from_str(&details)
+                .map_err(|e| StorageError::Corrupt(format!("audit details: {e}")))?,
+        },
+    })
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn insert_audit_event(&self, event: &NewAuditEvent) -> Result<i64, StorageError> {
+        sqlx::query_scalar(
+            "INSERT INTO audit_events (at, actor, action, subject, source, details) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(event.at)
+        .bind(event.actor.to_string())
+        .bind(event.action.as_str())
+        .bind(&event.subject)
+        .bind(&event.source)
+        .bind(event.details.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(storage_error)
+    }
+
+    async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
+        sqlx::query(
+            "SELECT id, at, actor, action, subject, source, details FROM audit_events \
+             WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR action = ?2) \
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(&query.subject)
+        .bind(query.action.map(|a| a.as_str()))
+        .bind(i64::from(query.limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .iter()
+        .map(audit_event)
+        .collect()
+    }
+}

@@ -1,0 +1,91 @@
+//! The SQLite backend: the embedded default (one node). WAL journal, `synchronous=FULL`, foreign
+//! keys on, a busy timeout so concurrent writers wait instead of failing (DESIGN.md §8).
+
+mod audit;
+mod keys;
+mod one_time;
+
+use std::str::FromStr as _;
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::{ConnectOptions, EmbeddedMigration, migration_error, migrator, storage_error};
+use crate::storage::{HealthProbe, StorageError};
+
+pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[(
+    1,
+    "foundation",
+    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+)];
+
+/// Every port, on SQLite.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating the file and its directory if needed) and migrates the database.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, StorageError> {
+        let path = options
+            .url
+            .strip_prefix("sqlite://")
+            .unwrap_or(&options.url)
+            .split('?')
+            .next()
+            .unwrap_or_default();
+        if let Some(dir) = std::path::Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                StorageError::Unavailable(format!("cannot create {}: {e}", dir.display()))
+            })?;
+        }
+        let connect = SqliteConnectOptions::from_str(&options.url)
+            .map_err(storage_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(options.busy_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect)
+            .await
+            .map_err(storage_error)?;
+        let store = Self { pool };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies pending migrations (idempotent).
+    pub async fn migrate(&self) -> Result<(), StorageError> {
+        migrator(MIGRATIONS)
+            .run(&self.pool)
+            .await
+            .map_err(migration_error)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[async_trait]
+impl HealthProbe for SqliteStore {
+    async fn ping(&self) -> Result<(), StorageError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,206 @@
+//! The only place where errors become HTTP responses (DESIGN.md §12).
+//!
+//! Handlers return [`WebError`]; it becomes a status code plus an [`ErrorKind`] marker, and the
+//! [`friendly_errors`] middleware — which knows the request's language and id — renders the page.
+//! Responses produced by tower layers (timeout, body limit, method not allowed) and panics get the
+//! same pages. Protocol errors (CAS XML, OAuth JSON) will be mapped here too, each in its format.
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::header::{CONTENT_TYPE, HOST};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::request_id::RequestId;
+
+use super::WebState;
+use super::i18n::{Locale, Texts};
+use super::views::{ErrorPage, PageContext, render};
+use crate::storage::StorageError;
+
+/// Everything a handler can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum WebError {
+    #[error("no such page")]
+    NotFound,
+    #[error("the request came for host {got:?}, not the public URL")]
+    WrongHost { got: String },
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    #[error("storage failure: {0}")]
+    Storage(#[from] StorageError),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+/// Which friendly page a response should carry; set on the response, rendered by
+/// [`friendly_errors`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ErrorKind {
+    NotFound,
+    WrongHost,
+    BadRequest,
+    MethodNotAllowed,
+    Timeout,
+    TooLarge,
+    Unavailable,
+    Internal,
+}
+
+impl ErrorKind {
+    fn for_status(status: StatusCode) -> Option<Self> {
+        Some(match status {
+            StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::MISDIRECTED_REQUEST => Self::WrongHost,
+            StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::BadRequest,
+            StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
+            StatusCode::REQUEST_TIMEOUT => Self::Timeout,
+            StatusCode::PAYLOAD_TOO_LARGE => Self::TooLarge,
+            StatusCode::SERVICE_UNAVAILABLE => Self::Unavailable,
+            s if s.is_server_error() => Self::Internal,
+            _ => return None,
+        })
+    }
+
+    fn texts(&self, t: &'static Texts) -> (&'static str, &'static str) {
+        match self {
+            Self::NotFound => (t.not_found_title, t.not_found_body),
+            Self::WrongHost => (t.wrong_host_title, t.wrong_host_body),
+            Self::BadRequest => (t.bad_request_title, t.bad_request_body),
+            Self::MethodNotAllowed => (t.method_title, t.method_body),
+            Self::Timeout => (t.timeout_title, t.timeout_body),
+            Self::TooLarge => (t.too_large_title, t.too_large_body),
+            Self::Unavailable => (t.unavailable_title, t.unavailable_body),
+            Self::Internal => (t.internal_title, t.internal_body),
+        }
+    }
+}
+
+/// Marks a response whose body is deliberate (a health probe's text, a protocol error): the
+/// friendly-page renderer leaves it alone.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnBody;
+
+fn marked(status: StatusCode, kind: ErrorKind) -> Response {
+    let mut response = status.into_response();
+    response.extensions_mut().insert(kind);
+    response
+}
+
+impl IntoResponse for WebError {
+    fn into_response(self) -> Response {
+        match self {
+            WebError::NotFound => marked(StatusCode::NOT_FOUND, ErrorKind::NotFound),
+            WebError::WrongHost { got } => {
+                tracing::info!(host = %got, "refused a request for an unexpected Host");
+                marked(StatusCode::MISDIRECTED_REQUEST, ErrorKind::WrongHost)
+            }
+            WebError::BadRequest(reason) => {
+                tracing::info!(%reason, "bad request");
+                marked(StatusCode::BAD_REQUEST, ErrorKind::BadRequest)
+            }
+            WebError::Storage(StorageError::Unavailable(reason)) => {
+                tracing::warn!(%reason, "database unavailable");
+                marked(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unavailable)
+            }
+            WebError::Storage(error) => {
+                tracing::error!(%error, "storage failure");
+                marked(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Internal)
+            }
+            WebError::Internal(reason) => {
+                tracing::error!(%reason, "internal error");
+                marked(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Internal)
+            }
+        }
+    }
+}
+
+/// The fallback of the router: every unknown path.
+pub async fn not_found() -> WebError {
+    WebError::NotFound
+}
+
+/// What a panicking handler answers (tower-http's catch-panic layer). The panic message is logged
+/// here, never shown.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response<Body> {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".into());
+    tracing::error!(panic = %message, "a handler panicked");
+    marked(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Internal)
+}
+
+/// Renders the friendly page of an error response in the request's language, with the request
+/// id as a reference for the helpdesk. Responses that already have a body of their own (a
+/// protocol error in XML or JSON, say) are left alone unless a handler marked them.
+pub async fn friendly_errors(
+    axum::extract::State(state): axum::extract::State<WebState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let locale = Locale::negotiate(
+        request.uri().query(),
+        request
+            .headers()
+            .get(axum::http::header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok()),
+    );
+    let path = request.uri().path().to_string();
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .and_then(|id| id.header_value().to_str().ok())
+        .map(str::to_string);
+    let had_host = request.headers().contains_key(HOST);
+    let response = next.run(request).await;
+
+    let status = response.status();
+    if response.extensions().get::<OwnBody>().is_some() {
+        return response;
+    }
+    let kind = match response.extensions().get::<ErrorKind>() {
+        Some(kind) => kind.clone(),
+        None if !response.headers().contains_key(CONTENT_TYPE) || is_plain_text(&response) => {
+            match ErrorKind::for_status(status) {
+                Some(kind) => kind,
+                None => return response,
+            }
+        }
+        None => return response,
+    };
+    let (title, body) = kind.texts(locale.texts());
+    let page = ErrorPage {
+        page: PageContext::new(locale, state.demo, if had_host { &path } else { "/" }),
+        title,
+        body,
+        link: (kind == ErrorKind::WrongHost).then(|| state.public_url.clone()),
+        request_id: matches!(kind, ErrorKind::Internal | ErrorKind::Unavailable)
+            .then_some(request_id)
+            .flatten(),
+    };
+    let html = match render(&page) {
+        Ok(html) => html,
+        Err(error) => {
+            tracing::error!(%error, "the error page failed to render");
+            format!("<!DOCTYPE html><title>{status}</title><h1>{status}</h1>")
+        }
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(html))
+}
+
+fn is_plain_text(response: &Response) -> bool {
+    response
+        .headers()
+        .get(CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"))
+        && (response.status().is_client_error() || response.status().is_server_error())
+}

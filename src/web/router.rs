@@ -1,0 +1,76 @@
+//! Every route of Sésame, in one table, and the middleware stack around them.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::middleware::from_fn_with_state;
+use axum::routing::get;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use super::handlers::{assets, health, home};
+use super::middleware::{RandomRequestId, record_metrics, require_public_host, security_headers};
+use super::{WebState, errors};
+
+/// Largest request body accepted (DESIGN.md §9): forms and token requests are far smaller.
+/// Enforced by every body extractor (`Form`, `Json`, `Bytes`) through `DefaultBodyLimit`; a
+/// larger body is answered 413 before it is read further.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Builds the application.
+pub fn router(state: WebState) -> Router {
+    let timeout: Duration = state.request_timeout;
+    let routes = Router::new()
+        // Pages
+        .route("/", get(home::show))
+        .route("/static/sesame.css", get(assets::stylesheet))
+        // Operations
+        .route("/healthz", get(health::live))
+        .route("/readyz", get(health::ready))
+        .route("/metrics", get(health::metrics))
+        .fallback(errors::not_found);
+
+    // Outermost first: the id exists before anything logs; security headers and metrics see
+    // every response, including error pages, panics, timeouts and refused hosts.
+    let stack = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(RandomRequestId(
+            state.entropy.clone(),
+        )))
+        .layer(
+            TraceLayer::new_for_http()
+                // Security: only the path is logged; query strings carry tickets and codes.
+                .make_span_with(|request: &axum::http::Request<_>| {
+                    let id = request
+                        .extensions()
+                        .get::<RequestId>()
+                        .and_then(|id| id.header_value().to_str().ok())
+                        .unwrap_or("-");
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = %id,
+                    )
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(from_fn_with_state(state.clone(), security_headers))
+        .layer(from_fn_with_state(state.clone(), record_metrics))
+        .layer(from_fn_with_state(state.clone(), errors::friendly_errors))
+        .layer(CatchPanicLayer::custom(errors::panic_response))
+        .layer(from_fn_with_state(state.clone(), require_public_host))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT));
+
+    routes.layer(stack).with_state(state)
+}

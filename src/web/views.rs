@@ -1,0 +1,49 @@
+//! Page views: askama templates (autoescaped; no `|safe` on request data) and the context every
+//! page shares.
+
+use askama::Template;
+
+use super::i18n::{Locale, Texts};
+
+/// What every page needs: its language's texts, the demo flag and the language-switch link.
+#[derive(Debug)]
+pub struct PageContext {
+    pub t: &'static Texts,
+    pub lang: &'static str,
+    pub demo: bool,
+    pub switch_href: String,
+}
+
+impl PageContext {
+    /// `path` is the current path; the switch link keeps it and flips `lang`.
+    pub fn new(locale: Locale, demo: bool, path: &str) -> Self {
+        let t = locale.texts();
+        Self {
+            t,
+            lang: locale.tag(),
+            demo,
+            switch_href: format!("{path}?lang={}", t.other_language_tag),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "home.html")]
+pub struct HomePage {
+    pub page: PageContext,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+pub struct ErrorPage {
+    pub page: PageContext,
+    pub title: &'static str,
+    pub body: &'static str,
+    pub link: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// Renders a template; a rendering failure is a bug, reported as such by the caller.
+pub fn render(template: &impl Template) -> Result<String, askama::Error> {
+    template.render()
+}
