@@ -52,6 +52,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         max_connections: config.database.max_connections,
         acquire_timeout: config.database.acquire_timeout.0,
         busy_timeout: config.database.busy_timeout.0,
+        schema: config.database.schema.clone(),
     };
     let opened: Result<Arc<dyn Store>, StorageError> = match config.backend() {
         Backend::Sqlite => SqliteStore::connect(&options)

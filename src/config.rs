@@ -197,6 +197,9 @@ section! {
         /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`. Defaults to
         /// `sqlite://<data_dir>/sesame.db`.
         url: Option<String> = None,
+        /// PostgreSQL only: keep every table in this schema (created if needed), e.g. when several
+        /// deployments share one database.
+        schema: Option<String> = None,
         /// Connections kept by this node.
         max_connections: u32 = 10,
         /// How long to wait for a connection before reporting the database unavailable.
@@ -460,6 +463,24 @@ impl Config {
             && let Err(message) = backend_of(url)
         {
             problem("database.url", message);
+        }
+        if let Some(schema) = &self.database.schema {
+            if self.database.url.as_deref().map(backend_of) != Some(Ok(Backend::Postgres)) {
+                problem(
+                    "database.schema",
+                    "only PostgreSQL databases have schemas; remove it for SQLite".into(),
+                );
+            }
+            if schema.is_empty()
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                problem(
+                    "database.schema",
+                    format!("`{schema}` must be lower-case letters, digits and underscores"),
+                );
+            }
         }
         if self.database.max_connections == 0 {
             problem("database.max_connections", "must be at least 1".into());

@@ -69,7 +69,7 @@ impl FromStr for SigningAlgorithm {
 }
 
 /// Where a key is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum KeyState {
     /// Published in the JWKS, not yet signing.
     Next,

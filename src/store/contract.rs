@@ -16,6 +16,7 @@ fn options(url: String) -> ConnectOptions {
         max_connections: 8,
         acquire_timeout: Duration::from_secs(30),
         busy_timeout: Duration::from_secs(30),
+        schema: None,
     }
 }
 

@@ -36,6 +36,8 @@ pub struct ConnectOptions {
     pub acquire_timeout: Duration,
     /// SQLite only.
     pub busy_timeout: Duration,
+    /// PostgreSQL only: the schema holding every table.
+    pub schema: Option<String>,
 }
 
 /// A migration embedded in the binary: (version, name, SQL).

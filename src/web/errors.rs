@@ -25,6 +25,8 @@ pub enum WebError {
     NotFound,
     #[error("the request came for host {got:?}, not the public URL")]
     WrongHost { got: String },
+    #[error("the request body is larger than allowed")]
+    TooLarge,
     #[error("invalid request: {0}")]
     BadRequest(String),
     #[error("storage failure: {0}")]
@@ -95,6 +97,7 @@ impl IntoResponse for WebError {
                 tracing::info!(host = %got, "refused a request for an unexpected Host");
                 marked(StatusCode::MISDIRECTED_REQUEST, ErrorKind::WrongHost)
             }
+            WebError::TooLarge => marked(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
             WebError::BadRequest(reason) => {
                 tracing::info!(%reason, "bad request");
                 marked(StatusCode::BAD_REQUEST, ErrorKind::BadRequest)

@@ -30,6 +30,25 @@ impl MakeRequestId for RandomRequestId {
 #[derive(Debug, Clone)]
 pub struct CspNonce(pub String);
 
+/// Largest request body accepted (DESIGN.md §9): forms and token requests are far smaller.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// Enforces [`BODY_LIMIT`] on every route: a declared `Content-Length` above it is answered 413 at
+/// once; a streamed body is cut off at the limit (the extractor reading it then answers 413).
+pub async fn limit_body(request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > BODY_LIMIT as u64) {
+        return WebError::TooLarge.into_response();
+    }
+    let request =
+        request.map(|body| axum::body::Body::new(http_body_util::Limited::new(body, BODY_LIMIT)));
+    next.run(request).await
+}
+
 /// Paths that answer whatever the `Host` (load balancers and scrapers probe by address).
 const HOST_AGNOSTIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 

@@ -15,13 +15,12 @@ use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
 use super::handlers::{assets, health, home};
-use super::middleware::{RandomRequestId, record_metrics, require_public_host, security_headers};
+use super::middleware::{
+    RandomRequestId, limit_body, record_metrics, require_public_host, security_headers,
+};
 use super::{WebState, errors};
 
-/// Largest request body accepted (DESIGN.md §9): forms and token requests are far smaller.
-/// Enforced by every body extractor (`Form`, `Json`, `Bytes`) through `DefaultBodyLimit`; a
-/// larger body is answered 413 before it is read further.
-pub const BODY_LIMIT: usize = 64 * 1024;
+pub use super::middleware::BODY_LIMIT;
 
 /// Builds the application.
 pub fn router(state: WebState) -> Router {
@@ -70,6 +69,7 @@ pub fn router(state: WebState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(limit_body))
         .layer(DefaultBodyLimit::max(BODY_LIMIT));
 
     routes.layer(stack).with_state(state)

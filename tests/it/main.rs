@@ -1,1 +1,10 @@
+//! The integration suite: one binary, scenarios named as behaviours.
 
+mod support;
+
+mod cli;
+mod config;
+mod keys;
+mod readiness;
+mod tls;
+mod web;

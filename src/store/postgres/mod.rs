@@ -28,8 +28,11 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects and migrates.
+    /// Connects and migrates (inside `options.schema` when set).
     pub async fn connect(options: &ConnectOptions) -> Result<Self, StorageError> {
+        if let Some(schema) = &options.schema {
+            return Self::connect_in_schema(options, schema).await;
+        }
         let connect = PgConnectOptions::from_str(&options.url).map_err(storage_error)?;
         Self::connect_with(options, connect).await
     }

@@ -1,0 +1,296 @@
+//! The real `sesame` binary: serving, the demo, admin commands on the same database, and
+//! configuration errors.
+
+use std::collections::BTreeMap;
+
+use crate::support::binary::{Server, run, stderr, stdout};
+use crate::support::{Backend, test_env};
+
+fn env_without_data_dir(dir: &std::path::Path) -> BTreeMap<String, String> {
+    let mut env = test_env(dir, Backend::Sqlite);
+    env.remove("SESAME_DATA_DIR");
+    env
+}
+
+#[tokio::test]
+async fn the_demo_serves_pages_and_probes_then_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(dir.path(), Backend::Sqlite);
+    let server = Server::start(dir.path(), &env, "demo", &[]).unwrap();
+    assert!(
+        server
+            .banner
+            .contains("Sésame (demo) is serving http://127.0.0.1:"),
+        "{}",
+        server.banner
+    );
+    assert!(server.banner.contains("database: sqlite"));
+
+    let home = server.get("/").await;
+    assert_eq!(home.status, 200);
+    assert!(home.body.contains("Démonstration"));
+    assert!(home.header("content-security-policy").is_some());
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(server.get("/readyz").await.status, 200);
+    let missing = server.get("/missing").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(
+        missing.header("x-content-type-options").as_deref(),
+        Some("nosniff")
+    );
+    assert!(
+        missing
+            .header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
+
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0), "a clean exit on SIGTERM");
+}
+
+#[tokio::test]
+async fn admin_commands_act_on_the_servers_database_through_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = env_without_data_dir(dir.path());
+    let data = dir.path().join("elsewhere");
+    let data = data.to_str().unwrap();
+
+    let before = run(
+        dir.path(),
+        &env,
+        &["--data-dir", data, "keys", "list", "--json"],
+    );
+    assert!(before.status.success(), "{}", stderr(&before));
+    assert_eq!(stdout(&before).trim(), "[]");
+
+    let server = Server::start(dir.path(), &env, "serve", &["--data-dir", data]).unwrap();
+    let (code, _) = server.terminate();
+    assert_eq!(code, Some(0));
+    assert!(dir.path().join("elsewhere/sesame.db").exists());
+
+    let listed = run(
+        dir.path(),
+        &env,
+        &["--data-dir", data, "keys", "list", "--json"],
+    );
+    let keys: serde_json::Value = serde_json::from_str(&stdout(&listed)).unwrap();
+    let keys = keys.as_array().unwrap();
+    assert_eq!(keys.len(), 3);
+    assert!(keys.iter().all(|k| k["state"] == "current"));
+
+    let rotated = run(
+        dir.path(),
+        &env,
+        &[
+            "--data-dir",
+            data,
+            "keys",
+            "rotate",
+            "--algorithm",
+            "ES256",
+            "--json",
+        ],
+    );
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let created: serde_json::Value = serde_json::from_str(&stdout(&rotated)).unwrap();
+    assert_eq!(created[0]["algorithm"], "ES256");
+    assert_eq!(created[0]["state"], "next");
+    assert!(created[0]["signs_from"].is_string());
+
+    let table = run(dir.path(), &env, &["--data-dir", data, "keys", "list"]);
+    let text = stdout(&table);
+    assert!(text.starts_with("KID"), "{text}");
+    assert_eq!(text.lines().count(), 5, "header and four keys: {text}");
+    assert_eq!(text.matches(" next ").count(), 1);
+
+    // The server restarts on the same keys.
+    let server = Server::start(dir.path(), &env, "serve", &["--data-dir", data]).unwrap();
+    assert_eq!(server.get("/readyz").await.status, 200);
+    server.terminate();
+    let after = run(
+        dir.path(),
+        &env,
+        &["--data-dir", data, "keys", "list", "--json"],
+    );
+    let after: serde_json::Value = serde_json::from_str(&stdout(&after)).unwrap();
+    assert_eq!(after.as_array().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_bad_rotation_request_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(dir.path(), Backend::Sqlite);
+    let first = run(
+        dir.path(),
+        &env,
+        &["keys", "rotate", "--algorithm", "HS256"],
+    );
+    assert_eq!(first.status.code(), Some(1));
+    assert!(stderr(&first).contains("unknown signing algorithm `HS256`"));
+    let listed = run(dir.path(), &env, &["keys", "list", "--json"]);
+    assert_eq!(stdout(&listed).trim(), "[]");
+}
+
+#[test]
+fn check_config_reports_every_problem_at_once_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[server]\nlistn = \"127.0.0.1:1\"\nrequest_timeout = \"soon\"\npublic_url = \"not a url\"\n\
+         [database]\nurl = \"mysql://db/sesame\"\n",
+    )
+    .unwrap();
+    let env = test_env(dir.path(), Backend::Sqlite);
+    let file = file.to_str().unwrap();
+
+    let output = run(dir.path(), &env, &["--config", file, "check-config"]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains("4 problem(s)"), "{text}");
+    for key in [
+        "server.listn",
+        "server.request_timeout",
+        "server.public_url",
+        "database.url",
+    ] {
+        assert!(text.contains(key), "{key} missing: {text}");
+    }
+
+    let json = run(
+        dir.path(),
+        &env,
+        &["--config", file, "check-config", "--json"],
+    );
+    assert_eq!(json.status.code(), Some(2));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["valid"], false);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 4);
+
+    // Serving with it fails the same way, before touching anything.
+    let serve = run(dir.path(), &env, &["--config", file, "serve"]);
+    assert_eq!(serve.status.code(), Some(2));
+    assert!(stderr(&serve).contains("server.listn"));
+    assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+#[test]
+fn check_config_prints_the_effective_configuration_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = test_env(dir.path(), Backend::Sqlite);
+    env.insert(
+        "SESAME_DATABASE__URL".into(),
+        "postgres://sesame:s3cr3t-password@db.uca.fr/sesame".into(),
+    );
+    let output = run(dir.path(), &env, &["check-config"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(!text.contains("s3cr3t-password"), "{text}");
+    assert!(
+        text.contains("postgres://sesame:********@db.uca.fr/sesame"),
+        "{text}"
+    );
+    assert!(text.contains("listen = \"127.0.0.1:8080\""));
+
+    let json = run(dir.path(), &env, &["check-config", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["valid"], true);
+    assert_eq!(
+        report["config"]["server"]["public_url"],
+        "http://127.0.0.1:8080/"
+    );
+    assert!(!stdout(&json).contains("s3cr3t-password"));
+}
+
+#[tokio::test]
+async fn without_its_master_key_the_server_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(dir.path(), Backend::Sqlite);
+    let server = Server::start(dir.path(), &env, "serve", &[]).unwrap();
+    server.terminate();
+    let key = dir.path().join("keys/master.key");
+    std::fs::remove_file(&key).unwrap();
+
+    let output = run(dir.path(), &env, &["serve", "--listen", "127.0.0.1:0"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stderr(&output);
+    assert!(text.contains("master key file"), "{text}");
+    assert!(text.contains("is missing"), "{text}");
+    assert!(!key.exists(), "no key was silently regenerated");
+}
+
+#[test]
+fn migrate_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(dir.path(), Backend::Sqlite);
+    for _ in 0..2 {
+        let output = run(dir.path(), &env, &["migrate"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        assert_eq!(stdout(&output).trim(), "The sqlite database is up to date.");
+    }
+    let json = run(dir.path(), &env, &["migrate", "--json"]);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(report["migrated"], true);
+}
+
+#[test]
+fn every_command_has_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = test_env(dir.path(), Backend::Sqlite);
+    for command in [
+        vec![],
+        vec!["serve"],
+        vec!["demo"],
+        vec!["migrate"],
+        vec!["check-config"],
+        vec!["keys"],
+        vec!["keys", "list"],
+        vec!["keys", "rotate"],
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let output = run(dir.path(), &env, &args);
+        assert!(output.status.success(), "{command:?}");
+        let text = stdout(&output);
+        assert!(text.contains("Usage: sesame"), "{command:?}: {text}");
+        assert!(
+            text.contains("--config"),
+            "global options shown for {command:?}"
+        );
+    }
+    let json_flag = run(dir.path(), &env, &["keys", "list", "--help"]);
+    assert!(stdout(&json_flag).contains("--json"));
+}
+
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = test_env(dir.path(), Backend::Sqlite);
+    env.insert("SESAME_LOG__LEVEL".into(), "info".into());
+    let server = Server::start(dir.path(), &env, "serve", &["--log-format", "json"]).unwrap();
+    assert_eq!(
+        server.get("/healthz?ticket=ST-secret-value").await.status,
+        200
+    );
+    let (_, logs) = server.terminate();
+    let mut saw_request = false;
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let entry: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(entry["level"].is_string());
+        if entry["span"]["path"] == "/healthz" {
+            saw_request = true;
+            assert!(
+                entry["span"]["request_id"]
+                    .as_str()
+                    .is_some_and(|id| id.len() == 32)
+            );
+        }
+    }
+    assert!(saw_request, "{logs}");
+    assert!(
+        !logs.contains("ST-secret-value"),
+        "query strings are never logged"
+    );
+}

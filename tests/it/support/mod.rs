@@ -1,0 +1,203 @@
+//! Test support: `TestApp` (the real router in-process, on a temporary database, with a manual
+//! clock and seeded entropy), a driver for the real `sesame` binary, and a TCP relay that can cut
+//! a database off.
+
+pub mod binary;
+#[cfg(sesame_postgres_tests)]
+pub mod relay;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use sesame::app::App;
+use sesame::clock::ManualClock;
+use sesame::config::{CliOverrides, Config};
+use sesame::entropy::SeededEntropy;
+use tower::ServiceExt as _;
+
+/// The database a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    #[allow(dead_code)]
+    Postgres,
+}
+
+/// Environment for a configuration rooted in `dir`, on `backend`.
+pub fn test_env(dir: &Path, backend: Backend) -> BTreeMap<String, String> {
+    let mut env = BTreeMap::new();
+    env.insert(
+        "SESAME_DATA_DIR".into(),
+        dir.join("data").display().to_string(),
+    );
+    env.insert(
+        "SESAME_KEYS__DIR".into(),
+        dir.join("keys").display().to_string(),
+    );
+    env.insert("SESAME_LOG__LEVEL".into(), "warn".into());
+    if backend == Backend::Postgres {
+        env.insert("SESAME_DATABASE__URL".into(), postgres_url());
+        env.insert("SESAME_DATABASE__SCHEMA".into(), unique_schema());
+        env.insert("SESAME_DATABASE__MAX_CONNECTIONS".into(), "4".into());
+    }
+    env
+}
+
+pub fn postgres_url() -> String {
+    std::env::var("SESAME_TEST_POSTGRES_URL")
+        .expect("SESAME_TEST_POSTGRES_URL was set when the tests were built; set it to run them")
+}
+
+/// A schema name no other test uses.
+pub fn unique_schema() -> String {
+    use sesame::entropy::{EntropyExt as _, OsEntropy};
+    format!("it_{}", OsEntropy.hex(8))
+}
+
+/// The real application in-process.
+pub struct TestApp {
+    pub app: App,
+    pub router: Router,
+    pub clock: Arc<ManualClock>,
+    _dir: tempfile::TempDir,
+    pub env: BTreeMap<String, String>,
+}
+
+impl TestApp {
+    pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, &[]).await
+    }
+
+    /// Starts with extra environment overrides (`SESAME_…` = value).
+    pub async fn start_with(backend: Backend, extra: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut env = test_env(dir.path(), backend);
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        Self::start_in(dir, env, false).await
+    }
+
+    pub async fn start_in(
+        dir: tempfile::TempDir,
+        env: BTreeMap<String, String>,
+        demo: bool,
+    ) -> Self {
+        let config = Config::load(None, &env, &CliOverrides::default()).unwrap();
+        let clock = Arc::new(ManualClock::at_rentree());
+        let app = App::start_with(config, clock.clone(), Arc::new(SeededEntropy::new(42)))
+            .await
+            .unwrap();
+        let router = app.router(demo);
+        Self {
+            app,
+            router,
+            clock,
+            _dir: dir,
+            env,
+        }
+    }
+
+    /// The `Host` the public URL expects.
+    pub fn host(&self) -> String {
+        let url = self.app.config.public_url();
+        match url.port() {
+            Some(port) => format!("{}:{port}", url.host_str().unwrap()),
+            None => url.host_str().unwrap().to_string(),
+        }
+    }
+
+    pub fn master_key_file(&self) -> PathBuf {
+        self.app.config.master_key_file().to_path_buf()
+    }
+
+    /// Sends a request built by `build` (the Host header is filled in unless set), from
+    /// 127.0.0.1 unless `peer` says otherwise.
+    pub async fn send(&self, request: Request<Body>, peer: Option<SocketAddr>) -> TestResponse {
+        let mut request = request;
+        if !request.headers().contains_key("host") {
+            let host = self.host();
+            request.headers_mut().insert("host", host.parse().unwrap());
+        }
+        let peer = peer.unwrap_or_else(|| "127.0.0.1:40000".parse().unwrap());
+        let response = self
+            .router
+            .clone()
+            .layer(MockConnectInfo(peer))
+            .oneshot(request)
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 10 * 1024 * 1024)
+            .await
+            .unwrap();
+        TestResponse {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> TestResponse {
+        self.send(
+            Request::builder().uri(path).body(Body::empty()).unwrap(),
+            None,
+        )
+        .await
+    }
+
+    pub async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> TestResponse {
+        let mut builder = Request::builder().method(Method::GET).uri(path);
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        self.send(builder.body(Body::empty()).unwrap(), None).await
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct TestResponse {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl TestResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Generates one test per backend for each named scenario `async fn NAME(backend: Backend)`:
+/// SQLite always, PostgreSQL when the suite was built with `SESAME_TEST_POSTGRES_URL`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::Backend::Sqlite).await;
+                }
+            )*
+        }
+
+        #[cfg(sesame_postgres_tests)]
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    super::$case($crate::support::Backend::Postgres).await;
+                }
+            )*
+        }
+    };
+}
