@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::accounts::provisioning::Importer;
 use crate::audit::Auditor;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, mask_secret};
@@ -66,6 +67,34 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, StartError> {
         url: mask_secret(config.database_url()),
         source,
     })
+}
+
+/// What the administration commands that need no keys work with (imports, migrations).
+pub struct Admin {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+    pub audit: Arc<Auditor>,
+}
+
+impl Admin {
+    /// Opens the database (migrating it) with the real clock and the OS random generator.
+    pub async fn open(config: Config) -> Result<Self, StartError> {
+        let store = open_store(&config).await?;
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        Ok(Self {
+            config: Arc::new(config),
+            audit: Arc::new(Auditor::new(store.clone(), clock.clone())),
+            entropy: Arc::new(OsEntropy),
+            store,
+            clock,
+        })
+    }
+
+    pub fn importer(&self) -> Importer {
+        Importer::new(self.store.clone(), self.clock.clone(), self.entropy.clone())
+    }
 }
 
 /// The rotation timings of the configuration.

@@ -237,6 +237,18 @@ section! {
 }
 
 section! {
+    /// `[university]`: who runs this Sésame.
+    pub struct University {
+        /// Shown on pages and mails, and refused inside passwords.
+        name: String = "Université Clermont Auvergne".to_string(),
+        /// Domain of student addresses (`prenom.nom@<student_domain>`).
+        student_domain: String = "etu.uca.fr".to_string(),
+        /// Domain of staff addresses.
+        staff_domain: String = "uca.fr".to_string(),
+    }
+}
+
+section! {
     /// `[log]`: diagnostics.
     pub struct Log {
         /// `text` or `json`.
@@ -278,6 +290,7 @@ pub struct Config {
     pub database: Database,
     pub keys: Keys,
     pub mail: Mail,
+    pub university: University,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -352,7 +365,15 @@ impl Config {
         let mut problems = Vec::new();
         let mut data_dir = PathBuf::from("./data");
         let mut sections: BTreeMap<&str, Table> = BTreeMap::new();
-        const SECTIONS: &[&str] = &["server", "database", "keys", "mail", "log", "maintenance"];
+        const SECTIONS: &[&str] = &[
+            "server",
+            "database",
+            "keys",
+            "mail",
+            "university",
+            "log",
+            "maintenance",
+        ];
         for (key, value) in table {
             match (key.as_str(), value) {
                 ("data_dir", Value::String(dir)) => data_dir = PathBuf::from(dir),
@@ -384,6 +405,7 @@ impl Config {
             database: Database::load(section("database"), "database", &mut problems),
             keys: Keys::load(section("keys"), "keys", &mut problems),
             mail: Mail::load(section("mail"), "mail", &mut problems),
+            university: University::load(section("university"), "university", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -488,6 +510,12 @@ impl Config {
         if self.server.request_timeout.0.is_zero() {
             problem("server.request_timeout", "must be more than zero".into());
         }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log.level) {
+            problem(
+                "log.level",
+                format!("`{}` is not a log filter: {e}", self.log.level),
+            );
+        }
         if self.maintenance.interval.0 < Duration::from_secs(1) {
             problem("maintenance.interval", "must be at least 1s".into());
         }
@@ -503,6 +531,22 @@ impl Config {
                 ),
                 Err(e) => problem("mail.smtp_url", format!("not a URL: {e}")),
             }
+        }
+        for (key, domain) in [
+            ("university.student_domain", &self.university.student_domain),
+            ("university.staff_domain", &self.university.staff_domain),
+        ] {
+            let valid = !domain.is_empty()
+                && domain.contains('.')
+                && domain.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-'
+                });
+            if !valid {
+                problem(key, format!("`{domain}` is not a lower-case domain name"));
+            }
+        }
+        if self.university.name.trim().is_empty() {
+            problem("university.name", "must not be empty".into());
         }
         if !self.mail.from.contains('@') {
             problem(
@@ -743,11 +787,12 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 6] = [
+    let sections: [(&str, &[&str]); 7] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
         ("mail", Mail::KEYS),
+        ("university", University::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];
@@ -915,6 +960,12 @@ mod tests {
         let error = load_text("[server]\npublic_url = \"http://sso.uca.fr\"\n", &[]).unwrap_err();
         assert!(error.problems[0].message.contains("must use https"));
         assert!(load_text("[server]\npublic_url = \"https://sso.uca.fr\"\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn a_bad_log_filter_is_a_problem() {
+        let error = load_text("[log]\nlevel = \"sesame=loud\"\n", &[]).unwrap_err();
+        assert_eq!(error.problems[0].key, "log.level");
     }
 
     #[test]

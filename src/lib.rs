@@ -2,10 +2,11 @@
 //!
 //! Layers (DESIGN.md §2; dependencies point inward):
 //! - foundation: [`config`], [`clock`], [`entropy`], [`storage`] (the vocabulary of storage ports);
-//! - domain: [`keys`], [`audit`], [`one_time`] — each declares the storage port it needs;
+//! - domain: [`accounts`], [`keys`], [`audit`], [`one_time`] — each declares the storage port it needs;
 //! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`];
 //! - [`app`]: the composition root.
 
+pub mod accounts;
 pub mod app;
 pub mod audit;
 pub mod cli;

@@ -78,6 +78,8 @@ audit_actions! {
     SigningKeyPromoted = "keys.signing_key_promoted",
     /// A retired key was removed from the JWKS and the database.
     SigningKeyDeleted = "keys.signing_key_deleted",
+    /// A registrar or HR feed was imported.
+    FeedImported = "accounts.feed_imported",
     /// The database schema was migrated by an operator.
     SchemaMigrated = "store.schema_migrated",
 }

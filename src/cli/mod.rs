@@ -2,6 +2,7 @@
 //! options `--config` and `--data-dir` apply to every command, so admin commands act on the same
 //! database as the server. Admin commands take `--json` for scripts.
 
+mod import;
 mod keys;
 mod serve;
 
@@ -43,6 +44,20 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Import a registrar (students) or HR (staff) export. Exit code 3 when some lines were
+    /// rejected (the others are imported).
+    Import {
+        /// Which feed the file is.
+        #[arg(value_enum)]
+        feed: import::Feed,
+        /// The CSV file (UTF-8, header line, RFC 4180 quoting).
+        file: PathBuf,
+        /// Show what would change without writing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -114,8 +129,8 @@ pub fn run(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let outcome = runtime.block_on(async move {
-        match cli.command {
+    let outcome: Result<anyhow::Result<()>, ExitCode> = runtime.block_on(async move {
+        Ok(match cli.command {
             Command::Serve(_) => serve::run(config, false).await,
             Command::Demo(_) => serve::run(config, true).await,
             Command::Migrate(flag) => migrate(config, flag.json).await,
@@ -123,9 +138,23 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(KeysCommand::Rotate { algorithms, json }) => {
                 keys::rotate(config, &algorithms, json.json).await
             }
+            Command::Import {
+                feed,
+                file,
+                dry_run,
+                json,
+            } => match import::run(config, feed, &file, dry_run, json.json).await {
+                Ok(true) => Ok(()),
+                Ok(false) => return Err(ExitCode::from(import::EXIT_SOME_REJECTED)),
+                Err(e) => Err(e),
+            },
             Command::CheckConfig(_) => unreachable!("handled before the runtime starts"),
-        }
+        })
     });
+    let outcome = match outcome {
+        Ok(outcome) => outcome,
+        Err(code) => return code,
+    };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

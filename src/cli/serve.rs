@@ -9,10 +9,8 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Stopwatch::start();
     let app = App::start(config).await?;
     let config = app.config.clone();
-    let maintenance = app.maintenance();
-    // One pass now (promotions due while the node was down), then periodically.
-    maintenance.run_once().await;
-    let jobs = maintenance.spawn(config.maintenance.interval.0);
+    // The first pass runs at once (promotions due while the node was down), then periodically.
+    let jobs = app.maintenance().spawn(config.maintenance.interval.0);
     let router = app.router(demo);
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),

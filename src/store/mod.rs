@@ -18,15 +18,29 @@ use std::time::Duration;
 use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
+use crate::accounts::{AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
 use crate::keys::KeyStore;
 use crate::one_time::OneTimeStore;
 use crate::storage::{HealthProbe, StorageError};
 
 /// Everything a backend implements: the union of the domain ports.
-pub trait Store: KeyStore + AuditStore + OneTimeStore + HealthProbe + Send + Sync {}
+pub trait Store:
+    KeyStore + AuditStore + OneTimeStore + AccountStore + ProvisioningStore + HealthProbe + Send + Sync
+{
+}
 
-impl<T> Store for T where T: KeyStore + AuditStore + OneTimeStore + HealthProbe + Send + Sync {}
+impl<T> Store for T where
+    T: KeyStore
+        + AuditStore
+        + OneTimeStore
+        + AccountStore
+        + ProvisioningStore
+        + HealthProbe
+        + Send
+        + Sync
+{
+}
 
 /// How to connect, whatever the backend.
 #[derive(Debug, Clone)]

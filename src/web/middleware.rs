@@ -7,9 +7,9 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::request_id::{MakeRequestId, RequestId};
 
-use super::WebState;
 use super::errors::WebError;
 use super::metrics::{RequestLabels, RouteLabels};
+use super::{PeerAddr, WebState};
 use crate::clock::Stopwatch;
 use crate::entropy::{Entropy, EntropyExt};
 use std::sync::Arc;
@@ -24,6 +24,22 @@ impl MakeRequestId for RandomRequestId {
             .ok()
             .map(RequestId::new)
     }
+}
+
+/// Drops an incoming `X-Request-Id` unless it comes from a trusted proxy, so that clients cannot
+/// choose the id under which their requests are logged; the request-id layer then makes one.
+pub async fn distrust_request_id(
+    State(state): State<WebState>,
+    PeerAddr(peer): PeerAddr,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let trusted =
+        peer.is_some_and(|peer| crate::config::is_trusted_proxy(&state.trusted_proxies, peer.ip()));
+    if !trusted {
+        request.headers_mut().remove("x-request-id");
+    }
+    next.run(request).await
 }
 
 /// The nonce that scripts of this response must carry (`<script nonce="…">`).

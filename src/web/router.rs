@@ -16,7 +16,8 @@ use tracing::Level;
 
 use super::handlers::{assets, health, home};
 use super::middleware::{
-    RandomRequestId, limit_body, record_metrics, require_public_host, security_headers,
+    RandomRequestId, distrust_request_id, limit_body, record_metrics, require_public_host,
+    security_headers,
 };
 use super::{WebState, errors};
 
@@ -38,6 +39,7 @@ pub fn router(state: WebState) -> Router {
     // Outermost first: the id exists before anything logs; security headers and metrics see
     // every response, including error pages, panics, timeouts and refused hosts.
     let stack = ServiceBuilder::new()
+        .layer(from_fn_with_state(state.clone(), distrust_request_id))
         .layer(SetRequestIdLayer::x_request_id(RandomRequestId(
             state.entropy.clone(),
         )))

@@ -87,19 +87,31 @@ pub async fn serve(
     let service = router.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         Some(config) => {
-            axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(config)))
-                .handle(handle)
-                .serve(service)
-                .await?
+            let mut server =
+                axum_server::from_tcp_rustls(listener, RustlsConfig::from_config(Arc::new(config)));
+            limit_header_time(server.http_builder());
+            server.handle(handle).serve(service).await?
         }
         None => {
-            axum_server::from_tcp(listener)
-                .handle(handle)
-                .serve(service)
-                .await?
+            let mut server = axum_server::from_tcp(listener);
+            limit_header_time(server.http_builder());
+            server.handle(handle).serve(service).await?
         }
     }
     Ok(())
+}
+
+/// How long a client may take to send its request headers (slow-loris protection; the request
+/// timeout covers the rest).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn limit_header_time(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+) {
+    builder
+        .http1()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

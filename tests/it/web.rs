@@ -238,3 +238,34 @@ async fn the_stylesheet_is_served_and_cacheable() {
         Some("public, max-age=3600")
     );
 }
+
+#[tokio::test]
+async fn metrics_relayed_by_a_local_reverse_proxy_are_refused() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let relayed = app
+        .get_with("/metrics", &[("x-forwarded-for", "198.51.100.7")])
+        .await;
+    assert_eq!(relayed.status, StatusCode::NOT_FOUND);
+    let forwarded = app
+        .get_with("/metrics", &[("forwarded", "for=198.51.100.7")])
+        .await;
+    assert_eq!(forwarded.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn clients_cannot_choose_their_request_id_but_trusted_proxies_can() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    let forged = app.get_with("/", &[("x-request-id", "forged-id")]).await;
+    assert_ne!(forged.header("x-request-id"), Some("forged-id"));
+    assert_eq!(forged.header("x-request-id").map(str::len), Some(32));
+
+    let proxied = TestApp::start_with(
+        Backend::Sqlite,
+        &[("SESAME_SERVER__TRUSTED_PROXIES", "[\"127.0.0.1\"]")],
+    )
+    .await;
+    let kept = proxied
+        .get_with("/", &[("x-request-id", "nginx-4f2a")])
+        .await;
+    assert_eq!(kept.header("x-request-id"), Some("nginx-4f2a"));
+}

@@ -2,6 +2,7 @@
 //! (DESIGN.md §8). Connections are re-established by the pool after an outage, so `/readyz`
 //! recovers by itself when the database returns.
 
+mod accounts;
 mod audit;
 mod keys;
 mod one_time;
@@ -15,11 +16,18 @@ use sqlx::{Connection as _, PgPool};
 use super::{ConnectOptions, EmbeddedMigration, migration_error, migrator, storage_error};
 use crate::storage::{HealthProbe, StorageError};
 
-pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "foundation",
-    include_str!("../../../migrations/postgres/0001_foundation.sql"),
-)];
+pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../../migrations/postgres/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../../../migrations/postgres/0002_accounts.sql"),
+    ),
+];
 
 /// Every port, on PostgreSQL.
 #[derive(Debug, Clone)]

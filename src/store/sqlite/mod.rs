@@ -1,6 +1,7 @@
 //! The SQLite backend: the embedded default (one node). WAL journal, `synchronous=FULL`, foreign
 //! keys on, a busy timeout so concurrent writers wait instead of failing (DESIGN.md §8).
 
+mod accounts;
 mod audit;
 mod keys;
 mod one_time;
@@ -14,11 +15,18 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use super::{ConnectOptions, EmbeddedMigration, migration_error, migrator, storage_error};
 use crate::storage::{HealthProbe, StorageError};
 
-pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[(
-    1,
-    "foundation",
-    include_str!("../../../migrations/sqlite/0001_foundation.sql"),
-)];
+pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "foundation",
+        include_str!("../../../migrations/sqlite/0001_foundation.sql"),
+    ),
+    (
+        2,
+        "accounts",
+        include_str!("../../../migrations/sqlite/0002_accounts.sql"),
+    ),
+];
 
 /// Every port, on SQLite.
 #[derive(Debug, Clone)]

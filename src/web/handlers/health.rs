@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::is_trusted_proxy;
@@ -46,8 +46,17 @@ pub async fn ready(State(state): State<WebState>) -> Response {
 
 /// `GET /metrics`: the Prometheus exposition, only to the configured scrapers (loopback by
 /// default); anyone else sees a 404, as if it did not exist.
-pub async fn metrics(State(state): State<WebState>, PeerAddr(peer): PeerAddr) -> Response {
-    let allowed = peer.is_some_and(|peer| is_trusted_proxy(&state.metrics_allowed, peer.ip()));
+///
+/// Security: a request relayed by a reverse proxy on the same host arrives from loopback too; it
+/// carries `X-Forwarded-For` (or `Forwarded`), which a scraper does not send, so it is refused.
+pub async fn metrics(
+    State(state): State<WebState>,
+    PeerAddr(peer): PeerAddr,
+    headers: HeaderMap,
+) -> Response {
+    let proxied = headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded");
+    let allowed =
+        !proxied && peer.is_some_and(|peer| is_trusted_proxy(&state.metrics_allowed, peer.ip()));
     if !allowed {
         return WebError::NotFound.into_response();
     }

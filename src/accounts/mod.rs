@@ -1,0 +1,190 @@
+//! Accounts: who exists, under which login, in which state, from which feed (DESIGN.md §3–4).
+//!
+//! `identifiers` derives and canonicalises logins; `provisioning` imports the registrar and HR
+//! feeds. The storage ports of this room are declared here.
+
+pub mod identifiers;
+pub mod provisioning;
+
+use std::fmt;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+
+use crate::storage::StorageError;
+
+/// The life of an account. Locks are separate (DESIGN.md §6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountState {
+    /// Imported, not yet activated.
+    Pending,
+    Active,
+    /// Left, expired or disabled by an administrator.
+    Disabled,
+}
+
+impl AccountState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Disabled => "disabled",
+        }
+    }
+}
+
+impl fmt::Display for AccountState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for AccountState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Self::Pending),
+            "active" => Ok(Self::Active),
+            "disabled" => Ok(Self::Disabled),
+            other => Err(format!("unknown account state `{other}`")),
+        }
+    }
+}
+
+/// An account as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRecord {
+    /// Opaque and immutable: the OIDC `sub` and every foreign key.
+    pub id: String,
+    /// The current login (older ones remain as aliases).
+    pub login: String,
+    pub state: AccountState,
+    pub first_name: String,
+    pub last_name: String,
+    /// `YYYY-MM-DD`.
+    pub birth_date: String,
+    /// Folded names and birth date: the same person in both feeds.
+    pub person_key: String,
+}
+
+/// A student's registrar record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StudentRecord {
+    pub dossier_number: String,
+    pub account_id: String,
+    pub component: String,
+    pub enrolment_year: i32,
+    pub enrolment_email: Option<String>,
+}
+
+/// A staff member's HR record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffRecord {
+    pub employee_id: String,
+    pub account_id: String,
+    pub department: String,
+    pub role: String,
+    /// `active` or `left`.
+    pub status: String,
+}
+
+/// One import's unit of work: a database transaction in which rows are applied one by one, each
+/// inside its own savepoint so that a failing row leaves nothing behind.
+#[async_trait]
+pub trait ProvisioningUnit: Send {
+    async fn savepoint(&mut self) -> Result<(), StorageError>;
+    async fn release_savepoint(&mut self) -> Result<(), StorageError>;
+    async fn rollback_to_savepoint(&mut self) -> Result<(), StorageError>;
+
+    async fn find_student(
+        &mut self,
+        dossier_number: &str,
+    ) -> Result<Option<StudentRecord>, StorageError>;
+    async fn find_staff(&mut self, employee_id: &str) -> Result<Option<StaffRecord>, StorageError>;
+    async fn find_account(&mut self, id: &str) -> Result<Option<AccountRecord>, StorageError>;
+    async fn find_staff_by_account(
+        &mut self,
+        account_id: &str,
+    ) -> Result<Option<StaffRecord>, StorageError>;
+    async fn has_student_record(&mut self, account_id: &str) -> Result<bool, StorageError>;
+    /// Accounts of the same person (same folded names and birth date).
+    async fn find_accounts_by_person(
+        &mut self,
+        person_key: &str,
+    ) -> Result<Vec<AccountRecord>, StorageError>;
+    /// Every login (current or alias) starting with `prefix`.
+    async fn logins_with_prefix(&mut self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    async fn insert_account(
+        &mut self,
+        account: &AccountRecord,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    /// Adds `login` to the namespace for `account_id`; [`StorageError::Conflict`] if taken.
+    async fn insert_login(
+        &mut self,
+        login: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    /// Updates names, birth date, person key and current login of an account.
+    async fn update_account_identity(
+        &mut self,
+        account: &AccountRecord,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    async fn set_account_state(
+        &mut self,
+        account_id: &str,
+        state: AccountState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    async fn upsert_student(
+        &mut self,
+        record: &StudentRecord,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    async fn upsert_staff(&mut self, record: &StaffRecord, now: i64) -> Result<(), StorageError>;
+
+    /// Makes everything durable.
+    async fn commit(self: Box<Self>) -> Result<(), StorageError>;
+    /// Discards everything (a dry run).
+    async fn rollback(self: Box<Self>) -> Result<(), StorageError>;
+}
+
+/// The storage port of provisioning.
+#[async_trait]
+pub trait ProvisioningStore: Send + Sync {
+    async fn begin_provisioning(&self) -> Result<Box<dyn ProvisioningUnit>, StorageError>;
+}
+
+/// Reading accounts back (helpdesk, login).
+#[async_trait]
+pub trait AccountStore: Send + Sync {
+    /// The account a login (current or alias) names.
+    async fn find_account_by_login(
+        &self,
+        login: &str,
+    ) -> Result<Option<AccountRecord>, StorageError>;
+    async fn find_account_by_id(&self, id: &str) -> Result<Option<AccountRecord>, StorageError>;
+    async fn find_student_by_dossier(
+        &self,
+        dossier_number: &str,
+    ) -> Result<Option<StudentRecord>, StorageError>;
+    async fn find_staff_by_employee(
+        &self,
+        employee_id: &str,
+    ) -> Result<Option<StaffRecord>, StorageError>;
+    async fn find_staff_of_account(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<StaffRecord>, StorageError>;
+    async fn find_student_of_account(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<StudentRecord>, StorageError>;
+    /// Every login of an account, current first.
+    async fn list_logins(&self, account_id: &str) -> Result<Vec<String>, StorageError>;
+    async fn count_accounts(&self) -> Result<u64, StorageError>;
+}

@@ -1,0 +1,436 @@
+//! Accounts, logins and feed records, on PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, Row as _, Transaction};
+
+use super::PostgresStore;
+use crate::accounts::{
+    AccountRecord, AccountState, AccountStore, ProvisioningStore, ProvisioningUnit, StaffRecord,
+    StudentRecord,
+};
+use crate::storage::StorageError;
+use crate::store::{parse_column, storage_error};
+
+const ACCOUNT_COLUMNS: &str = "id, login, state, first_name, last_name, birth_date, person_key";
+
+fn account(row: &PgRow) -> Result<AccountRecord, StorageError> {
+    Ok(AccountRecord {
+        id: row.try_get("id").map_err(storage_error)?,
+        login: row.try_get("login").map_err(storage_error)?,
+        state: parse_column(&row.try_get::<String, _>("state").map_err(storage_error)?)?,
+        first_name: row.try_get("first_name").map_err(storage_error)?,
+        last_name: row.try_get("last_name").map_err(storage_error)?,
+        birth_date: row.try_get("birth_date").map_err(storage_error)?,
+        person_key: row.try_get("person_key").map_err(storage_error)?,
+    })
+}
+
+fn student(row: &PgRow) -> Result<StudentRecord, StorageError> {
+    Ok(StudentRecord {
+        dossier_number: row.try_get("dossier_number").map_err(storage_error)?,
+        account_id: row.try_get("account_id").map_err(storage_error)?,
+        component: row.try_get("component").map_err(storage_error)?,
+        enrolment_year: row.try_get("enrolment_year").map_err(storage_error)?,
+        enrolment_email: row.try_get("enrolment_email").map_err(storage_error)?,
+    })
+}
+
+fn staff(row: &PgRow) -> Result<StaffRecord, StorageError> {
+    Ok(StaffRecord {
+        employee_id: row.try_get("employee_id").map_err(storage_error)?,
+        account_id: row.try_get("account_id").map_err(storage_error)?,
+        department: row.try_get("department").map_err(storage_error)?,
+        role: row.try_get("role").map_err(storage_error)?,
+        status: row.try_get("status").map_err(storage_error)?,
+    })
+}
+
+/// One import transaction.
+pub struct PostgresProvisioning {
+    tx: Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl ProvisioningStore for PostgresStore {
+    async fn begin_provisioning(&self) -> Result<Box<dyn ProvisioningUnit>, StorageError> {
+        let tx = self.pool.begin().await.map_err(storage_error)?;
+        Ok(Box::new(PostgresProvisioning { tx }))
+    }
+}
+
+#[async_trait]
+impl ProvisioningUnit for PostgresProvisioning {
+    async fn savepoint(&mut self) -> Result<(), StorageError> {
+        sqlx::query("SAVEPOINT feed_row")
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    async fn release_savepoint(&mut self) -> Result<(), StorageError> {
+        sqlx::query("RELEASE SAVEPOINT feed_row")
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    async fn rollback_to_savepoint(&mut self) -> Result<(), StorageError> {
+        sqlx::query("ROLLBACK TO SAVEPOINT feed_row")
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    async fn find_student(
+        &mut self,
+        dossier_number: &str,
+    ) -> Result<Option<StudentRecord>, StorageError> {
+        sqlx::query(
+            "SELECT dossier_number, account_id, component, enrolment_year, enrolment_email \
+             FROM student_records WHERE dossier_number = $1",
+        )
+        .bind(dossier_number)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(student)
+        .transpose()
+    }
+
+    async fn find_staff(&mut self, employee_id: &str) -> Result<Option<StaffRecord>, StorageError> {
+        sqlx::query(
+            "SELECT employee_id, account_id, department, role, status \
+             FROM staff_records WHERE employee_id = $1",
+        )
+        .bind(employee_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(staff)
+        .transpose()
+    }
+
+    async fn find_account(&mut self, id: &str) -> Result<Option<AccountRecord>, StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(account)
+        .transpose()
+    }
+
+    async fn find_staff_by_account(
+        &mut self,
+        account_id: &str,
+    ) -> Result<Option<StaffRecord>, StorageError> {
+        sqlx::query(
+            "SELECT employee_id, account_id, department, role, status \
+             FROM staff_records WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(staff)
+        .transpose()
+    }
+
+    async fn has_student_record(&mut self, account_id: &str) -> Result<bool, StorageError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM student_records WHERE account_id = $1")
+            .bind(account_id)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map(|n| n > 0)
+            .map_err(storage_error)
+    }
+
+    async fn find_accounts_by_person(
+        &mut self,
+        person_key: &str,
+    ) -> Result<Vec<AccountRecord>, StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE person_key = $1 ORDER BY created_at, id"
+        )))
+        .bind(person_key)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(storage_error)?
+        .iter()
+        .map(account)
+        .collect()
+    }
+
+    async fn logins_with_prefix(&mut self, prefix: &str) -> Result<Vec<String>, StorageError> {
+        // Logins are [a-z0-9.-]: every login starting with `prefix` sorts below `prefix~`.
+        sqlx::query_scalar("SELECT login FROM logins WHERE login >= $1 AND login < $2")
+            .bind(prefix)
+            .bind(format!("{prefix}~"))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(storage_error)
+    }
+
+    async fn insert_account(
+        &mut self,
+        account: &AccountRecord,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
+             person_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&account.id)
+        .bind(&account.login)
+        .bind(account.state.as_str())
+        .bind(&account.first_name)
+        .bind(&account.last_name)
+        .bind(&account.birth_date)
+        .bind(&account.person_key)
+        .bind(now)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn insert_login(
+        &mut self,
+        login: &str,
+        account_id: &str,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query("INSERT INTO logins (login, account_id, created_at) VALUES ($1, $2, $3)")
+            .bind(login)
+            .bind(account_id)
+            .bind(now)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    async fn update_account_identity(
+        &mut self,
+        account: &AccountRecord,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE accounts SET login = $1, first_name = $2, last_name = $3, birth_date = $4, \
+             person_key = $5, updated_at = $6 WHERE id = $7",
+        )
+        .bind(&account.login)
+        .bind(&account.first_name)
+        .bind(&account.last_name)
+        .bind(&account.birth_date)
+        .bind(&account.person_key)
+        .bind(now)
+        .bind(&account.id)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn set_account_state(
+        &mut self,
+        account_id: &str,
+        state: AccountState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "UPDATE accounts SET state = $1, disabled_reason = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state.as_str())
+        .bind(reason)
+        .bind(now)
+        .bind(account_id)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn upsert_student(
+        &mut self,
+        record: &StudentRecord,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO student_records (dossier_number, account_id, component, enrolment_year, \
+             enrolment_email, updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (dossier_number) DO UPDATE SET component = excluded.component, \
+             enrolment_year = excluded.enrolment_year, enrolment_email = excluded.enrolment_email, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(&record.dossier_number)
+        .bind(&record.account_id)
+        .bind(&record.component)
+        .bind(record.enrolment_year)
+        .bind(&record.enrolment_email)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn upsert_staff(&mut self, record: &StaffRecord, now: i64) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO staff_records (employee_id, account_id, department, role, status, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (employee_id) DO UPDATE SET department = excluded.department, \
+             role = excluded.role, status = excluded.status, updated_at = excluded.updated_at",
+        )
+        .bind(&record.employee_id)
+        .bind(&record.account_id)
+        .bind(&record.department)
+        .bind(&record.role)
+        .bind(&record.status)
+        .bind(now)
+        .execute(&mut *self.tx)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        self.tx.commit().await.map_err(storage_error)
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<(), StorageError> {
+        self.tx.rollback().await.map_err(storage_error)
+    }
+}
+
+#[async_trait]
+impl AccountStore for PostgresStore {
+    async fn find_account_by_login(
+        &self,
+        login: &str,
+    ) -> Result<Option<AccountRecord>, StorageError> {
+        sqlx::query(
+            "SELECT a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, a.person_key \
+             FROM logins l JOIN accounts a ON a.id = l.account_id WHERE l.login = $1",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(account)
+        .transpose()
+    }
+
+    async fn find_account_by_id(&self, id: &str) -> Result<Option<AccountRecord>, StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(account)
+        .transpose()
+    }
+
+    async fn find_staff_by_employee(
+        &self,
+        employee_id: &str,
+    ) -> Result<Option<StaffRecord>, StorageError> {
+        sqlx::query(
+            "SELECT employee_id, account_id, department, role, status \
+             FROM staff_records WHERE employee_id = $1",
+        )
+        .bind(employee_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(staff)
+        .transpose()
+    }
+
+    async fn find_student_by_dossier(
+        &self,
+        dossier_number: &str,
+    ) -> Result<Option<StudentRecord>, StorageError> {
+        sqlx::query(
+            "SELECT dossier_number, account_id, component, enrolment_year, enrolment_email \
+             FROM student_records WHERE dossier_number = $1",
+        )
+        .bind(dossier_number)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(student)
+        .transpose()
+    }
+
+    async fn find_staff_of_account(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<StaffRecord>, StorageError> {
+        sqlx::query(
+            "SELECT employee_id, account_id, department, role, status \
+             FROM staff_records WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(staff)
+        .transpose()
+    }
+
+    async fn find_student_of_account(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<StudentRecord>, StorageError> {
+        sqlx::query(
+            "SELECT dossier_number, account_id, component, enrolment_year, enrolment_email \
+             FROM student_records WHERE account_id = $1",
+        )
+        .bind(account_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .as_ref()
+        .map(student)
+        .transpose()
+    }
+
+    async fn list_logins(&self, account_id: &str) -> Result<Vec<String>, StorageError> {
+        sqlx::query_scalar(
+            "SELECT l.login FROM logins l JOIN accounts a ON a.id = l.account_id \
+             WHERE l.account_id = $1 ORDER BY (l.login = a.login) DESC, l.created_at, l.login",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage_error)
+    }
+
+    async fn count_accounts(&self) -> Result<u64, StorageError> {
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM accounts")
+            .fetch_one(&self.pool)
+            .await
+            .map(|n| n as u64)
+            .map_err(storage_error)
+    }
+}

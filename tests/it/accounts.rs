@@ -1,0 +1,311 @@
+//! Registrar and HR feeds, on both backends, with files from `shared/tools/gen_people.py`.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use sesame::accounts::AccountState;
+use sesame::accounts::provisioning::{ImportSummary, Importer, parse_staff, parse_students};
+use sesame::clock::Clock as _;
+
+use crate::on_both_backends;
+use crate::support::{Backend, TestApp};
+
+on_both_backends! {
+    a_generated_registrar_file_imports_and_reimports_unchanged,
+    dirty_lines_are_rejected_by_line_and_the_rest_goes_in,
+    a_dry_run_counts_exactly_and_writes_nothing,
+    homonyms_are_numbered_and_never_renumbered,
+    a_renamed_student_keeps_the_old_login_as_an_alias,
+    staff_who_left_are_disabled_and_doctoral_students_are_one_account,
+}
+
+/// Runs the shared generator: `gen_people.py ARGS` → CSV text.
+fn generate(args: &[&str]) -> String {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/gen_people.py");
+    let output = Command::new("python3")
+        .arg(&script)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+fn importer(app: &TestApp) -> Importer {
+    Importer::new(
+        app.app.store.clone(),
+        app.app.clock.clone(),
+        app.app.entropy.clone(),
+    )
+}
+
+async fn import_students(app: &TestApp, csv: &str, dry_run: bool) -> ImportSummary {
+    let (rows, rejected) = parse_students(csv.as_bytes(), app.clock.now().date()).unwrap();
+    importer(app)
+        .import_students(&rows, rejected, dry_run)
+        .await
+        .unwrap()
+}
+
+async fn import_staff(app: &TestApp, csv: &str) -> ImportSummary {
+    let (rows, rejected) = parse_staff(csv.as_bytes(), app.clock.now().date()).unwrap();
+    importer(app)
+        .import_staff(&rows, rejected, false)
+        .await
+        .unwrap()
+}
+
+async fn a_generated_registrar_file_imports_and_reimports_unchanged(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let csv = generate(&["students", "400"]);
+    let first = import_students(&app, &csv, false).await;
+    assert_eq!(
+        (first.created, first.updated, first.rejected.len()),
+        (400, 0, 0)
+    );
+    assert_eq!(app.app.store.count_accounts().await.unwrap(), 400);
+    let again = import_students(&app, &csv, false).await;
+    assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 400));
+    assert_eq!(app.app.store.count_accounts().await.unwrap(), 400);
+}
+
+async fn dirty_lines_are_rejected_by_line_and_the_rest_goes_in(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let csv = generate(&["students", "1000", "--dirty", "--seed", "5"]);
+    let lines = csv.lines().count() as u64 - 1;
+    let summary = import_students(&app, &csv, false).await;
+    assert_eq!(summary.rejected.len(), 4, "{:?}", summary.rejected);
+    assert_eq!(summary.created + summary.rejected.len() as u64, lines);
+    for rejection in &summary.rejected {
+        let line = csv.lines().nth(rejection.line as usize - 1).unwrap();
+        assert!(!rejection.reason.is_empty());
+        // The named line is the dirty one, not a neighbour.
+        assert!(
+            [
+                "Sans", "Doublon", "Mauvais", "Invalide", "Futur", ",,", "Colonnes"
+            ]
+            .iter()
+            .any(|marker| line.contains(marker)),
+            "line {} is `{line}` for `{}`",
+            rejection.line,
+            rejection.reason
+        );
+    }
+    assert_eq!(
+        app.app.store.count_accounts().await.unwrap(),
+        summary.created
+    );
+}
+
+async fn a_dry_run_counts_exactly_and_writes_nothing(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let csv = generate(&["students", "300", "--dirty"]);
+    let dry = import_students(&app, &csv, true).await;
+    assert!(dry.dry_run);
+    assert_eq!(app.app.store.count_accounts().await.unwrap(), 0);
+    let real = import_students(&app, &csv, false).await;
+    assert_eq!(
+        (
+            dry.created,
+            dry.updated,
+            dry.unchanged,
+            dry.rejected.clone()
+        ),
+        (
+            real.created,
+            real.updated,
+            real.unchanged,
+            real.rejected.clone()
+        )
+    );
+}
+
+const HEADER: &str = "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n";
+
+async fn homonyms_are_numbered_and_never_renumbered(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let first = format!(
+        "{HEADER}22000001,Martin,Marie,2004-01-01,IAE,2026\n22000002,Martin,Marie,2005-02-02,IAE,2026\n"
+    );
+    import_students(&app, &first, false).await;
+    // The same people in another order, and a third homonym.
+    let second = format!(
+        "{HEADER}22000003,Martin,Marie Claire,2006-03-03,IAE,2026\n22000002,Martin,Marie,2005-02-02,IAE,2026\n22000001,Martin,Marie,2004-01-01,IAE,2026\n"
+    );
+    let summary = import_students(&app, &second, false).await;
+    assert_eq!((summary.created, summary.unchanged), (1, 2));
+    for (dossier, login) in [
+        ("22000001", "marie.martin"),
+        ("22000002", "marie.martin2"),
+        ("22000003", "marie.martin3"),
+    ] {
+        let record = app
+            .app
+            .store
+            .find_student_by_dossier(dossier)
+            .await
+            .unwrap()
+            .unwrap();
+        let account = app
+            .app
+            .store
+            .find_account_by_login(login)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(account.id, record.account_id, "{login}");
+        assert_eq!(account.state, AccountState::Pending);
+        assert_ne!(account.id, account.login, "the id is opaque, not the login");
+    }
+}
+
+async fn a_renamed_student_keeps_the_old_login_as_an_alias(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    import_students(
+        &app,
+        &format!("{HEADER}22000001,Dupré,Émilie,2004-01-01,IAE,2026\n"),
+        false,
+    )
+    .await;
+    let before = app
+        .app
+        .store
+        .find_account_by_login("emilie.dupre")
+        .await
+        .unwrap()
+        .unwrap();
+    // An accent fix keeps the login; a new last name gives a new one.
+    let accent = import_students(
+        &app,
+        &format!("{HEADER}22000001,Dupre,Émilie,2004-01-01,IAE,2026\n"),
+        false,
+    )
+    .await;
+    assert_eq!(accent.updated, 1);
+    assert_eq!(
+        app.app.store.list_logins(&before.id).await.unwrap(),
+        ["emilie.dupre"]
+    );
+    let renamed = import_students(
+        &app,
+        &format!("{HEADER}22000001,Lefèvre,Émilie,2004-01-01,IAE,2026\n"),
+        false,
+    )
+    .await;
+    assert_eq!(renamed.updated, 1);
+    let after = app
+        .app
+        .store
+        .find_account_by_login("emilie.lefevre")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.id, before.id, "the same account");
+    assert_eq!(after.login, "emilie.lefevre");
+    let old = app
+        .app
+        .store
+        .find_account_by_login("emilie.dupre")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(old.id, before.id, "the old login still names the account");
+    assert_eq!(
+        app.app.store.list_logins(&before.id).await.unwrap(),
+        ["emilie.lefevre", "emilie.dupre"]
+    );
+    // Nobody else can get the old login.
+    import_students(
+        &app,
+        &format!("{HEADER}22000001,Lefèvre,Émilie,2004-01-01,IAE,2026\n22000009,Dupré,Émilie,2003-01-01,IAE,2026\n"),
+        false,
+    )
+    .await;
+    let newcomer = app
+        .app
+        .store
+        .find_student_by_dossier("22000009")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        app.app
+            .store
+            .list_logins(&newcomer.account_id)
+            .await
+            .unwrap(),
+        ["emilie.dupre2"]
+    );
+}
+
+async fn staff_who_left_are_disabled_and_doctoral_students_are_one_account(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let dir = tempfile::tempdir().unwrap();
+    let students = generate(&["students", "200"]);
+    let students_file = dir.path().join("students.csv");
+    std::fs::write(&students_file, &students).unwrap();
+    import_students(&app, &students, false).await;
+    let staff = generate(&[
+        "staff",
+        "80",
+        "--also-students",
+        students_file.to_str().unwrap(),
+    ]);
+    let summary = import_staff(&app, &staff).await;
+    // Every 50th of 200 students also teaches: 4 accounts gain a staff record.
+    assert_eq!(summary.updated, 4, "{summary:?}");
+    assert_eq!(summary.created, 80);
+    assert_eq!(app.app.store.count_accounts().await.unwrap(), 280);
+    let doctoral = staff.lines().nth(1).unwrap();
+    let employee_id = doctoral.split(',').next().unwrap();
+    let dossier = employee_id.trim_start_matches('D');
+    let student = app
+        .app
+        .store
+        .find_student_by_dossier(dossier)
+        .await
+        .unwrap()
+        .unwrap();
+    let staff_record = app
+        .app
+        .store
+        .find_staff_of_account(&student.account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(staff_record.employee_id, employee_id);
+
+    // A leaver in a later feed is disabled, once.
+    let active_line = staff
+        .lines()
+        .find(|l| l.starts_with("P1") && l.ends_with(",active"))
+        .unwrap();
+    let left_line = active_line.replace(",active", ",left");
+    let header = staff.lines().next().unwrap();
+    let leaving = format!("{header}\n{left_line}\n");
+    let summary = import_staff(&app, &leaving).await;
+    assert_eq!(summary.disabled, 1);
+    let employee_id = left_line.split(',').next().unwrap();
+    let record = app
+        .app
+        .store
+        .find_staff_by_employee(employee_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.status, "left");
+    let account = app
+        .app
+        .store
+        .find_account_by_id(&record.account_id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.state, AccountState::Disabled);
+    let again = import_staff(&app, &leaving).await;
+    assert_eq!((again.disabled, again.unchanged), (0, 1));
+}
