@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::accounts::password::{HashParams, PasswordError, PasswordHasher};
+use crate::accounts::password_policy::PasswordPolicy;
 use crate::accounts::provisioning::Importer;
 use crate::audit::Auditor;
 use crate::clock::{Clock, SystemClock};
@@ -32,6 +34,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error("cannot start password hashing: {0}")]
+    Passwords(PasswordError),
 }
 
 /// Every service of a running Sésame.
@@ -43,7 +47,31 @@ pub struct App {
     pub audit: Arc<Auditor>,
     pub keys: Arc<KeyRing>,
     pub one_time: Arc<OneTimeValues>,
+    pub passwords: PasswordHasher,
+    pub password_policy: PasswordPolicy,
     pub metrics: Metrics,
+}
+
+/// Starts the password hashing pool of the configuration.
+pub fn password_hasher(
+    config: &Config,
+    entropy: Arc<dyn Entropy>,
+) -> Result<PasswordHasher, StartError> {
+    let workers = match config.password.workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    PasswordHasher::start(
+        HashParams {
+            memory_kib: config.password.memory_kib,
+            iterations: config.password.iterations,
+            parallelism: config.password.parallelism,
+        },
+        workers,
+        config.password.queue,
+        entropy,
+    )
+    .map_err(StartError::Passwords)
 }
 
 /// Connects to the configured backend and applies pending migrations.
@@ -139,7 +167,14 @@ impl App {
         )
         .await?;
         let one_time = OneTimeValues::new(store.clone(), clock.clone(), entropy.clone());
+        let passwords = password_hasher(&config, entropy.clone())?;
+        let password_policy = PasswordPolicy {
+            min_chars: config.password.min_length,
+            min_score: config.password.min_score,
+        };
         Ok(Self {
+            passwords,
+            password_policy,
             config: Arc::new(config),
             clock,
             entropy,

@@ -249,6 +249,26 @@ section! {
 }
 
 section! {
+    /// `[password]`: hashing cost and policy (DESIGN.md §4).
+    pub struct Password {
+        /// Argon2id memory per hash, in KiB (OWASP's minimum for Argon2id: 19 MiB).
+        memory_kib: u32 = 19 * 1024,
+        /// Argon2id passes.
+        iterations: u32 = 2,
+        /// Argon2id lanes.
+        parallelism: u32 = 1,
+        /// Hashing threads; 0 means one per core.
+        workers: usize = 0,
+        /// Hashes allowed to wait; beyond, pages answer "busy, retry" at once.
+        queue: usize = 64,
+        /// Shortest password, in Unicode code points.
+        min_length: usize = 12,
+        /// Lowest zxcvbn score accepted (0–4).
+        min_score: u8 = 3,
+    }
+}
+
+section! {
     /// `[log]`: diagnostics.
     pub struct Log {
         /// `text` or `json`.
@@ -291,6 +311,7 @@ pub struct Config {
     pub keys: Keys,
     pub mail: Mail,
     pub university: University,
+    pub password: Password,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -371,6 +392,7 @@ impl Config {
             "keys",
             "mail",
             "university",
+            "password",
             "log",
             "maintenance",
         ];
@@ -406,6 +428,7 @@ impl Config {
             keys: Keys::load(section("keys"), "keys", &mut problems),
             mail: Mail::load(section("mail"), "mail", &mut problems),
             university: University::load(section("university"), "university", &mut problems),
+            password: Password::load(section("password"), "password", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -544,6 +567,30 @@ impl Config {
             if !valid {
                 problem(key, format!("`{domain}` is not a lower-case domain name"));
             }
+        }
+        if self.password.memory_kib < 8 * self.password.parallelism.max(1) {
+            problem(
+                "password.memory_kib",
+                "must be at least 8 KiB per lane (19456 is the recommended minimum)".into(),
+            );
+        }
+        if self.password.iterations == 0 {
+            problem("password.iterations", "must be at least 1".into());
+        }
+        if self.password.parallelism == 0 {
+            problem("password.parallelism", "must be at least 1".into());
+        }
+        if self.password.queue == 0 {
+            problem("password.queue", "must be at least 1".into());
+        }
+        if self.password.min_length < 8 {
+            problem(
+                "password.min_length",
+                "must be at least 8 (NIST SP 800-63B); 12 is recommended".into(),
+            );
+        }
+        if self.password.min_score > 4 {
+            problem("password.min_score", "zxcvbn scores go from 0 to 4".into());
         }
         if self.university.name.trim().is_empty() {
             problem("university.name", "must not be empty".into());
@@ -787,12 +834,13 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 7] = [
+    let sections: [(&str, &[&str]); 8] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
         ("mail", Mail::KEYS),
         ("university", University::KEYS),
+        ("password", Password::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];

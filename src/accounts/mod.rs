@@ -4,6 +4,8 @@
 //! feeds. The storage ports of this room are declared here.
 
 pub mod identifiers;
+pub mod password;
+pub mod password_policy;
 pub mod provisioning;
 
 use std::fmt;
