@@ -1,7 +1,7 @@
 //! Sésame: the single-sign-on identity provider of a university (CAS 1/2/3 and OpenID Connect).
 //!
 //! Layers (DESIGN.md §2; dependencies point inward):
-//! - foundation: [`config`], [`clock`], [`entropy`], [`storage`] (the vocabulary of storage ports);
+//! - foundation: [`config`], [`clock`], [`entropy`], [`locale`], [`storage`] (the vocabulary of storage ports);
 //! - domain: [`accounts`], [`keys`], [`audit`], [`one_time`] — each declares the storage port it needs;
 //! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`];
 //! - [`app`]: the composition root.
@@ -15,6 +15,8 @@ pub mod config;
 pub mod entropy;
 pub mod jobs;
 pub mod keys;
+pub mod locale;
+pub mod mail;
 pub mod one_time;
 pub mod storage;
 pub mod store;

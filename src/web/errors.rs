@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tower_http::request_id::RequestId;
 
 use super::WebState;
-use super::i18n::{Locale, Texts};
+use super::i18n::{Locale, PageTexts as _, Texts};
 use super::views::{ErrorPage, PageContext, render};
 use crate::storage::StorageError;
 

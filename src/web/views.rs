@@ -3,7 +3,7 @@
 
 use askama::Template;
 
-use super::i18n::{Locale, Texts};
+use super::i18n::{Locale, PageTexts as _, Texts};
 
 /// What every page needs: its language's texts, the demo flag and the language-switch link.
 #[derive(Debug)]
