@@ -6,21 +6,30 @@ use std::sync::Arc;
 
 use axum::Router;
 
+use crate::accounts::activation::{ActivationService, ActivationSettings};
 use crate::accounts::password::{HashParams, PasswordError, PasswordHasher};
 use crate::accounts::password_policy::PasswordPolicy;
 use crate::accounts::provisioning::Importer;
+use crate::accounts::recovery::{RESET_LIFETIME, RecoveryService};
 use crate::audit::Auditor;
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, mask_secret};
 use crate::entropy::{Entropy, OsEntropy};
 use crate::jobs::Maintenance;
 use crate::keys::{KeyError, KeyRing, RotationPolicy};
+use crate::mail::MailTransport;
+use crate::mail::outbox::{Outbox, OutboxSender};
+use crate::mail::sms::{FileSmsSender, SmsSender};
+use crate::mail::transport::{
+    FileTransport, MailSetupError, SMTP_TIMEOUT, SmtpTransport, sender_mailbox,
+};
 use crate::one_time::OneTimeValues;
 use crate::storage::StorageError;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ConnectOptions, Store};
 use crate::web::metrics::Metrics;
+use crate::web::throttle::Throttle;
 use crate::web::{WebServices, WebState};
 
 /// Why Sésame could not start.
@@ -36,6 +45,8 @@ pub enum StartError {
     Keys(#[from] KeyError),
     #[error("cannot start password hashing: {0}")]
     Passwords(PasswordError),
+    #[error("cannot set up mail: {0}")]
+    Mail(#[from] MailSetupError),
 }
 
 /// Every service of a running Sésame.
@@ -49,7 +60,62 @@ pub struct App {
     pub one_time: Arc<OneTimeValues>,
     pub passwords: PasswordHasher,
     pub password_policy: PasswordPolicy,
+    pub activation: Arc<ActivationService>,
+    pub recovery: Arc<RecoveryService>,
+    /// This node's throttles of the credential forms.
+    pub throttle: Throttle,
     pub metrics: Metrics,
+    /// Queues mails outside another transaction.
+    pub outbox: Arc<Outbox>,
+    /// Sends the outbox (run by the jobs; tests call it directly).
+    pub mail_sender: Arc<OutboxSender>,
+    /// Sends SMS (today the file outbox, `<outbox_dir>/sms/`).
+    pub sms: Arc<dyn SmsSender>,
+}
+
+/// The mail transport of the configuration: the SMTP relay of `mail.smtp_url`, or `.eml` files
+/// in the outbox directory when none is set (the demo).
+pub fn mail_transport(config: &Config) -> Result<Arc<dyn MailTransport>, StartError> {
+    let from = sender_mailbox(&config.mail.from)?;
+    Ok(match &config.mail.smtp_url {
+        Some(url) => Arc::new(SmtpTransport::new(url, from, SMTP_TIMEOUT)?),
+        None => Arc::new(FileTransport::open(config.outbox_dir(), from)?),
+    })
+}
+
+/// The password policy of the configuration.
+pub fn password_policy(config: &Config) -> PasswordPolicy {
+    PasswordPolicy {
+        min_chars: config.password.min_length,
+        min_score: config.password.min_score,
+    }
+}
+
+/// The activation service over a store.
+pub fn activation_service(
+    config: &Config,
+    store: Arc<dyn Store>,
+    audit: Arc<Auditor>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    passwords: PasswordHasher,
+) -> ActivationService {
+    ActivationService::new(
+        store,
+        audit,
+        clock,
+        entropy,
+        passwords,
+        password_policy(config),
+        ActivationSettings {
+            university: config.university.name.clone(),
+            student_domain: config.university.student_domain.clone(),
+            staff_domain: config.university.staff_domain.clone(),
+        },
+        Arc::new(|locale, to, code, university| {
+            crate::mail::messages::confirmation_code(locale, to.clone(), code, university)
+        }),
+    )
 }
 
 /// Starts the password hashing pool of the configuration.
@@ -120,6 +186,19 @@ impl Admin {
         })
     }
 
+    /// The activation service, for the helpdesk commands.
+    pub fn activation(&self) -> Result<ActivationService, StartError> {
+        let passwords = password_hasher(&self.config, self.entropy.clone())?;
+        Ok(activation_service(
+            &self.config,
+            self.store.clone(),
+            self.audit.clone(),
+            self.clock.clone(),
+            self.entropy.clone(),
+            passwords,
+        ))
+    }
+
     pub fn importer(&self) -> Importer {
         Importer::new(self.store.clone(), self.clock.clone(), self.entropy.clone())
     }
@@ -168,13 +247,61 @@ impl App {
         .await?;
         let one_time = OneTimeValues::new(store.clone(), clock.clone(), entropy.clone());
         let passwords = password_hasher(&config, entropy.clone())?;
-        let password_policy = PasswordPolicy {
-            min_chars: config.password.min_length,
-            min_score: config.password.min_score,
-        };
+        let activation = Arc::new(activation_service(
+            &config,
+            store.clone(),
+            audit.clone(),
+            clock.clone(),
+            entropy.clone(),
+            passwords.clone(),
+        ));
+        let outbox = Arc::new(Outbox::new(store.clone(), clock.clone()));
+        let mail_sender = Arc::new(OutboxSender::new(
+            store.clone(),
+            mail_transport(&config)?,
+            clock.clone(),
+        ));
+        let sms: Arc<dyn SmsSender> = Arc::new(FileSmsSender::open(
+            &config.outbox_dir().join("sms"),
+            clock.clone(),
+            entropy.clone(),
+        )?);
+        let recovery = Arc::new(RecoveryService::new(
+            store.clone(),
+            audit.clone(),
+            clock.clone(),
+            entropy.clone(),
+            passwords.clone(),
+            password_policy(&config),
+            config.public_url().clone(),
+            config.university.name.clone(),
+            vec![
+                config.university.student_domain.clone(),
+                config.university.staff_domain.clone(),
+            ],
+            Arc::new(|locale, to, link, university| {
+                crate::mail::messages::password_reset(
+                    locale,
+                    to.clone(),
+                    link,
+                    university,
+                    (RESET_LIFETIME.as_secs() / 60) as u32,
+                )
+            }),
+            Arc::new(|locale, to, university| {
+                crate::mail::messages::password_changed(locale, to.clone(), university)
+            }),
+        ));
+        let throttle = Throttle::new(
+            config.limits.per_address_per_minute,
+            config.limits.global_per_second,
+        );
         Ok(Self {
+            throttle,
+            recovery,
+            password_policy: password_policy(&config),
             passwords,
-            password_policy,
+            activation,
             config: Arc::new(config),
             clock,
             entropy,
@@ -183,6 +310,9 @@ impl App {
             keys: Arc::new(keys),
             one_time: Arc::new(one_time),
             metrics: Metrics::new(),
+            outbox,
+            mail_sender,
+            sms,
         })
     }
 
@@ -205,6 +335,9 @@ impl App {
                 health: self.store.clone(),
                 entropy: self.entropy.clone(),
                 metrics: self.metrics.clone(),
+                activation: self.activation.clone(),
+                recovery: self.recovery.clone(),
+                throttle: self.throttle.clone(),
             }),
         }
     }
@@ -217,5 +350,6 @@ impl App {
     /// The background maintenance every node runs.
     pub fn maintenance(&self) -> Maintenance {
         Maintenance::new(self.keys.clone(), self.one_time.clone())
+            .with_mail(self.mail_sender.clone(), self.config.mail.send_interval.0)
     }
 }

@@ -229,10 +229,14 @@ section! {
     pub struct Mail {
         /// Sender address of every mail.
         from: String = "Sésame <no-reply@localhost>".to_string(),
-        /// `smtp://` or `smtps://` URL of the relay; unset, mails are written as `.eml` files.
+        /// `smtp://` (STARTTLS, required) or `smtps://` (TLS) URL of the relay; `?tls=none` is
+        /// allowed only to a loopback host. Unset, mails are written as `.eml` files.
         smtp_url: Option<String> = None,
-        /// Where `.eml` files go when no SMTP relay is set. Defaults to `<data_dir>/outbox`.
+        /// Where `.eml` files go when no SMTP relay is set (and SMS files, in `sms/`). Defaults to
+        /// `<data_dir>/outbox`.
         outbox_dir: Option<PathBuf> = None,
+        /// How often each node sends the queued mails.
+        send_interval: HumanDuration = HumanDuration(Duration::from_secs(2)),
     }
 }
 
@@ -265,6 +269,17 @@ section! {
         min_length: usize = 12,
         /// Lowest zxcvbn score accepted (0–4).
         min_score: u8 = 3,
+    }
+}
+
+section! {
+    /// `[limits]`: throttling of the credential forms by client address (DESIGN.md §6), on top
+    /// of the per-identifier lockout. Each node counts alone, in bounded memory.
+    pub struct Limits {
+        /// POSTs per minute from one client address to activation and forgotten-password forms.
+        per_address_per_minute: u32 = 30,
+        /// POSTs per second to those forms from everyone together, on this node.
+        global_per_second: u32 = 200,
     }
 }
 
@@ -312,6 +327,7 @@ pub struct Config {
     pub mail: Mail,
     pub university: University,
     pub password: Password,
+    pub limits: Limits,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -393,6 +409,7 @@ impl Config {
             "mail",
             "university",
             "password",
+            "limits",
             "log",
             "maintenance",
         ];
@@ -429,6 +446,7 @@ impl Config {
             mail: Mail::load(section("mail"), "mail", &mut problems),
             university: University::load(section("university"), "university", &mut problems),
             password: Password::load(section("password"), "password", &mut problems),
+            limits: Limits::load(section("limits"), "limits", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -544,7 +562,30 @@ impl Config {
         }
         if let Some(smtp) = &self.mail.smtp_url {
             match Url::parse(smtp) {
-                Ok(url) if matches!(url.scheme(), "smtp" | "smtps") => {}
+                Ok(url) if matches!(url.scheme(), "smtp" | "smtps") => {
+                    for (key, value) in url.query_pairs() {
+                        // `smtp` is not a special URL scheme: an IP address is an opaque host.
+                        let loopback = url.host_str().is_some_and(|host| {
+                            host == "localhost"
+                                || host
+                                    .trim_start_matches('[')
+                                    .trim_end_matches(']')
+                                    .parse::<IpAddr>()
+                                    .is_ok_and(|ip| ip.is_loopback())
+                        });
+                        let plain_on_loopback =
+                            url.scheme() == "smtp" && value == "none" && loopback;
+                        if key != "tls" || !plain_on_loopback {
+                            problem(
+                                "mail.smtp_url",
+                                format!(
+                                    "`{key}={value}` is not allowed: the only parameter is \
+                                     tls=none, for smtp:// to a loopback relay"
+                                ),
+                            );
+                        }
+                    }
+                }
                 Ok(url) => problem(
                     "mail.smtp_url",
                     format!(
@@ -580,6 +621,12 @@ impl Config {
         if self.password.parallelism == 0 {
             problem("password.parallelism", "must be at least 1".into());
         }
+        if self.limits.per_address_per_minute == 0 {
+            problem("limits.per_address_per_minute", "must be at least 1".into());
+        }
+        if self.limits.global_per_second == 0 {
+            problem("limits.global_per_second", "must be at least 1".into());
+        }
         if self.password.queue == 0 {
             problem("password.queue", "must be at least 1".into());
         }
@@ -595,11 +642,17 @@ impl Config {
         if self.university.name.trim().is_empty() {
             problem("university.name", "must not be empty".into());
         }
-        if !self.mail.from.contains('@') {
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
             problem(
                 "mail.from",
-                format!("`{}` is not an e-mail address", self.mail.from),
+                format!(
+                    "`{}` is not an e-mail address (write `Name <address>` or `address`)",
+                    self.mail.from
+                ),
             );
+        }
+        if self.mail.send_interval.0 < Duration::from_millis(100) {
+            problem("mail.send_interval", "must be at least 100ms".into());
         }
     }
 
@@ -834,13 +887,14 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 8] = [
+    let sections: [(&str, &[&str]); 9] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
         ("mail", Mail::KEYS),
         ("university", University::KEYS),
         ("password", Password::KEYS),
+        ("limits", Limits::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];
@@ -1008,6 +1062,35 @@ mod tests {
         let error = load_text("[server]\npublic_url = \"http://sso.uca.fr\"\n", &[]).unwrap_err();
         assert!(error.problems[0].message.contains("must use https"));
         assert!(load_text("[server]\npublic_url = \"https://sso.uca.fr\"\n", &[]).is_ok());
+    }
+
+    #[test]
+    fn mail_relays_need_tls_except_on_loopback() {
+        for ok in [
+            "smtp://u:p@smtp.uca.fr:587",
+            "smtps://smtp.uca.fr",
+            "smtp://127.0.0.1:2525?tls=none",
+            "smtp://localhost:25?tls=none",
+        ] {
+            let text = format!("[mail]\nsmtp_url = \"{ok}\"\n");
+            assert!(load_text(&text, &[]).is_ok(), "{ok}");
+        }
+        for bad in [
+            "smtp://smtp.uca.fr?tls=none",
+            "smtps://127.0.0.1?tls=none",
+            "smtp://smtp.uca.fr?tls=opportunistic",
+        ] {
+            let text = format!("[mail]\nsmtp_url = \"{bad}\"\n");
+            let error = load_text(&text, &[]).unwrap_err();
+            assert_eq!(error.problems[0].key, "mail.smtp_url", "{bad}");
+        }
+        let error = load_text(
+            "[mail]\nfrom = \"Sésame <nobody>\"\nsend_interval = \"0s\"\n",
+            &[],
+        )
+        .unwrap_err();
+        let keys: Vec<&str> = error.problems.iter().map(|p| p.key.as_str()).collect();
+        assert_eq!(keys, ["mail.from", "mail.send_interval"]);
     }
 
     #[test]

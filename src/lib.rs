@@ -3,7 +3,8 @@
 //! Layers (DESIGN.md §2; dependencies point inward):
 //! - foundation: [`config`], [`clock`], [`entropy`], [`locale`], [`storage`] (the vocabulary of storage ports);
 //! - domain: [`accounts`], [`keys`], [`audit`], [`one_time`] — each declares the storage port it needs;
-//! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`];
+//! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`], [`mail`] (the outbox,
+//!   SMTP and file transports, SMS);
 //! - [`app`]: the composition root.
 
 pub mod accounts;

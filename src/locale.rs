@@ -18,7 +18,7 @@ impl Locale {
         }
     }
 
-    fn from_tag(tag: &str) -> Option<Self> {
+    pub fn from_tag(tag: &str) -> Option<Self> {
         let primary = tag.split(['-', '_']).next()?.trim();
         if primary.eq_ignore_ascii_case("fr") {
             Some(Locale::Fr)

@@ -3,10 +3,12 @@
 //! `identifiers` derives and canonicalises logins; `provisioning` imports the registrar and HR
 //! feeds. The storage ports of this room are declared here.
 
+pub mod activation;
 pub mod identifiers;
 pub mod password;
 pub mod password_policy;
 pub mod provisioning;
+pub mod recovery;
 
 use std::fmt;
 use std::str::FromStr;

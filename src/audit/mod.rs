@@ -78,6 +78,18 @@ audit_actions! {
     SigningKeyPromoted = "keys.signing_key_promoted",
     /// A retired key was removed from the JWKS and the database.
     SigningKeyDeleted = "keys.signing_key_deleted",
+    /// An account was activated (password set, contacts recorded).
+    AccountActivated = "accounts.activated",
+    /// A dossier number reached the failure limit of activation.
+    ActivationLocked = "accounts.activation_locked",
+    /// An operator lifted the activation lock of a dossier number.
+    ActivationUnlocked = "accounts.activation_unlocked",
+    /// An operator printed a staff activation code.
+    StaffActivationCodeIssued = "accounts.staff_activation_code_issued",
+    /// A password reset link was queued to the recovery addresses.
+    PasswordResetRequested = "accounts.password_reset_requested",
+    /// A password was set from a reset link.
+    PasswordReset = "accounts.password_reset",
     /// A registrar or HR feed was imported.
     FeedImported = "accounts.feed_imported",
     /// The database schema was migrated by an operator.

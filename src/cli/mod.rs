@@ -2,6 +2,8 @@
 //! options `--config` and `--data-dir` apply to every command, so admin commands act on the same
 //! database as the server. Admin commands take `--json` for scripts.
 
+mod admin;
+mod demo;
 mod import;
 mod keys;
 mod serve;
@@ -44,6 +46,9 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Helpdesk commands on accounts.
+    #[command(subcommand)]
+    Admin(AdminCommand),
     /// Import a registrar (students) or HR (staff) export. Exit code 3 when some lines were
     /// rejected (the others are imported).
     Import {
@@ -75,6 +80,27 @@ pub struct JsonFlag {
     /// Print machine-readable JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Print a single-use activation code (valid 7 days) for a staff account; voids the previous.
+    ActivationCode {
+        /// The staff member's login (prenom.nom).
+        login: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Lift the activation lock of a dossier number (after 5 failed attempts).
+    UnlockActivation {
+        /// The dossier number.
+        dossier_number: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +164,14 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Keys(KeysCommand::Rotate { algorithms, json }) => {
                 keys::rotate(config, &algorithms, json.json).await
             }
+            Command::Admin(AdminCommand::ActivationCode { login, json }) => {
+                admin::activation_code(config, &login, json.json).await
+            }
+            Command::Admin(AdminCommand::UnlockActivation {
+                dossier_number,
+                reason,
+                json,
+            }) => admin::unlock_activation(config, &dossier_number, &reason, json.json).await,
             Command::Import {
                 feed,
                 file,

@@ -8,9 +8,22 @@ use crate::web::server::{TlsFiles, serve, shutdown_signal};
 pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Stopwatch::start();
     let app = App::start(config).await?;
+    if demo {
+        super::demo::seed(&app).await?;
+    }
     let config = app.config.clone();
     // The first pass runs at once (promotions due while the node was down), then periodically.
     let jobs = app.maintenance().spawn(config.maintenance.interval.0);
+    // Throttle counters of idle addresses are dropped, keeping their memory bounded.
+    let throttle = app.throttle.clone();
+    let interval = config.maintenance.interval.0;
+    let sweeper = tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(interval);
+        loop {
+            ticker.tick().await;
+            throttle.forget_idle();
+        }
+    });
     let router = app.router(demo);
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -30,12 +43,16 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
                  ready in {} ms",
                 started.elapsed().as_millis()
             );
+            if demo {
+                print!("{}", super::demo::welcome(&app));
+            }
             tracing::info!(%addr, %public_url, backend, demo, "listening");
         },
         shutdown_signal(),
     )
     .await;
     jobs.abort();
+    sweeper.abort();
     result?;
     println!("Sésame stopped.");
     Ok(())

@@ -1,6 +1,7 @@
 //! Background jobs every node runs: promote due signing keys, delete expired retired keys, purge
-//! expired one-time values. Each step is a conditional write, so running them on every node at
-//! once is safe. Later rooms add the mail outbox and back-channel logout senders here.
+//! expired one-time values and finished mails, and send the mail outbox (on its own, shorter
+//! interval). Each step is a conditional write or an atomic claim, so running them on every node
+//! at once is safe. Later rooms add the back-channel logout sender here.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::keys::{KeyRing, MaintenanceReport};
+use crate::mail::outbox::OutboxSender;
 use crate::one_time::OneTimeValues;
 
 /// The periodic maintenance pass.
@@ -15,6 +17,14 @@ use crate::one_time::OneTimeValues;
 pub struct Maintenance {
     keys: Arc<KeyRing>,
     one_time: Arc<OneTimeValues>,
+    mail: Option<MailJob>,
+}
+
+/// The outbox sender and how often it runs.
+#[derive(Clone)]
+struct MailJob {
+    sender: Arc<OutboxSender>,
+    interval: Duration,
 }
 
 /// What one pass did.
@@ -22,11 +32,23 @@ pub struct Maintenance {
 pub struct MaintenanceOutcome {
     pub keys: MaintenanceReport,
     pub purged_one_time_values: u64,
+    pub purged_mails: u64,
 }
 
 impl Maintenance {
     pub fn new(keys: Arc<KeyRing>, one_time: Arc<OneTimeValues>) -> Self {
-        Self { keys, one_time }
+        Self {
+            keys,
+            one_time,
+            mail: None,
+        }
+    }
+
+    /// Adds the outbox: sent every `interval` (a few seconds, so mails leave soon after they are
+    /// queued), and purged of finished rows on each maintenance pass.
+    pub fn with_mail(mut self, sender: Arc<OutboxSender>, interval: Duration) -> Self {
+        self.mail = Some(MailJob { sender, interval });
+        self
     }
 
     /// One pass. Failures are logged and the pass goes on: one broken step must not stop the
@@ -46,17 +68,44 @@ impl Maintenance {
             Ok(purged) => outcome.purged_one_time_values = purged,
             Err(error) => tracing::error!(%error, "purging one-time values failed"),
         }
+        if let Some(mail) = &self.mail {
+            match mail.sender.purge_finished().await {
+                Ok(purged) => outcome.purged_mails = purged,
+                Err(error) => tracing::error!(%error, "purging finished mails failed"),
+            }
+        }
         outcome
     }
 
-    /// Runs a pass every `interval` until the task is aborted.
+    /// One pass of the outbox sender (nothing without an outbox).
+    pub async fn send_mail_once(&self) {
+        if let Some(mail) = &self.mail
+            && let Err(error) = mail.sender.run_once().await
+        {
+            tracing::error!(%error, "sending the mail outbox failed");
+        }
+    }
+
+    /// Runs a pass every `interval`, and the outbox sender every `mail.send_interval`, until the
+    /// task is aborted. Both share one task, so aborting it stops them together; a mail cut off
+    /// mid-send stays leased and is sent again once its lease ends.
     pub fn spawn(self, interval: Duration) -> JoinHandle<()> {
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mail_interval = self
+                .mail
+                .as_ref()
+                .map_or(Duration::from_secs(3600), |m| m.interval);
+            let mut mail_ticker = tokio::time::interval(mail_interval);
+            mail_ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                ticker.tick().await;
-                self.run_once().await;
+                tokio::select! {
+                    _ = ticker.tick() => {
+                        self.run_once().await;
+                    }
+                    _ = mail_ticker.tick() => self.send_mail_once().await,
+                }
             }
         })
     }

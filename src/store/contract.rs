@@ -111,6 +111,11 @@ contract! {
     one_time_values_are_bound_to_purpose_and_expiry,
     expired_one_time_values_are_purged,
     duplicate_one_time_values_conflict,
+    queued_mails_round_trip_and_are_claimed_once_by_concurrent_claimers,
+    leased_mails_are_not_claimed_again_until_the_lease_ends,
+    failed_mails_come_back_at_their_next_attempt_and_given_up_ones_never,
+    sent_mails_are_never_claimed_again,
+    outbox_depth_counts_queued_mails_and_purge_keeps_them,
 }
 
 fn key(
@@ -476,4 +481,212 @@ async fn duplicate_one_time_values_conflict(store: Arc<dyn Store>) {
         store.redeem_one_time_value("p", &[5; 32], 1).await.unwrap(),
         Some("first".to_string())
     );
+}
+
+fn outgoing(n: usize) -> crate::mail::OutgoingMail {
+    crate::mail::OutgoingMail {
+        kind: crate::mail::MailKind::PasswordReset,
+        to: crate::mail::EmailAddress::parse(&format!("person{n}@example.org")).unwrap(),
+        subject: format!("Réinitialisation {n}"),
+        text: format!("Lien : https://sso.example.org/r?t={n}\n"),
+        html: format!("<p>Lien n°{n}</p>"),
+    }
+}
+
+async fn queued_mails_round_trip_and_are_claimed_once_by_concurrent_claimers(
+    store: Arc<dyn Store>,
+) {
+    let mut inserted = Vec::new();
+    for n in 0..30 {
+        inserted.push(
+            store
+                .insert_mail(&outgoing(n), 1_000 + n as i64)
+                .await
+                .unwrap(),
+        );
+    }
+    let mut claimers = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.claim_due_mails(2_000, 2_600, 4).await.unwrap();
+                if batch.is_empty() {
+                    return mine;
+                }
+                mine.extend(batch);
+            }
+        }));
+    }
+    let mut claimed = Vec::new();
+    for claimer in claimers {
+        claimed.extend(claimer.await.unwrap());
+    }
+    claimed.sort_by_key(|m| m.id);
+    let ids: Vec<i64> = claimed.iter().map(|m| m.id).collect();
+    assert_eq!(ids, inserted, "every mail claimed exactly once");
+    for (n, mail) in claimed.iter().enumerate() {
+        assert_eq!(mail.mail, outgoing(n));
+        assert_eq!(mail.created_at, 1_000 + n as i64);
+        assert_eq!(mail.attempts, 1);
+    }
+}
+
+async fn leased_mails_are_not_claimed_again_until_the_lease_ends(store: Arc<dyn Store>) {
+    let id = store.insert_mail(&outgoing(1), 1_000).await.unwrap();
+    // Not due before it was queued.
+    assert!(
+        store
+            .claim_due_mails(999, 1_599, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let first = store.claim_due_mails(1_000, 1_600, 10).await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!((first[0].id, first[0].attempts), (id, 1));
+    assert!(
+        store
+            .claim_due_mails(1_001, 1_601, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .claim_due_mails(1_599, 2_199, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The sender died: once its lease has ended, another takes the mail, counting the attempt.
+    let again = store.claim_due_mails(1_600, 2_200, 10).await.unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].id, again[0].attempts), (id, 2));
+}
+
+async fn failed_mails_come_back_at_their_next_attempt_and_given_up_ones_never(
+    store: Arc<dyn Store>,
+) {
+    use crate::mail::MailFailure;
+    let id = store.insert_mail(&outgoing(1), 1_000).await.unwrap();
+    let other = store.insert_mail(&outgoing(2), 1_000).await.unwrap();
+    assert_eq!(
+        store.claim_due_mails(1_000, 1_600, 10).await.unwrap().len(),
+        2
+    );
+    let retry = MailFailure {
+        at: 1_005,
+        retry_at: Some(1_065),
+        error: "421 try later".into(),
+    };
+    store.mark_mail_failed(id, &retry).await.unwrap();
+    // The failure released the lease, but the mail waits for its next attempt.
+    assert!(
+        store
+            .claim_due_mails(1_064, 1_664, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let back = store.claim_due_mails(1_065, 1_665, 10).await.unwrap();
+    assert_eq!(back.len(), 1);
+    assert_eq!((back[0].id, back[0].attempts), (id, 2));
+    assert_eq!(back[0].mail, outgoing(1));
+
+    let give_up = MailFailure {
+        at: 1_070,
+        retry_at: None,
+        error: "550 no such user".into(),
+    };
+    store.mark_mail_failed(id, &give_up).await.unwrap();
+    store.mark_mail_failed(other, &give_up).await.unwrap();
+    assert!(
+        store
+            .claim_due_mails(i64::MAX / 2, i64::MAX / 2, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.count_queued_mails().await.unwrap(), 0);
+    // A late report of a failure does not bring a given-up mail back.
+    store.mark_mail_failed(id, &retry).await.unwrap();
+    assert!(
+        store
+            .claim_due_mails(i64::MAX / 2, i64::MAX / 2, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn sent_mails_are_never_claimed_again(store: Arc<dyn Store>) {
+    use crate::mail::MailFailure;
+    let id = store.insert_mail(&outgoing(1), 1_000).await.unwrap();
+    assert_eq!(
+        store.claim_due_mails(1_000, 1_600, 10).await.unwrap().len(),
+        1
+    );
+    store.mark_mail_sent(id, 1_002).await.unwrap();
+    assert_eq!(store.count_queued_mails().await.unwrap(), 0);
+    assert!(
+        store
+            .claim_due_mails(1_600, 2_200, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A failure reported late (another sender whose lease had ended) changes nothing.
+    let late = MailFailure {
+        at: 1_700,
+        retry_at: Some(1_760),
+        error: "timeout".into(),
+    };
+    store.mark_mail_failed(id, &late).await.unwrap();
+    assert!(
+        store
+            .claim_due_mails(i64::MAX / 2, i64::MAX / 2, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.count_queued_mails().await.unwrap(), 0);
+}
+
+async fn outbox_depth_counts_queued_mails_and_purge_keeps_them(store: Arc<dyn Store>) {
+    use crate::mail::MailFailure;
+    assert_eq!(store.count_queued_mails().await.unwrap(), 0);
+    let sent = store.insert_mail(&outgoing(1), 1_000).await.unwrap();
+    let abandoned = store.insert_mail(&outgoing(2), 1_000).await.unwrap();
+    let waiting = store.insert_mail(&outgoing(3), 1_000).await.unwrap();
+    assert_eq!(store.count_queued_mails().await.unwrap(), 3);
+    // Claimed (leased) mails are still in the outbox.
+    assert_eq!(
+        store.claim_due_mails(1_000, 1_600, 10).await.unwrap().len(),
+        3
+    );
+    assert_eq!(store.count_queued_mails().await.unwrap(), 3);
+    store.mark_mail_sent(sent, 1_010).await.unwrap();
+    let failure = |retry_at| MailFailure {
+        at: 1_020,
+        retry_at,
+        error: "x".into(),
+    };
+    store
+        .mark_mail_failed(abandoned, &failure(None))
+        .await
+        .unwrap();
+    store
+        .mark_mail_failed(waiting, &failure(Some(1_080)))
+        .await
+        .unwrap();
+    assert_eq!(store.count_queued_mails().await.unwrap(), 1);
+    assert_eq!(store.purge_finished_mails(1_010).await.unwrap(), 0);
+    assert_eq!(store.purge_finished_mails(1_021).await.unwrap(), 2);
+    assert_eq!(store.purge_finished_mails(i64::MAX).await.unwrap(), 0);
+    assert_eq!(store.count_queued_mails().await.unwrap(), 1);
+    let left = store.claim_due_mails(1_080, 1_680, 10).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].id, waiting);
 }

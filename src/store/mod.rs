@@ -18,15 +18,28 @@ use std::time::Duration;
 use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
+use crate::accounts::activation::ActivationStore;
+use crate::accounts::recovery::RecoveryStore;
 use crate::accounts::{AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
 use crate::keys::KeyStore;
+use crate::mail::MailStore;
 use crate::one_time::OneTimeStore;
 use crate::storage::{HealthProbe, StorageError};
 
 /// Everything a backend implements: the union of the domain ports.
 pub trait Store:
-    KeyStore + AuditStore + OneTimeStore + AccountStore + ProvisioningStore + HealthProbe + Send + Sync
+    KeyStore
+    + AuditStore
+    + OneTimeStore
+    + AccountStore
+    + ActivationStore
+    + RecoveryStore
+    + ProvisioningStore
+    + MailStore
+    + HealthProbe
+    + Send
+    + Sync
 {
 }
 
@@ -35,7 +48,10 @@ impl<T> Store for T where
         + AuditStore
         + OneTimeStore
         + AccountStore
+        + ActivationStore
+        + RecoveryStore
         + ProvisioningStore
+        + MailStore
         + HealthProbe
         + Send
         + Sync

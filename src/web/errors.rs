@@ -25,6 +25,8 @@ pub enum WebError {
     NotFound,
     #[error("the request came for host {got:?}, not the public URL")]
     WrongHost { got: String },
+    #[error("the form's CSRF token is missing or wrong")]
+    Forbidden,
     #[error("the request body is larger than allowed")]
     TooLarge,
     #[error("invalid request: {0}")]
@@ -40,6 +42,8 @@ pub enum WebError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ErrorKind {
     NotFound,
+    Forbidden,
+    TooManyRequests,
     WrongHost,
     BadRequest,
     MethodNotAllowed,
@@ -53,6 +57,8 @@ impl ErrorKind {
     fn for_status(status: StatusCode) -> Option<Self> {
         Some(match status {
             StatusCode::NOT_FOUND => Self::NotFound,
+            StatusCode::FORBIDDEN => Self::Forbidden,
+            StatusCode::TOO_MANY_REQUESTS => Self::TooManyRequests,
             StatusCode::MISDIRECTED_REQUEST => Self::WrongHost,
             StatusCode::BAD_REQUEST | StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::BadRequest,
             StatusCode::METHOD_NOT_ALLOWED => Self::MethodNotAllowed,
@@ -67,6 +73,8 @@ impl ErrorKind {
     fn texts(&self, t: &'static Texts) -> (&'static str, &'static str) {
         match self {
             Self::NotFound => (t.not_found_title, t.not_found_body),
+            Self::Forbidden => (t.forbidden_title, t.forbidden_body),
+            Self::TooManyRequests => (t.throttled_title, t.throttled_body),
             Self::WrongHost => (t.wrong_host_title, t.wrong_host_body),
             Self::BadRequest => (t.bad_request_title, t.bad_request_body),
             Self::MethodNotAllowed => (t.method_title, t.method_body),
@@ -98,6 +106,10 @@ impl IntoResponse for WebError {
                 marked(StatusCode::MISDIRECTED_REQUEST, ErrorKind::WrongHost)
             }
             WebError::TooLarge => marked(StatusCode::PAYLOAD_TOO_LARGE, ErrorKind::TooLarge),
+            WebError::Forbidden => {
+                tracing::info!("refused a form without a valid CSRF token");
+                marked(StatusCode::FORBIDDEN, ErrorKind::Forbidden)
+            }
             WebError::BadRequest(reason) => {
                 tracing::info!(%reason, "bad request");
                 marked(StatusCode::BAD_REQUEST, ErrorKind::BadRequest)

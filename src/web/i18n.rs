@@ -67,6 +67,74 @@ pub struct Texts {
     pub method_body: &'static str,
     pub unavailable_title: &'static str,
     pub unavailable_body: &'static str,
+    pub forbidden_title: &'static str,
+    pub forbidden_body: &'static str,
+    pub throttled_title: &'static str,
+    pub throttled_body: &'static str,
+    pub activation: ActivationTexts,
+    pub recovery: RecoveryTexts,
+}
+
+/// Texts of the forgotten-password pages.
+#[derive(Debug)]
+pub struct RecoveryTexts {
+    pub forgot_title: &'static str,
+    pub forgot_lead: &'static str,
+    pub identifier_label: &'static str,
+    pub identifier_hint: &'static str,
+    pub send_button: &'static str,
+    pub sent: &'static str,
+    pub reset_title: &'static str,
+    pub reset_lead: &'static str,
+    pub save_button: &'static str,
+    pub invalid: &'static str,
+    pub done: &'static str,
+    pub forgot_link: &'static str,
+}
+
+/// Texts of the activation pages.
+#[derive(Debug)]
+pub struct ActivationTexts {
+    pub title: &'static str,
+    pub steps: &'static str,
+    pub start_lead: &'static str,
+    pub dossier_label: &'static str,
+    pub dossier_hint: &'static str,
+    pub birth_date_label: &'static str,
+    pub staff_legend: &'static str,
+    pub code_label_staff: &'static str,
+    pub continue_button: &'static str,
+    pub refused: &'static str,
+    pub locked: &'static str,
+    pub expired: &'static str,
+    pub contact_lead: &'static str,
+    pub email_label: &'static str,
+    pub email_hint: &'static str,
+    pub phone_label: &'static str,
+    pub phone_hint: &'static str,
+    pub invalid_email: &'static str,
+    pub institutional_email: &'static str,
+    pub invalid_phone: &'static str,
+    pub code_lead: &'static str,
+    pub code_label: &'static str,
+    pub wrong_code: &'static str,
+    pub void_code: &'static str,
+    pub change_address: &'static str,
+    pub password_lead: &'static str,
+    pub new_password_label: &'static str,
+    pub confirm_label: &'static str,
+    pub password_hint: &'static str,
+    pub too_short: &'static str,
+    pub too_long: &'static str,
+    pub common: &'static str,
+    pub personal: &'static str,
+    pub guessable: &'static str,
+    pub mismatch: &'static str,
+    pub busy: &'static str,
+    pub done_title: &'static str,
+    pub done_lead: &'static str,
+    pub done_next: &'static str,
+    pub already_done: &'static str,
 }
 
 pub static FR: Texts = Texts {
@@ -106,6 +174,84 @@ pub static FR: Texts = Texts {
     unavailable_title: "Service momentanément indisponible",
     unavailable_body: "Le service est très sollicité ou en maintenance. Réessayez dans \
                        quelques instants.",
+    throttled_title: "Trop de tentatives",
+    throttled_body: "Trop de demandes sont venues de votre connexion en peu de temps. Patientez \
+                     une minute, puis réessayez.",
+    forbidden_title: "Formulaire expiré",
+    forbidden_body: "Ce formulaire n'est plus valable (il est trop ancien, ou les cookies sont \
+                     bloqués). Revenez à la page précédente, rechargez-la et recommencez.",
+    activation: ActivationTexts {
+        title: "Activer mon compte",
+        steps: "Étape",
+        start_lead: "Pour activer votre compte étudiant, donnez votre numéro de dossier \
+                     (il figure sur votre certificat de scolarité) et votre date de naissance.",
+        dossier_label: "Numéro de dossier",
+        dossier_hint: "8 chiffres",
+        birth_date_label: "Date de naissance",
+        staff_legend: "Personnel : vous avez reçu un code d'activation de l'assistance",
+        code_label_staff: "Code d'activation",
+        continue_button: "Continuer",
+        refused: "Ces informations ne permettent pas d'activer un compte. Vérifiez-les ; \
+                  si votre compte est déjà actif, connectez-vous ou utilisez « mot de passe \
+                  oublié ».",
+        locked: "Trop d'essais infructueux pour ce numéro de dossier. Contactez l'assistance \
+                 pour le débloquer.",
+        expired: "Votre activation a expiré ou n'a pas été trouvée. Recommencez depuis le début.",
+        contact_lead: "Donnez une adresse électronique personnelle (pas celle de l'université) \
+                       et un numéro de mobile : ils serviront à retrouver votre compte. Un code \
+                       de confirmation va être envoyé à l'adresse.",
+        email_label: "Adresse électronique personnelle",
+        email_hint: "Par exemple prenom.nom@exemple.fr",
+        phone_label: "Numéro de mobile",
+        phone_hint: "Par exemple 06 12 34 56 78",
+        invalid_email: "Cette adresse électronique n'est pas valide.",
+        institutional_email: "Donnez une adresse personnelle, pas une adresse de l'université.",
+        invalid_phone: "Ce numéro de mobile n'est pas valide.",
+        code_lead: "Un code à 6 chiffres vient d'être envoyé à votre adresse. Il est valable \
+                    10 minutes.",
+        code_label: "Code reçu",
+        wrong_code: "Ce code n'est pas le bon. Essais restants :",
+        void_code: "Ce code a expiré ou a été trop souvent mal saisi. Donnez de nouveau votre \
+                    adresse pour en recevoir un autre.",
+        change_address: "Changer d'adresse ou recevoir un nouveau code",
+        password_lead: "Choisissez votre mot de passe : au moins 12 caractères. Une phrase de \
+                        plusieurs mots est facile à retenir et difficile à deviner.",
+        new_password_label: "Nouveau mot de passe",
+        confirm_label: "Confirmez le mot de passe",
+        password_hint: "Au moins 12 caractères, sans votre nom ni votre date de naissance.",
+        too_short: "Ce mot de passe est trop court : il faut au moins 12 caractères.",
+        too_long: "Ce mot de passe est trop long.",
+        common: "Ce mot de passe figure dans les listes de mots de passe divulgués. \
+                 Choisissez-en un autre.",
+        personal: "Ce mot de passe contient des informations personnelles (nom, date de \
+                   naissance, numéro de dossier…).",
+        guessable: "Ce mot de passe est trop facile à deviner. Ajoutez des mots.",
+        mismatch: "Les deux mots de passe sont différents.",
+        busy: "Le service est très sollicité. Réessayez dans quelques secondes.",
+        done_title: "Votre compte est activé",
+        done_lead: "Votre identifiant est :",
+        done_next: "Utilisez-le avec votre mot de passe pour vous connecter aux applications \
+                    de l'université.",
+        already_done: "Cette activation est déjà terminée ou a expiré.",
+    },
+    recovery: RecoveryTexts {
+        forgot_title: "Mot de passe oublié",
+        forgot_lead: "Donnez votre identifiant (prenom.nom) ou votre adresse de l'université. \
+                      Nous enverrons un lien pour choisir un nouveau mot de passe à vos adresses \
+                      de secours.",
+        identifier_label: "Identifiant ou adresse",
+        identifier_hint: "Par exemple emilie.dupre ou emilie.dupre@etu.uca.fr",
+        send_button: "Envoyer le lien",
+        sent: "Si un compte correspond, un lien vient d'être envoyé à ses adresses de secours. \
+               Il est valable 30 minutes. Pensez à regarder dans les courriers indésirables.",
+        reset_title: "Choisir un nouveau mot de passe",
+        reset_lead: "Choisissez votre nouveau mot de passe : au moins 12 caractères.",
+        save_button: "Enregistrer",
+        invalid: "Ce lien n'est plus valable (déjà utilisé, expiré ou remplacé par un plus \
+                  récent). Vous pouvez en demander un autre.",
+        done: "Votre mot de passe a été changé. Vos adresses de secours en ont été informées.",
+        forgot_link: "Demander un nouveau lien",
+    },
 };
 
 pub static EN: Texts = Texts {
@@ -144,4 +290,78 @@ pub static EN: Texts = Texts {
     unavailable_title: "Service temporarily unavailable",
     unavailable_body: "The service is very busy or under maintenance. Please try again in a \
                        few moments.",
+    throttled_title: "Too many attempts",
+    throttled_body: "Too many requests came from your connection in a short time. Wait a \
+                     minute, then try again.",
+    forbidden_title: "Form expired",
+    forbidden_body: "This form is no longer valid (it is too old, or cookies are blocked). Go \
+                     back, reload the page and try again.",
+    activation: ActivationTexts {
+        title: "Activate my account",
+        steps: "Step",
+        start_lead: "To activate your student account, give your dossier number (it is on your \
+                     enrolment certificate) and your date of birth.",
+        dossier_label: "Dossier number",
+        dossier_hint: "8 digits",
+        birth_date_label: "Date of birth",
+        staff_legend: "Staff: you received an activation code from the helpdesk",
+        code_label_staff: "Activation code",
+        continue_button: "Continue",
+        refused: "These details cannot activate an account. Check them; if your account is \
+                  already active, sign in or use \"forgot password\".",
+        locked: "Too many failed attempts for this dossier number. Contact the helpdesk to \
+                 unlock it.",
+        expired: "Your activation has expired or was not found. Please start again.",
+        contact_lead: "Give a personal e-mail address (not the university's) and a mobile \
+                       number: they will let you recover your account. A confirmation code will \
+                       be sent to the address.",
+        email_label: "Personal e-mail address",
+        email_hint: "For example firstname.lastname@example.org",
+        phone_label: "Mobile number",
+        phone_hint: "For example +33 6 12 34 56 78",
+        invalid_email: "This e-mail address is not valid.",
+        institutional_email: "Give a personal address, not a university address.",
+        invalid_phone: "This mobile number is not valid.",
+        code_lead: "A 6-digit code has just been sent to your address. It is valid for 10 \
+                    minutes.",
+        code_label: "Code received",
+        wrong_code: "That code is not right. Attempts left:",
+        void_code: "This code has expired or was mistyped too often. Give your address again to \
+                    receive a new one.",
+        change_address: "Change the address or get a new code",
+        password_lead: "Choose your password: at least 12 characters. A phrase of several words \
+                        is easy to remember and hard to guess.",
+        new_password_label: "New password",
+        confirm_label: "Confirm the password",
+        password_hint: "At least 12 characters, without your name or date of birth.",
+        too_short: "This password is too short: it needs at least 12 characters.",
+        too_long: "This password is too long.",
+        common: "This password appears in lists of leaked passwords. Choose another one.",
+        personal: "This password contains personal information (name, date of birth, dossier \
+                   number…).",
+        guessable: "This password is too easy to guess. Add more words.",
+        mismatch: "The two passwords differ.",
+        busy: "The service is very busy. Please try again in a few seconds.",
+        done_title: "Your account is active",
+        done_lead: "Your identifier is:",
+        done_next: "Use it with your password to sign in to the university's applications.",
+        already_done: "This activation is already finished or has expired.",
+    },
+    recovery: RecoveryTexts {
+        forgot_title: "Forgotten password",
+        forgot_lead: "Give your identifier (firstname.lastname) or your university address. We \
+                      will send a link to choose a new password to your recovery addresses.",
+        identifier_label: "Identifier or address",
+        identifier_hint: "For example emilie.dupre or emilie.dupre@etu.uca.fr",
+        send_button: "Send the link",
+        sent: "If an account matches, a link has just been sent to its recovery addresses. It is \
+               valid for 30 minutes. Check your spam folder too.",
+        reset_title: "Choose a new password",
+        reset_lead: "Choose your new password: at least 12 characters.",
+        save_button: "Save",
+        invalid: "This link is no longer valid (already used, expired or replaced by a newer \
+                  one). You can ask for another.",
+        done: "Your password has been changed. Your recovery addresses have been told.",
+        forgot_link: "Ask for a new link",
+    },
 };

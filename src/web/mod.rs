@@ -2,6 +2,7 @@
 //! middleware, and `errors.rs`, the only place where errors become responses. Handlers call the
 //! domain and protocol rooms; they never touch SQL.
 
+pub mod cookies;
 pub mod errors;
 pub mod handlers;
 pub mod i18n;
@@ -9,6 +10,7 @@ pub mod metrics;
 pub mod middleware;
 pub mod router;
 pub mod server;
+pub mod throttle;
 pub mod views;
 
 use std::net::{IpAddr, SocketAddr};
@@ -40,6 +42,9 @@ pub struct WebServices {
     pub health: Arc<dyn HealthProbe>,
     pub entropy: Arc<dyn Entropy>,
     pub metrics: metrics::Metrics,
+    pub activation: Arc<crate::accounts::activation::ActivationService>,
+    pub recovery: Arc<crate::accounts::recovery::RecoveryService>,
+    pub throttle: throttle::Throttle,
 }
 
 impl std::ops::Deref for WebState {

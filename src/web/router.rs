@@ -14,11 +14,12 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::handlers::{assets, health, home};
+use super::handlers::{activation, assets, health, home, recovery};
 use super::middleware::{
     RandomRequestId, distrust_request_id, limit_body, record_metrics, require_public_host,
     security_headers,
 };
+use super::throttle::throttle_posts;
 use super::{WebState, errors};
 
 pub use super::middleware::BODY_LIMIT;
@@ -26,10 +27,40 @@ pub use super::middleware::BODY_LIMIT;
 /// Builds the application.
 pub fn router(state: WebState) -> Router {
     let timeout: Duration = state.request_timeout;
+    // Credential forms: throttled by client address (DESIGN.md §6).
+    let credential_forms = Router::new()
+        // Activation (DESIGN.md §4), one page per step
+        .route(
+            "/activate",
+            get(activation::start_page).post(activation::start),
+        )
+        .route(
+            "/activate/contact",
+            get(activation::contact_page).post(activation::contact),
+        )
+        .route(
+            "/activate/code",
+            get(activation::code_page).post(activation::code),
+        )
+        .route(
+            "/activate/password",
+            get(activation::password_page).post(activation::password),
+        )
+        // Forgotten password (DESIGN.md §4)
+        .route(
+            "/password/forgot",
+            get(recovery::forgot_page).post(recovery::forgot),
+        )
+        .route(
+            "/password/reset",
+            get(recovery::reset_page).post(recovery::reset),
+        )
+        .route_layer(from_fn_with_state(state.clone(), throttle_posts));
     let routes = Router::new()
         // Pages
         .route("/", get(home::show))
         .route("/static/sesame.css", get(assets::stylesheet))
+        .merge(credential_forms)
         // Operations
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

@@ -47,3 +47,35 @@ pub struct ErrorPage {
 pub fn render(template: &impl Template) -> Result<String, askama::Error> {
     template.render()
 }
+
+#[derive(Template)]
+#[template(path = "activate.html")]
+pub struct ActivatePage {
+    pub page: PageContext,
+    pub a: &'static super::i18n::ActivationTexts,
+    /// `start`, `contact`, `code`, `password` or `done`.
+    pub step: &'static str,
+    pub number: u8,
+    pub action: &'static str,
+    pub csrf: String,
+    pub notice: Option<&'static str>,
+    pub error: Option<String>,
+    pub email_error: Option<&'static str>,
+    pub phone_error: Option<&'static str>,
+    pub email: String,
+    pub phone: String,
+    pub address: String,
+}
+
+#[derive(Template)]
+#[template(path = "password.html")]
+pub struct PasswordPage {
+    pub page: PageContext,
+    pub r: &'static super::i18n::RecoveryTexts,
+    pub a: &'static super::i18n::ActivationTexts,
+    /// `forgot`, `sent`, `reset`, `done` or `invalid`.
+    pub mode: &'static str,
+    pub csrf: String,
+    pub token: String,
+    pub error: Option<&'static str>,
+}

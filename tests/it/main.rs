@@ -3,9 +3,12 @@
 mod support;
 
 mod accounts;
+mod activation;
 mod cli;
 mod config;
 mod keys;
+mod mail;
 mod readiness;
+mod recovery;
 mod tls;
 mod web;

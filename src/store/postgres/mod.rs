@@ -3,9 +3,12 @@
 //! recovers by itself when the database returns.
 
 mod accounts;
+mod activation;
 mod audit;
 mod keys;
+mod mail;
 mod one_time;
+mod recovery;
 
 use std::str::FromStr as _;
 
@@ -26,6 +29,21 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         2,
         "accounts",
         include_str!("../../../migrations/postgres/0002_accounts.sql"),
+    ),
+    (
+        3,
+        "mail_outbox",
+        include_str!("../../../migrations/postgres/0003_mail_outbox.sql"),
+    ),
+    (
+        4,
+        "activation",
+        include_str!("../../../migrations/postgres/0004_activation.sql"),
+    ),
+    (
+        5,
+        "password_resets",
+        include_str!("../../../migrations/postgres/0005_password_resets.sql"),
     ),
 ];
 

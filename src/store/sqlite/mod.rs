@@ -2,9 +2,12 @@
 //! keys on, a busy timeout so concurrent writers wait instead of failing (DESIGN.md §8).
 
 mod accounts;
+mod activation;
 mod audit;
 mod keys;
+mod mail;
 mod one_time;
+mod recovery;
 
 use std::str::FromStr as _;
 
@@ -25,6 +28,21 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         2,
         "accounts",
         include_str!("../../../migrations/sqlite/0002_accounts.sql"),
+    ),
+    (
+        3,
+        "mail_outbox",
+        include_str!("../../../migrations/sqlite/0003_mail_outbox.sql"),
+    ),
+    (
+        4,
+        "activation",
+        include_str!("../../../migrations/sqlite/0004_activation.sql"),
+    ),
+    (
+        5,
+        "password_resets",
+        include_str!("../../../migrations/sqlite/0005_password_resets.sql"),
     ),
 ];
 

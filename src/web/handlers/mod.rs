@@ -1,5 +1,7 @@
 //! Request handlers, one file per area.
 
+pub mod activation;
 pub mod assets;
 pub mod health;
 pub mod home;
+pub mod recovery;

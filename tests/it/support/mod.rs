@@ -3,6 +3,7 @@
 //! a database off.
 
 pub mod binary;
+pub mod browser;
 #[cfg(sesame_postgres_tests)]
 pub mod relay;
 

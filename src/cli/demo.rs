@@ -1,0 +1,79 @@
+//! Sample data for `sesame demo`: a registrar and an HR export made with
+//! `shared/tools/gen_people.py` (in `demo/`), imported on the first start, and two active accounts
+//! with documented passwords so a newcomer can sign in at once. Other demo students can be
+//! activated at `/activate`; the confirmation mail lands in the outbox directory.
+
+use crate::accounts::AccountState;
+use crate::accounts::activation::NewContact;
+use crate::accounts::provisioning::{Importer, parse_staff, parse_students};
+use crate::app::App;
+
+const STUDENTS: &str = include_str!("../../demo/students.csv");
+const STAFF: &str = include_str!("../../demo/staff.csv");
+
+/// The documented demo accounts: (login, password, who).
+pub const DEMO_ACCOUNTS: [(&str, &str, &str); 2] = [
+    (
+        "ana.menard",
+        "cheval agrafe pile correcte",
+        "student (dossier 22000011)",
+    ),
+    (
+        "jose.oconnor",
+        "tuba orange sous la pluie",
+        "staff (P100001)",
+    ),
+];
+
+/// A student of the sample data who is still to be activated, for trying `/activate`.
+pub const DEMO_PENDING_STUDENT: (&str, &str) = ("22000000", "2003-09-28");
+
+/// Imports the sample feeds and activates the demo accounts, once.
+pub async fn seed(app: &App) -> anyhow::Result<()> {
+    if app.store.count_accounts().await? > 0 {
+        return Ok(());
+    }
+    let today = app.clock.now().date();
+    let importer = Importer::new(app.store.clone(), app.clock.clone(), app.entropy.clone());
+    let (rows, rejected) = parse_students(STUDENTS.as_bytes(), today)?;
+    importer.import_students(&rows, rejected, false).await?;
+    let (rows, rejected) = parse_staff(STAFF.as_bytes(), today)?;
+    importer.import_staff(&rows, rejected, false).await?;
+    for (login, password, _) in DEMO_ACCOUNTS {
+        let account = app
+            .store
+            .find_account_by_login(login)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("the demo data has no account {login}"))?;
+        if account.state != AccountState::Pending {
+            continue;
+        }
+        let hash = app.passwords.hash(password).await?;
+        let contact = NewContact {
+            kind: "email",
+            value: format!("{login}@example.org"),
+            confirmed: true,
+        };
+        app.store
+            .complete_activation(&account.id, &hash, &[contact], app.clock.unix_now())
+            .await?;
+    }
+    Ok(())
+}
+
+/// What the demo prints under its banner.
+pub fn welcome(app: &App) -> String {
+    let mut text = String::from("Demo accounts (sign-in arrives with the login work):\n");
+    for (login, password, who) in DEMO_ACCOUNTS {
+        text.push_str(&format!("  {login:<14} password: {password:<28} {who}\n"));
+    }
+    text.push_str(&format!(
+        "Try an activation at /activate with dossier {} and birth date {}.\n",
+        DEMO_PENDING_STUDENT.0, DEMO_PENDING_STUDENT.1
+    ));
+    text.push_str(&format!(
+        "Mails are written to {}\n",
+        app.config.outbox_dir().display()
+    ));
+    text
+}

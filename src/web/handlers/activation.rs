@@ -1,0 +1,377 @@
+//! `/activate`: account activation, one page per step (DESIGN.md §4). The rules are in
+//! `accounts::activation`; this file reads forms, keeps the browser's activation token in a
+//! cookie, and renders the pages.
+
+use std::collections::HashMap;
+
+use axum::Form;
+use axum::extract::State;
+use axum::http::header::{LOCATION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use crate::accounts::activation::{
+    ACTIVATION_LIFETIME, CodeCheck, Completion, ContactProblem, Start, Step,
+};
+use crate::accounts::password::PasswordError;
+use crate::accounts::password_policy::PasswordProblem;
+use crate::one_time::SecretToken;
+use crate::web::WebState;
+use crate::web::cookies::{self, CsrfToken};
+use crate::web::errors::WebError;
+use crate::web::i18n::{ActivationTexts, Locale, PageTexts as _};
+use crate::web::views::{ActivatePage, PageContext, render};
+
+pub(crate) type Fields = HashMap<String, String>;
+
+const ACTIVATION_COOKIE: &str = "sesame-activation";
+
+pub(crate) fn field<'a>(fields: &'a Fields, name: &str) -> &'a str {
+    fields.get(name).map(String::as_str).unwrap_or_default()
+}
+
+fn internal(error: impl std::fmt::Display) -> WebError {
+    WebError::Internal(format!("activation: {error}"))
+}
+
+/// A page of the flow, before rendering.
+struct View {
+    step: &'static str,
+    number: u8,
+    action: &'static str,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    email_error: Option<&'static str>,
+    phone_error: Option<&'static str>,
+    email: String,
+    phone: String,
+    address: String,
+}
+
+impl View {
+    fn new(step: &'static str) -> Self {
+        let (number, action) = match step {
+            "contact" => (2, "/activate/contact"),
+            "code" => (3, "/activate/code"),
+            "password" => (4, "/activate/password"),
+            _ => (1, "/activate"),
+        };
+        Self {
+            step,
+            number,
+            action,
+            notice: None,
+            error: None,
+            email_error: None,
+            phone_error: None,
+            email: String::new(),
+            phone: String::new(),
+            address: String::new(),
+        }
+    }
+}
+
+fn texts(locale: Locale) -> &'static ActivationTexts {
+    &locale.texts().activation
+}
+
+/// Renders a step with the CSRF token (and its cookie when new).
+fn page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    view: View,
+    extra_cookie: Option<HeaderValue>,
+) -> Result<Response, WebError> {
+    let CsrfToken { value, set_cookie } =
+        cookies::csrf_token(headers, state.https, state.entropy.as_ref());
+    let html = render(&ActivatePage {
+        page: PageContext::new(locale, state.demo, view.action),
+        a: texts(locale),
+        step: view.step,
+        number: view.number,
+        action: view.action,
+        csrf: value,
+        notice: view.notice,
+        error: view.error,
+        email_error: view.email_error,
+        phone_error: view.phone_error,
+        email: view.email,
+        phone: view.phone,
+        address: view.address,
+    })
+    .map_err(internal)?;
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
+    for cookie in [set_cookie, extra_cookie].into_iter().flatten() {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// 303 to the next step (DESIGN.md §9: redirects after a credential POST are 303).
+fn see_other(to: &'static str, cookie: Option<HeaderValue>) -> Response {
+    let mut response = (StatusCode::SEE_OTHER, [(LOCATION, to)]).into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    response
+}
+
+fn activation_token(state: &WebState, headers: &HeaderMap) -> Option<SecretToken> {
+    cookies::read(headers, &cookies::name(ACTIVATION_COOKIE, state.https)).map(SecretToken::new)
+}
+
+pub(crate) fn check_csrf(
+    state: &WebState,
+    headers: &HeaderMap,
+    fields: &Fields,
+) -> Result<(), WebError> {
+    if cookies::csrf_valid(headers, state.https, field(fields, "csrf")) {
+        Ok(())
+    } else {
+        Err(WebError::Forbidden)
+    }
+}
+
+/// The current step of the browser's activation, or the start page saying it expired.
+async fn current(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+) -> Result<Result<(SecretToken, Step), Response>, WebError> {
+    if let Some(token) = activation_token(state, headers)
+        && let Some((_, step)) = state.activation.find(&token).await.map_err(internal)?
+    {
+        return Ok(Ok((token, step)));
+    }
+    let mut view = View::new("start");
+    view.notice = Some(texts(locale).expired);
+    Ok(Err(page(state, locale, headers, view, None)?))
+}
+
+pub async fn start_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    page(&state, locale, &headers, View::new("start"), None)
+}
+
+pub async fn start(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let staff_code = field(&fields, "activation_code").trim();
+    let outcome = if staff_code.is_empty() {
+        state
+            .activation
+            .start_with_dossier(
+                field(&fields, "dossier_number"),
+                field(&fields, "birth_date"),
+                locale,
+            )
+            .await
+    } else {
+        state
+            .activation
+            .start_with_staff_code(staff_code, locale)
+            .await
+    }
+    .map_err(internal)?;
+    let mut view = View::new("start");
+    match outcome {
+        Start::Started(token) => {
+            let cookie = cookies::set(
+                &cookies::name(ACTIVATION_COOKIE, state.https),
+                token.expose(),
+                ACTIVATION_LIFETIME.as_secs(),
+                state.https,
+            );
+            return Ok(see_other("/activate/contact", Some(cookie)));
+        }
+        // Security: one answer for unknown dossier, wrong birth date and active account.
+        Start::Refused => view.error = Some(texts(locale).refused.to_string()),
+        Start::Locked => view.error = Some(texts(locale).locked.to_string()),
+    }
+    page(&state, locale, &headers, view, None)
+}
+
+pub async fn contact_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    match current(&state, locale, &headers).await? {
+        Err(expired) => Ok(expired),
+        Ok((_, Step::Password)) => Ok(see_other("/activate/password", None)),
+        Ok(_) => page(&state, locale, &headers, View::new("contact"), None),
+    }
+}
+
+pub async fn contact(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let token = match current(&state, locale, &headers).await? {
+        Err(expired) => return Ok(expired),
+        Ok((token, _)) => token,
+    };
+    let email = field(&fields, "email");
+    let phone = field(&fields, "phone");
+    match state
+        .activation
+        .submit_contact(&token, email, phone)
+        .await
+        .map_err(internal)?
+    {
+        Ok(()) => Ok(see_other("/activate/code", None)),
+        Err(problem) => {
+            let t = texts(locale);
+            let mut view = View::new("contact");
+            view.email = email.chars().take(254).collect();
+            view.phone = phone.chars().take(32).collect();
+            match problem {
+                ContactProblem::InvalidEmail => view.email_error = Some(t.invalid_email),
+                ContactProblem::InstitutionalEmail => {
+                    view.email_error = Some(t.institutional_email)
+                }
+                ContactProblem::InvalidPhone => view.phone_error = Some(t.invalid_phone),
+            }
+            page(&state, locale, &headers, view, None)
+        }
+    }
+}
+
+pub async fn code_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    match current(&state, locale, &headers).await? {
+        Err(expired) => Ok(expired),
+        Ok((_, Step::Contact)) => Ok(see_other("/activate/contact", None)),
+        Ok((_, Step::Password)) => Ok(see_other("/activate/password", None)),
+        Ok((_, Step::Code)) => page(&state, locale, &headers, View::new("code"), None),
+    }
+}
+
+pub async fn code(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let token = match current(&state, locale, &headers).await? {
+        Err(expired) => return Ok(expired),
+        Ok((token, _)) => token,
+    };
+    let t = texts(locale);
+    match state
+        .activation
+        .confirm_code(&token, field(&fields, "code"))
+        .await
+        .map_err(internal)?
+    {
+        CodeCheck::Confirmed => Ok(see_other("/activate/password", None)),
+        CodeCheck::Wrong { remaining } => {
+            let mut view = View::new("code");
+            view.error = Some(format!("{} {remaining}", t.wrong_code));
+            page(&state, locale, &headers, view, None)
+        }
+        CodeCheck::Void => {
+            let mut view = View::new("contact");
+            view.notice = Some(t.void_code);
+            page(&state, locale, &headers, view, None)
+        }
+    }
+}
+
+pub async fn password_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    match current(&state, locale, &headers).await? {
+        Err(expired) => Ok(expired),
+        Ok((_, Step::Password)) => page(&state, locale, &headers, View::new("password"), None),
+        Ok(_) => Ok(see_other("/activate/contact", None)),
+    }
+}
+
+/// The user-facing reason for a refused password.
+pub(crate) fn password_message(
+    t: &'static ActivationTexts,
+    problem: &PasswordProblem,
+) -> &'static str {
+    match problem {
+        PasswordProblem::TooShort { .. } => t.too_short,
+        PasswordProblem::TooLong => t.too_long,
+        PasswordProblem::Common => t.common,
+        PasswordProblem::Personal { .. } => t.personal,
+        PasswordProblem::Guessable => t.guessable,
+        PasswordProblem::Mismatch => t.mismatch,
+    }
+}
+
+pub async fn password(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let token = match current(&state, locale, &headers).await? {
+        Err(expired) => return Ok(expired),
+        Ok((token, _)) => token,
+    };
+    let t = texts(locale);
+    let outcome = state
+        .activation
+        .complete(
+            &token,
+            field(&fields, "new_password"),
+            field(&fields, "new_password_confirm"),
+        )
+        .await;
+    let mut view = View::new("password");
+    match outcome {
+        Ok(Completion::Activated { address }) => {
+            let mut done = View::new("done");
+            done.address = address;
+            let forget = cookies::set(
+                &cookies::name(ACTIVATION_COOKIE, state.https),
+                "",
+                0,
+                state.https,
+            );
+            return page(&state, locale, &headers, done, Some(forget));
+        }
+        Ok(Completion::Refused(problem)) => {
+            view.error = Some(password_message(t, &problem).to_string())
+        }
+        Ok(Completion::AlreadyActive) => {
+            let mut start = View::new("start");
+            start.notice = Some(t.already_done);
+            return page(&state, locale, &headers, start, None);
+        }
+        Err(crate::accounts::activation::ActivationError::Password(PasswordError::Busy)) => {
+            view.error = Some(t.busy.to_string())
+        }
+        Err(crate::accounts::activation::ActivationError::Password(PasswordError::TooLong)) => {
+            view.error = Some(t.too_long.to_string())
+        }
+        Err(error) => return Err(internal(error)),
+    }
+    page(&state, locale, &headers, view, None)
+}

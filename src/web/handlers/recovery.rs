@@ -1,0 +1,157 @@
+//! `/password/forgot` and `/password/reset`: the forgotten-password pages (DESIGN.md §4). The
+//! rules are in `accounts::recovery`.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::response::{IntoResponse, Response};
+
+use super::activation::{Fields, check_csrf, field, password_message};
+use crate::accounts::password::PasswordError;
+use crate::accounts::recovery::{RecoveryError, ResetOutcome};
+use crate::one_time::SecretToken;
+use crate::web::WebState;
+use crate::web::cookies::{self, CsrfToken};
+use crate::web::errors::WebError;
+use crate::web::i18n::{Locale, PageTexts as _};
+use crate::web::views::{PageContext, PasswordPage, render};
+
+fn page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    mode: &'static str,
+    token: String,
+    error: Option<&'static str>,
+) -> Result<Response, WebError> {
+    let CsrfToken { value, set_cookie } =
+        cookies::csrf_token(headers, state.https, state.entropy.as_ref());
+    let path = if matches!(mode, "forgot" | "sent") {
+        "/password/forgot"
+    } else {
+        "/password/reset"
+    };
+    let texts = locale.texts();
+    let html = render(&PasswordPage {
+        page: PageContext::new(locale, state.demo, path),
+        r: &texts.recovery,
+        a: &texts.activation,
+        mode,
+        csrf: value,
+        token,
+        error,
+    })
+    .map_err(|e| WebError::Internal(format!("password page: {e}")))?;
+    let mut response = ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
+    if let Some(cookie) = set_cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+/// A token as it may appear in a link: 22 base64url characters.
+fn token_of(text: &str) -> Option<SecretToken> {
+    let text = text.trim();
+    (text.len() == 22
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| SecretToken::new(text.to_string()))
+}
+
+pub async fn forgot_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    page(&state, locale, &headers, "forgot", String::new(), None)
+}
+
+/// Security: the answer is the same whatever the identifier, and it is sent before any lookup or
+/// mail work, which runs afterwards in its own task (DESIGN.md §4).
+pub async fn forgot(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let identifier: String = field(&fields, "identifier").chars().take(320).collect();
+    let recovery = state.recovery.clone();
+    tokio::spawn(async move {
+        if let Err(error) = recovery.request(&identifier, locale).await {
+            tracing::error!(%error, "password reset request failed");
+        }
+    });
+    page(&state, locale, &headers, "sent", String::new(), None)
+}
+
+#[derive(serde::Deserialize)]
+pub struct TokenQuery {
+    #[serde(default)]
+    token: String,
+}
+
+pub async fn reset_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Query(query): Query<TokenQuery>,
+) -> Result<Response, WebError> {
+    let valid = match token_of(&query.token) {
+        Some(token) => state
+            .recovery
+            .is_valid(&token)
+            .await
+            .map_err(|e| WebError::Internal(e.to_string()))?,
+        None => false,
+    };
+    if valid {
+        page(&state, locale, &headers, "reset", query.token, None)
+    } else {
+        page(&state, locale, &headers, "invalid", String::new(), None)
+    }
+}
+
+pub async fn reset(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let Some(token) = token_of(field(&fields, "token")) else {
+        return page(&state, locale, &headers, "invalid", String::new(), None);
+    };
+    let a = &locale.texts().activation;
+    let outcome = state
+        .recovery
+        .complete(
+            &token,
+            field(&fields, "new_password"),
+            field(&fields, "new_password_confirm"),
+            locale,
+        )
+        .await;
+    let keep = token.expose().to_string();
+    match outcome {
+        Ok(ResetOutcome::Done) => page(&state, locale, &headers, "done", String::new(), None),
+        Ok(ResetOutcome::Invalid) => page(&state, locale, &headers, "invalid", String::new(), None),
+        Ok(ResetOutcome::Refused(problem)) => page(
+            &state,
+            locale,
+            &headers,
+            "reset",
+            keep,
+            Some(password_message(a, &problem)),
+        ),
+        Err(RecoveryError::Password(PasswordError::Busy)) => {
+            page(&state, locale, &headers, "reset", keep, Some(a.busy))
+        }
+        Err(RecoveryError::Password(PasswordError::TooLong)) => {
+            page(&state, locale, &headers, "reset", keep, Some(a.too_long))
+        }
+        Err(error) => Err(WebError::Internal(format!("password reset: {error}"))),
+    }
+}
