@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lc_rs::{digest, hmac};
+use aws_lc_rs::hmac;
 
 use super::password::{PasswordError, PasswordHasher};
 use super::password_policy::{PasswordPolicy, PasswordProblem, context_words};
@@ -222,10 +222,6 @@ pub struct ActivationService {
     code_mail: CodeMailer,
 }
 
-fn sha256(data: &[u8]) -> Vec<u8> {
-    digest::digest(&digest::SHA256, data).as_ref().to_vec()
-}
-
 /// The stored form of a code: HMAC keyed by the browser's activation token.
 fn code_digest(token: &SecretToken, code: &str) -> Vec<u8> {
     let key = hmac::Key::new(hmac::HMAC_SHA256, token.expose().as_bytes());
@@ -289,7 +285,7 @@ impl ActivationService {
         self.store
             .insert_activation(
                 &ActivationRow {
-                    digest: sha256(token.expose().as_bytes()),
+                    digest: token.digest().to_vec(),
                     account_id: account.id.clone(),
                     dossier_number: dossier.map(str::to_string),
                     locale,
@@ -375,7 +371,10 @@ impl ActivationService {
         }
         let account_id = self
             .store
-            .redeem_staff_code(&sha256(code.as_bytes()), self.clock.unix_now())
+            .redeem_staff_code(
+                &SecretToken::new(code.to_string()).digest(),
+                self.clock.unix_now(),
+            )
             .await?;
         let account = match account_id {
             Some(id) => self.store.find_account_by_id(&id).await?,
@@ -413,7 +412,7 @@ impl ActivationService {
         self.store
             .replace_staff_code(
                 &account.id,
-                &sha256(code.expose().as_bytes()),
+                &code.digest().to_vec(),
                 now + STAFF_CODE_LIFETIME.as_secs() as i64,
                 now,
             )
@@ -459,7 +458,7 @@ impl ActivationService {
     ) -> Result<Option<(ActivationRow, Step)>, ActivationError> {
         let row = self
             .store
-            .find_activation(&sha256(token.expose().as_bytes()), self.clock.unix_now())
+            .find_activation(&token.digest().to_vec(), self.clock.unix_now())
             .await?;
         Ok(row.map(|row| {
             let step = if row.email_confirmed_at.is_some() {

@@ -11,7 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_lc_rs::digest;
 use url::Url;
 
 use super::identifiers::canonical_login;
@@ -97,10 +96,6 @@ pub struct RecoveryService {
     changed_mail: ChangedMailer,
 }
 
-fn sha256(data: &[u8]) -> Vec<u8> {
-    digest::digest(&digest::SHA256, data).as_ref().to_vec()
-}
-
 impl RecoveryService {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
@@ -173,7 +168,7 @@ impl RecoveryService {
         self.store
             .replace_password_reset(
                 &account.id,
-                &sha256(token.expose().as_bytes()),
+                &token.digest().to_vec(),
                 now + RESET_LIFETIME.as_secs() as i64,
                 &mails,
                 now,
@@ -194,7 +189,7 @@ impl RecoveryService {
     pub async fn is_valid(&self, token: &SecretToken) -> Result<bool, RecoveryError> {
         Ok(self
             .store
-            .find_password_reset(&sha256(token.expose().as_bytes()), self.clock.unix_now())
+            .find_password_reset(&token.digest().to_vec(), self.clock.unix_now())
             .await?
             .is_some())
     }
@@ -207,7 +202,7 @@ impl RecoveryService {
         confirmation: &str,
         locale: Locale,
     ) -> Result<ResetOutcome, RecoveryError> {
-        let digest = sha256(token.expose().as_bytes());
+        let digest = token.digest().to_vec();
         let now = self.clock.unix_now();
         let Some(account_id) = self.store.find_password_reset(&digest, now).await? else {
             return Ok(ResetOutcome::Invalid);

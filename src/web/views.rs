@@ -43,6 +43,25 @@ pub struct ErrorPage {
     pub request_id: Option<String>,
 }
 
+/// An HTML page response, with the cookies to set (none, or a new CSRF cookie, …).
+pub fn html_response(
+    html: String,
+    cookies: impl IntoIterator<Item = axum::http::HeaderValue>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    let mut response = (
+        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        html,
+    )
+        .into_response();
+    for cookie in cookies {
+        response
+            .headers_mut()
+            .append(axum::http::header::SET_COOKIE, cookie);
+    }
+    response
+}
+
 /// Renders a template; a rendering failure is a bug, reported as such by the caller.
 pub fn render(template: &impl Template) -> Result<String, askama::Error> {
     template.render()

@@ -46,6 +46,57 @@ fn staff(row: &SqliteRow) -> Result<StaffRecord, StorageError> {
     })
 }
 
+/// The queries both the import transaction and the pool run.
+async fn student_by_dossier<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    dossier_number: &str,
+) -> Result<Option<StudentRecord>, StorageError> {
+    sqlx::query(
+        "SELECT dossier_number, account_id, component, enrolment_year, enrolment_email \
+         FROM student_records WHERE dossier_number = ?",
+    )
+    .bind(dossier_number)
+    .fetch_optional(executor)
+    .await
+    .map_err(storage_error)?
+    .as_ref()
+    .map(student)
+    .transpose()
+}
+
+async fn staff_by_account<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    account_id: &str,
+) -> Result<Option<StaffRecord>, StorageError> {
+    sqlx::query(
+        "SELECT employee_id, account_id, department, role, status \
+         FROM staff_records WHERE account_id = ?",
+    )
+    .bind(account_id)
+    .fetch_optional(executor)
+    .await
+    .map_err(storage_error)?
+    .as_ref()
+    .map(staff)
+    .transpose()
+}
+
+async fn account_by_id<'e>(
+    executor: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
+    id: &str,
+) -> Result<Option<AccountRecord>, StorageError> {
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_optional(executor)
+    .await
+    .map_err(storage_error)?
+    .as_ref()
+    .map(account)
+    .transpose()
+}
+
 /// One import transaction.
 pub struct SqliteProvisioning {
     tx: Transaction<'static, Sqlite>,
@@ -94,17 +145,7 @@ impl ProvisioningUnit for SqliteProvisioning {
         &mut self,
         dossier_number: &str,
     ) -> Result<Option<StudentRecord>, StorageError> {
-        sqlx::query(
-            "SELECT dossier_number, account_id, component, enrolment_year, enrolment_email \
-             FROM student_records WHERE dossier_number = ?",
-        )
-        .bind(dossier_number)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(storage_error)?
-        .as_ref()
-        .map(student)
-        .transpose()
+        student_by_dossier(&mut *self.tx, dossier_number).await
     }
 
     async fn find_staff(&mut self, employee_id: &str) -> Result<Option<StaffRecord>, StorageError> {
@@ -122,33 +163,14 @@ impl ProvisioningUnit for SqliteProvisioning {
     }
 
     async fn find_account(&mut self, id: &str) -> Result<Option<AccountRecord>, StorageError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(storage_error)?
-        .as_ref()
-        .map(account)
-        .transpose()
+        account_by_id(&mut *self.tx, id).await
     }
 
     async fn find_staff_by_account(
         &mut self,
         account_id: &str,
     ) -> Result<Option<StaffRecord>, StorageError> {
-        sqlx::query(
-            "SELECT employee_id, account_id, department, role, status \
-             FROM staff_records WHERE account_id = ?",
-        )
-        .bind(account_id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(storage_error)?
-        .as_ref()
-        .map(staff)
-        .transpose()
+        staff_by_account(&mut *self.tx, account_id).await
     }
 
     async fn has_student_record(&mut self, account_id: &str) -> Result<bool, StorageError> {
@@ -340,16 +362,7 @@ impl AccountStore for SqliteStore {
     }
 
     async fn find_account_by_id(&self, id: &str) -> Result<Option<AccountRecord>, StorageError> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage_error)?
-        .as_ref()
-        .map(account)
-        .transpose()
+        account_by_id(&self.pool, id).await
     }
 
     async fn find_staff_by_employee(
@@ -373,34 +386,14 @@ impl AccountStore for SqliteStore {
         &self,
         dossier_number: &str,
     ) -> Result<Option<StudentRecord>, StorageError> {
-        sqlx::query(
-            "SELECT dossier_number, account_id, component, enrolment_year, enrolment_email \
-             FROM student_records WHERE dossier_number = ?",
-        )
-        .bind(dossier_number)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage_error)?
-        .as_ref()
-        .map(student)
-        .transpose()
+        student_by_dossier(&self.pool, dossier_number).await
     }
 
     async fn find_staff_of_account(
         &self,
         account_id: &str,
     ) -> Result<Option<StaffRecord>, StorageError> {
-        sqlx::query(
-            "SELECT employee_id, account_id, department, role, status \
-             FROM staff_records WHERE account_id = ?",
-        )
-        .bind(account_id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage_error)?
-        .as_ref()
-        .map(staff)
-        .transpose()
+        staff_by_account(&self.pool, account_id).await
     }
 
     async fn find_student_of_account(

@@ -20,7 +20,7 @@ use crate::web::WebState;
 use crate::web::cookies::{self, CsrfToken};
 use crate::web::errors::WebError;
 use crate::web::i18n::{ActivationTexts, Locale, PageTexts as _};
-use crate::web::views::{ActivatePage, PageContext, render};
+use crate::web::views::{ActivatePage, PageContext, html_response, render};
 
 pub(crate) type Fields = HashMap<String, String>;
 
@@ -101,15 +101,10 @@ fn page(
         address: view.address,
     })
     .map_err(internal)?;
-    let mut response = (
-        [(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")],
+    Ok(html_response(
         html,
-    )
-        .into_response();
-    for cookie in [set_cookie, extra_cookie].into_iter().flatten() {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+        [set_cookie, extra_cookie].into_iter().flatten(),
+    ))
 }
 
 /// 303 to the next step (DESIGN.md §9: redirects after a credential POST are 303).

@@ -4,8 +4,7 @@
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 use super::activation::{Fields, check_csrf, field, password_message};
 use crate::accounts::password::PasswordError;
@@ -15,7 +14,7 @@ use crate::web::WebState;
 use crate::web::cookies::{self, CsrfToken};
 use crate::web::errors::WebError;
 use crate::web::i18n::{Locale, PageTexts as _};
-use crate::web::views::{PageContext, PasswordPage, render};
+use crate::web::views::{PageContext, PasswordPage, html_response, render};
 
 fn page(
     state: &WebState,
@@ -43,11 +42,7 @@ fn page(
         error,
     })
     .map_err(|e| WebError::Internal(format!("password page: {e}")))?;
-    let mut response = ([(CONTENT_TYPE, "text/html; charset=utf-8")], html).into_response();
-    if let Some(cookie) = set_cookie {
-        response.headers_mut().append(SET_COOKIE, cookie);
-    }
-    Ok(response)
+    Ok(html_response(html, set_cookie))
 }
 
 /// A token as it may appear in a link: 22 base64url characters.
