@@ -412,7 +412,7 @@ impl ActivationService {
         self.store
             .replace_staff_code(
                 &account.id,
-                &code.digest().to_vec(),
+                &code.digest(),
                 now + STAFF_CODE_LIFETIME.as_secs() as i64,
                 now,
             )
@@ -458,7 +458,7 @@ impl ActivationService {
     ) -> Result<Option<(ActivationRow, Step)>, ActivationError> {
         let row = self
             .store
-            .find_activation(&token.digest().to_vec(), self.clock.unix_now())
+            .find_activation(&token.digest(), self.clock.unix_now())
             .await?;
         Ok(row.map(|row| {
             let step = if row.email_confirmed_at.is_some() {

@@ -168,7 +168,7 @@ impl RecoveryService {
         self.store
             .replace_password_reset(
                 &account.id,
-                &token.digest().to_vec(),
+                &token.digest(),
                 now + RESET_LIFETIME.as_secs() as i64,
                 &mails,
                 now,
@@ -189,7 +189,7 @@ impl RecoveryService {
     pub async fn is_valid(&self, token: &SecretToken) -> Result<bool, RecoveryError> {
         Ok(self
             .store
-            .find_password_reset(&token.digest().to_vec(), self.clock.unix_now())
+            .find_password_reset(&token.digest(), self.clock.unix_now())
             .await?
             .is_some())
     }
