@@ -219,3 +219,32 @@ fn is_plain_text(response: &Response) -> bool {
         .is_some_and(|v| v.starts_with("text/plain"))
         && (response.status().is_client_error() || response.status().is_server_error())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_marked_500_without_its_message() {
+        let response = panic_response(Box::new("secret detail"));
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            response.extensions().get::<ErrorKind>(),
+            Some(&ErrorKind::Internal)
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_friendly_pages() {
+        assert_eq!(
+            ErrorKind::for_status(StatusCode::REQUEST_TIMEOUT),
+            Some(ErrorKind::Timeout)
+        );
+        assert_eq!(
+            ErrorKind::for_status(StatusCode::BAD_GATEWAY),
+            Some(ErrorKind::Internal)
+        );
+        assert_eq!(ErrorKind::for_status(StatusCode::OK), None);
+        assert_eq!(ErrorKind::for_status(StatusCode::SEE_OTHER), None);
+    }
+}

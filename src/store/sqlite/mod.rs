@@ -115,3 +115,45 @@ impl HealthProbe for SqliteStore {
         "sqlite"
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_database_runs_in_wal_with_full_sync_foreign_keys_and_a_busy_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::connect(&ConnectOptions {
+            url: format!("sqlite://{}", dir.path().join("nested/dir/s.db").display()),
+            max_connections: 2,
+            acquire_timeout: Duration::from_secs(5),
+            busy_timeout: Duration::from_millis(4321),
+            schema: None,
+        })
+        .await
+        .unwrap();
+        let mut conn = store.pool.acquire().await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let foreign_keys: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        let busy: i64 = sqlx::query_scalar("PRAGMA busy_timeout")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+        assert_eq!(synchronous, 2, "FULL");
+        assert_eq!(foreign_keys, 1);
+        assert_eq!(busy, 4321);
+    }
+}
