@@ -351,5 +351,6 @@ impl App {
     pub fn maintenance(&self) -> Maintenance {
         Maintenance::new(self.keys.clone(), self.one_time.clone())
             .with_mail(self.mail_sender.clone(), self.config.mail.send_interval.0)
+            .with_account_secrets(self.store.clone(), self.clock.clone())
     }
 }

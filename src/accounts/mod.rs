@@ -163,6 +163,14 @@ pub trait ProvisioningStore: Send + Sync {
     async fn begin_provisioning(&self) -> Result<Box<dyn ProvisioningUnit>, StorageError>;
 }
 
+/// Purging the short-lived secrets of the account rooms (DESIGN.md §8: a job safe on every node).
+#[async_trait]
+pub trait AccountSecretsPurge: Send + Sync {
+    /// Deletes activations in progress, staff activation codes and password-reset links expired
+    /// at `now`; returns how many rows went.
+    async fn purge_expired_account_secrets(&self, now: i64) -> Result<u64, StorageError>;
+}
+
 /// Reading accounts back (helpdesk, login).
 #[async_trait]
 pub trait AccountStore: Send + Sync {

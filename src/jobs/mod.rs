@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use tokio::task::JoinHandle;
 
+use crate::accounts::AccountSecretsPurge;
+use crate::clock::Clock;
 use crate::keys::{KeyRing, MaintenanceReport};
 use crate::mail::outbox::OutboxSender;
 use crate::one_time::OneTimeValues;
@@ -18,6 +20,7 @@ pub struct Maintenance {
     keys: Arc<KeyRing>,
     one_time: Arc<OneTimeValues>,
     mail: Option<MailJob>,
+    account_secrets: Option<(Arc<dyn AccountSecretsPurge>, Arc<dyn Clock>)>,
 }
 
 /// The outbox sender and how often it runs.
@@ -33,6 +36,7 @@ pub struct MaintenanceOutcome {
     pub keys: MaintenanceReport,
     pub purged_one_time_values: u64,
     pub purged_mails: u64,
+    pub purged_account_secrets: u64,
 }
 
 impl Maintenance {
@@ -41,7 +45,18 @@ impl Maintenance {
             keys,
             one_time,
             mail: None,
+            account_secrets: None,
         }
+    }
+
+    /// Adds the purge of expired activations, staff codes and reset links.
+    pub fn with_account_secrets(
+        mut self,
+        store: Arc<dyn AccountSecretsPurge>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        self.account_secrets = Some((store, clock));
+        self
     }
 
     /// Adds the outbox: sent every `interval` (a few seconds, so mails leave soon after they are
@@ -55,6 +70,12 @@ impl Maintenance {
     /// others.
     pub async fn run_once(&self) -> MaintenanceOutcome {
         let mut outcome = MaintenanceOutcome::default();
+        if let Some((store, clock)) = &self.account_secrets {
+            match store.purge_expired_account_secrets(clock.unix_now()).await {
+                Ok(purged) => outcome.purged_account_secrets = purged,
+                Err(error) => tracing::error!(%error, "purging expired account secrets failed"),
+            }
+        }
         match self.keys.run_maintenance().await {
             Ok(report) => {
                 for kid in &report.promoted {

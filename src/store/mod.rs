@@ -20,7 +20,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::accounts::activation::ActivationStore;
 use crate::accounts::recovery::RecoveryStore;
-use crate::accounts::{AccountStore, ProvisioningStore};
+use crate::accounts::{AccountSecretsPurge, AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
 use crate::keys::KeyStore;
 use crate::mail::MailStore;
@@ -35,6 +35,7 @@ pub trait Store:
     + AccountStore
     + ActivationStore
     + RecoveryStore
+    + AccountSecretsPurge
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -50,6 +51,7 @@ impl<T> Store for T where
         + AccountStore
         + ActivationStore
         + RecoveryStore
+        + AccountSecretsPurge
         + ProvisioningStore
         + MailStore
         + HealthProbe

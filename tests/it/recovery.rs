@@ -300,3 +300,49 @@ async fn links_expire_and_a_newer_request_voids_the_older(backend: Backend) {
         );
     }
 }
+
+#[tokio::test]
+async fn the_maintenance_pass_purges_expired_activations_and_links() {
+    let app = TestApp::start(Backend::Sqlite).await;
+    active_student(&app).await;
+    assert!(
+        app.app
+            .recovery
+            .request("emilie.dupre", Locale::Fr)
+            .await
+            .unwrap()
+    );
+    let link = link_in(&mails(&app).await[0].1);
+    let token =
+        sesame::one_time::SecretToken::new(link.split("token=").nth(1).unwrap().to_string());
+    assert!(app.app.recovery.is_valid(&token).await.unwrap());
+    // An activation left half-way.
+    let csv = "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n\
+22000009,Martin,Marie,2004-01-01,IAE,2026\n";
+    let (rows, rejected) = parse_students(csv.as_bytes(), app.clock.now().date()).unwrap();
+    Importer::new(
+        app.app.store.clone(),
+        app.app.clock.clone(),
+        app.app.entropy.clone(),
+    )
+    .import_students(&rows, rejected, false)
+    .await
+    .unwrap();
+    assert!(matches!(
+        app.app
+            .activation
+            .start_with_dossier("22000009", "2004-01-01", Locale::Fr)
+            .await
+            .unwrap(),
+        Start::Started(_)
+    ));
+    let before = app.app.maintenance().run_once().await;
+    assert_eq!(before.purged_account_secrets, 0, "nothing has expired yet");
+    app.clock.advance(Duration::from_secs(31 * 60));
+    let after = app.app.maintenance().run_once().await;
+    assert_eq!(
+        after.purged_account_secrets, 2,
+        "the reset link and the activation"
+    );
+    assert!(!app.app.recovery.is_valid(&token).await.unwrap());
+}

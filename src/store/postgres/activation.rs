@@ -288,3 +288,23 @@ impl ActivationStore for PostgresStore {
             .collect()
     }
 }
+
+#[async_trait]
+impl crate::accounts::AccountSecretsPurge for PostgresStore {
+    async fn purge_expired_account_secrets(&self, now: i64) -> Result<u64, StorageError> {
+        let mut purged = 0;
+        for statement in [
+            "DELETE FROM activations WHERE expires_at <= $1",
+            "DELETE FROM staff_activation_codes WHERE expires_at <= $1",
+            "DELETE FROM password_resets WHERE expires_at <= $1",
+        ] {
+            purged += sqlx::query(statement)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(storage_error)?
+                .rows_affected();
+        }
+        Ok(purged)
+    }
+}
