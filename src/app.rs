@@ -19,7 +19,7 @@ use crate::jobs::Maintenance;
 use crate::keys::{KeyError, KeyRing, RotationPolicy};
 use crate::mail::MailTransport;
 use crate::mail::outbox::{Outbox, OutboxSender};
-use crate::mail::sms::{FileSmsSender, SmsSender};
+use crate::mail::sms::{FileSmsSender, HttpSmsSender, SmsSender};
 use crate::mail::transport::{
     FileTransport, MailSetupError, SMTP_TIMEOUT, SmtpTransport, sender_mailbox,
 };
@@ -43,6 +43,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Keys(#[from] KeyError),
+    #[error("cannot set up SMS: {0}")]
+    Sms(String),
     #[error("cannot start password hashing: {0}")]
     Passwords(PasswordError),
     #[error("cannot set up mail: {0}")]
@@ -261,11 +263,24 @@ impl App {
             mail_transport(&config)?,
             clock.clone(),
         ));
-        let sms: Arc<dyn SmsSender> = Arc::new(FileSmsSender::open(
-            &config.outbox_dir().join("sms"),
-            clock.clone(),
-            entropy.clone(),
-        )?);
+        let sms: Arc<dyn SmsSender> = match &config.sms.gateway_url {
+            Some(url) => Arc::new(
+                HttpSmsSender::new(
+                    url,
+                    &config.sms.body_template,
+                    &config.sms.content_type,
+                    config.sms.authorization.clone(),
+                    config.sms.timeout.0,
+                )
+                .map_err(|e| StartError::Sms(e.to_string()))?,
+            ),
+            None => Arc::new(FileSmsSender::open(
+                &config.outbox_dir().join("sms"),
+                clock.clone(),
+                entropy.clone(),
+            )?),
+        };
+        activation.send_codes_by_sms(sms.clone());
         let recovery = Arc::new(RecoveryService::new(
             store.clone(),
             audit.clone(),

@@ -18,7 +18,12 @@ use toml::{Table, Value};
 use url::Url;
 
 /// Keys whose values are secrets: masked when printed, readable from `*_file` / `*_FILE`.
-pub const SECRET_KEYS: &[&str] = &["database.url", "mail.smtp_url"];
+pub const SECRET_KEYS: &[&str] = &[
+    "database.url",
+    "mail.smtp_url",
+    "sms.gateway_url",
+    "sms.authorization",
+];
 
 /// Environment variables that start with `SESAME_` but are not configuration keys.
 const NON_CONFIG_VARIABLES: &[&str] = &["SESAME_CONFIG"];
@@ -241,6 +246,22 @@ section! {
 }
 
 section! {
+    /// `[sms]`: how SMS leave Sésame (confirmation codes to mobiles).
+    pub struct Sms {
+        /// The provider's HTTP endpoint (https); unset, SMS are written to `<outbox_dir>/sms/`.
+        gateway_url: Option<String> = None,
+        /// The POST body; `{to}` (E.164) and `{text}` are replaced, JSON-escaped.
+        body_template: String = r#"{"to": "{to}", "text": "{text}"}"#.to_string(),
+        /// The body's media type.
+        content_type: String = "application/json".to_string(),
+        /// An `Authorization` header value for the gateway (e.g. `Bearer …`).
+        authorization: Option<String> = None,
+        /// Longest wait for the gateway.
+        timeout: HumanDuration = HumanDuration(Duration::from_secs(10)),
+    }
+}
+
+section! {
     /// `[university]`: who runs this Sésame.
     pub struct University {
         /// Shown on pages and mails, and refused inside passwords.
@@ -325,6 +346,7 @@ pub struct Config {
     pub database: Database,
     pub keys: Keys,
     pub mail: Mail,
+    pub sms: Sms,
     pub university: University,
     pub password: Password,
     pub limits: Limits,
@@ -407,6 +429,7 @@ impl Config {
             "database",
             "keys",
             "mail",
+            "sms",
             "university",
             "password",
             "limits",
@@ -444,6 +467,7 @@ impl Config {
             database: Database::load(section("database"), "database", &mut problems),
             keys: Keys::load(section("keys"), "keys", &mut problems),
             mail: Mail::load(section("mail"), "mail", &mut problems),
+            sms: Sms::load(section("sms"), "sms", &mut problems),
             university: University::load(section("university"), "university", &mut problems),
             password: Password::load(section("password"), "password", &mut problems),
             limits: Limits::load(section("limits"), "limits", &mut problems),
@@ -887,11 +911,12 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 9] = [
+    let sections: [(&str, &[&str]); 10] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
         ("mail", Mail::KEYS),
+        ("sms", Sms::KEYS),
         ("university", University::KEYS),
         ("password", Password::KEYS),
         ("limits", Limits::KEYS),

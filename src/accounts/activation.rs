@@ -28,6 +28,7 @@ use crate::audit::{Actor, AuditAction, Auditor};
 use crate::clock::Clock;
 use crate::entropy::{Entropy, EntropyExt};
 use crate::locale::Locale;
+use crate::mail::sms::{PhoneNumber, SmsSender, confirmation_code_text};
 use crate::mail::{EmailAddress, OutgoingMail};
 use crate::one_time::SecretToken;
 use crate::storage::StorageError;
@@ -220,6 +221,8 @@ pub struct ActivationService {
     policy: PasswordPolicy,
     settings: ActivationSettings,
     code_mail: CodeMailer,
+    /// Where confirmation codes also go by SMS (set once at start).
+    sms: std::sync::OnceLock<Arc<dyn SmsSender>>,
 }
 
 /// The stored form of a code: HMAC keyed by the browser's activation token.
@@ -271,7 +274,13 @@ impl ActivationService {
             policy,
             settings,
             code_mail,
+            sms: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends the confirmation code to the mobile too (DESIGN.md §4), through this sender.
+    pub fn send_codes_by_sms(&self, sender: Arc<dyn SmsSender>) {
+        let _ = self.sms.set(sender);
     }
 
     async fn open(
@@ -526,6 +535,17 @@ impl ActivationService {
                 now,
             )
             .await?;
+        // The SMS leaves in its own task: a slow gateway never delays the page, and the mail
+        // already carries the code.
+        if let (Some(sender), Ok(number)) = (self.sms.get(), PhoneNumber::parse(&phone)) {
+            let sender = sender.clone();
+            let text = confirmation_code_text(row.locale, &code);
+            tokio::spawn(async move {
+                if let Err(error) = sender.send_sms(&number, &text).await {
+                    tracing::warn!(%error, "the confirmation SMS was not sent");
+                }
+            });
+        }
         Ok(Ok(()))
     }
 

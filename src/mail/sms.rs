@@ -228,3 +228,173 @@ mod tests {
         }
     }
 }
+
+/// Sends SMS through an HTTP gateway: one POST per message to the configured URL, with a body
+/// made from a template where `{to}` and `{text}` are replaced by the JSON-escaped number and
+/// text (so the template may be JSON, or form-encoded with JSON-safe values).
+pub struct HttpSmsSender {
+    client: reqwest::Client,
+    url: url::Url,
+    template: String,
+    content_type: String,
+    authorization: Option<String>,
+}
+
+impl fmt::Debug for HttpSmsSender {
+    // Security: the URL and the authorization may carry the provider's API key.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("HttpSmsSender([redacted])")
+    }
+}
+
+/// Why the gateway configuration is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("SMS gateway: {0}")]
+pub struct GatewayError(pub String);
+
+/// Escapes a value for a JSON string literal (without the quotes).
+fn json_escaped(value: &str) -> String {
+    let quoted = serde_json::Value::String(value.to_string()).to_string();
+    quoted[1..quoted.len() - 1].to_string()
+}
+
+impl HttpSmsSender {
+    /// `url` must be https (or http on a loopback host, for a local relay or tests).
+    pub fn new(
+        url: &str,
+        template: &str,
+        content_type: &str,
+        authorization: Option<String>,
+        timeout: std::time::Duration,
+    ) -> Result<Self, GatewayError> {
+        let url = url::Url::parse(url).map_err(|e| GatewayError(format!("URL: {e}")))?;
+        let loopback = match url.host() {
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            Some(url::Host::Domain(name)) => name == "localhost",
+            None => false,
+        };
+        if url.scheme() != "https" && !(url.scheme() == "http" && loopback) {
+            return Err(GatewayError(
+                "the URL must be https (plain http only on a loopback address)".into(),
+            ));
+        }
+        if !template.contains("{to}") || !template.contains("{text}") {
+            return Err(GatewayError(
+                "the body template must contain {to} and {text}".into(),
+            ));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| GatewayError(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| GatewayError(e.to_string()))?;
+        Ok(Self {
+            client,
+            url,
+            template: template.to_string(),
+            content_type: content_type.to_string(),
+            authorization,
+        })
+    }
+
+    /// The request body for one message.
+    pub fn body(&self, to: &PhoneNumber, text: &str) -> String {
+        self.template
+            .replace("{to}", &json_escaped(to.as_str()))
+            .replace("{text}", &json_escaped(text))
+    }
+}
+
+#[async_trait]
+impl SmsSender for HttpSmsSender {
+    async fn send_sms(&self, to: &PhoneNumber, text: &str) -> Result<(), SendError> {
+        let mut request = self
+            .client
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, &self.content_type)
+            .body(self.body(to, text));
+        if let Some(authorization) = &self.authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(()),
+            Ok(response) if response.status().is_client_error() => Err(SendError::Rejected(
+                format!("the SMS gateway answered {}", response.status()),
+            )),
+            Ok(response) => Err(SendError::Temporary(format!(
+                "the SMS gateway answered {}",
+                response.status()
+            ))),
+            // Security: reqwest's error may name the URL, which may hold a key: say less.
+            Err(error) if error.is_timeout() => {
+                Err(SendError::Unavailable("the SMS gateway timed out".into()))
+            }
+            Err(_) => Err(SendError::Unavailable(
+                "the SMS gateway could not be reached".into(),
+            )),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "http"
+    }
+}
+
+#[cfg(test)]
+mod gateway_tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const TEMPLATE: &str = r#"{"to": "{to}", "text": "{text}"}"#;
+
+    #[test]
+    fn gateways_must_be_https_except_on_loopback_and_templates_complete() {
+        let make = |url: &str, template: &str| {
+            HttpSmsSender::new(
+                url,
+                template,
+                "application/json",
+                None,
+                Duration::from_secs(1),
+            )
+        };
+        assert!(make("https://sms.example.net/send", TEMPLATE).is_ok());
+        assert!(make("http://127.0.0.1:9000/send", TEMPLATE).is_ok());
+        assert!(make("http://sms.example.net/send", TEMPLATE).is_err());
+        assert!(make("https://sms.example.net/send", r#"{"to": "{to}"}"#).is_err());
+        assert!(make("not a url", TEMPLATE).is_err());
+    }
+
+    #[test]
+    fn values_are_json_escaped_in_the_body() {
+        let sender = HttpSmsSender::new(
+            "https://sms.example.net/send",
+            TEMPLATE,
+            "application/json",
+            None,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        let number = PhoneNumber::parse("+33612345678").unwrap();
+        let body = sender.body(&number, "code \"123456\"\nligne");
+        let parsed: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(parsed["to"], "+33612345678");
+        assert_eq!(parsed["text"], "code \"123456\"\nligne");
+        assert!(
+            !format!("{sender:?}").contains("example"),
+            "no URL in debug output"
+        );
+    }
+}

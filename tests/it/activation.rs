@@ -1,5 +1,7 @@
 //! Student and staff activation at `/activate`, through the real router, on both backends.
 
+use std::time::Duration;
+
 use axum::http::StatusCode;
 use sesame::accounts::AccountState;
 use sesame::accounts::activation::{Completion, Start};
@@ -558,4 +560,69 @@ async fn a_flood_from_one_address_is_answered_429_with_retry_after() {
     assert!(throttled.body.contains("Trop de tentatives"));
     // Pages (GET) are not throttled.
     assert_eq!(browser.get("/activate").await.status, StatusCode::OK);
+}
+
+/// A stand-in for the SMS provider (a remote service we cannot run): records each POST.
+async fn mock_sms_gateway() -> (
+    String,
+    tokio::sync::mpsc::UnboundedReceiver<(String, String)>,
+) {
+    use axum::http::HeaderMap;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let app = axum::Router::new().route(
+        "/send",
+        axum::routing::post(move |headers: HeaderMap, body: String| {
+            let tx = tx.clone();
+            async move {
+                let auth = headers
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let _ = tx.send((auth, body));
+                "queued"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/send", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, rx)
+}
+
+#[tokio::test]
+async fn the_code_also_goes_to_the_mobile_through_the_sms_gateway() {
+    let (url, mut received) = mock_sms_gateway().await;
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        &[
+            ("SESAME_SMS__GATEWAY_URL", url.as_str()),
+            ("SESAME_SMS__AUTHORIZATION", "Bearer test-key"),
+        ],
+    )
+    .await;
+    import(&app).await;
+    let mut browser = Browser::new(&app);
+    browser.get("/activate").await;
+    browser
+        .post(
+            "/activate",
+            &[("dossier_number", "22000001"), ("birth_date", "2004-05-06")],
+        )
+        .await;
+    browser
+        .post(
+            "/activate/contact",
+            &[("email", "emilie@example.org"), ("phone", "06 12 34 56 78")],
+        )
+        .await;
+    let mailed = queued_codes(&app).await[0].1.clone();
+    let (authorization, body) = tokio::time::timeout(Duration::from_secs(10), received.recv())
+        .await
+        .expect("the gateway was called")
+        .unwrap();
+    assert_eq!(authorization, "Bearer test-key");
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["to"], "+33612345678");
+    assert!(json["text"].as_str().unwrap().contains(&mailed), "{body}");
 }
