@@ -21,7 +21,7 @@ use async_trait::async_trait;
 use aws_lc_rs::hmac;
 
 use super::password::{PasswordError, PasswordHasher};
-use super::password_policy::{PasswordPolicy, PasswordProblem, context_words};
+use super::password_policy::{PasswordPolicy, PasswordProblem};
 use super::provisioning::{birth_date as valid_birth_date, dossier_number as valid_dossier};
 use super::{AccountRecord, AccountState, AccountStore};
 use crate::audit::{Actor, AuditAction, Auditor};
@@ -607,15 +607,8 @@ impl ActivationService {
         let Some(account) = self.store.find_account_by_id(&row.account_id).await? else {
             return Ok(Completion::AlreadyActive);
         };
-        let student = self.store.find_student_of_account(&account.id).await?;
-        let context = context_words(
-            &account.first_name,
-            &account.last_name,
-            &account.login,
-            student.as_ref().map(|s| s.dossier_number.as_str()),
-            Some(&account.birth_date),
-            &self.settings.university,
-        );
+        let (context, student) =
+            super::personal_words(self.store.as_ref(), &account, &self.settings.university).await?;
         if let Err(problem) = self.policy.check(password, confirmation, &context) {
             return Ok(Completion::Refused(problem));
         }

@@ -163,6 +163,25 @@ pub trait ProvisioningStore: Send + Sync {
     async fn begin_provisioning(&self) -> Result<Box<dyn ProvisioningUnit>, StorageError>;
 }
 
+/// The personal words a new password must not contain (names, login, dossier number, birth date,
+/// university), and the student record they came from, if any.
+pub async fn personal_words(
+    store: &dyn AccountStore,
+    account: &AccountRecord,
+    university: &str,
+) -> Result<(Vec<String>, Option<StudentRecord>), StorageError> {
+    let student = store.find_student_of_account(&account.id).await?;
+    let words = password_policy::context_words(
+        &account.first_name,
+        &account.last_name,
+        &account.login,
+        student.as_ref().map(|s| s.dossier_number.as_str()),
+        Some(&account.birth_date),
+        university,
+    );
+    Ok((words, student))
+}
+
 /// Purging the short-lived secrets of the account rooms (DESIGN.md §8: a job safe on every node).
 #[async_trait]
 pub trait AccountSecretsPurge: Send + Sync {

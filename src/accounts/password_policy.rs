@@ -12,7 +12,7 @@ use super::password::MAX_PASSWORD_BYTES;
 
 /// The bundled list: passwords of 12+ characters seen in breaches, lower-case.
 static COMMON: LazyLock<HashSet<&'static str>> = LazyLock::new(|| {
-    include_str!("common_passwords.txt")
+    include_str!("../../resources/common_passwords.txt")
         .lines()
         .filter(|line| !line.starts_with('#') && !line.is_empty())
         .collect()

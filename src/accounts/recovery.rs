@@ -15,7 +15,7 @@ use url::Url;
 
 use super::identifiers::canonical_login;
 use super::password::{PasswordError, PasswordHasher};
-use super::password_policy::{PasswordPolicy, PasswordProblem, context_words};
+use super::password_policy::{PasswordPolicy, PasswordProblem};
 use super::{AccountState, AccountStore};
 use crate::audit::{Actor, AuditAction, Auditor};
 use crate::clock::Clock;
@@ -210,15 +210,8 @@ impl RecoveryService {
         let Some(account) = self.store.find_account_by_id(&account_id).await? else {
             return Ok(ResetOutcome::Invalid);
         };
-        let student = self.store.find_student_of_account(&account.id).await?;
-        let context = context_words(
-            &account.first_name,
-            &account.last_name,
-            &account.login,
-            student.as_ref().map(|s| s.dossier_number.as_str()),
-            Some(&account.birth_date),
-            &self.university,
-        );
+        let (context, _) =
+            super::personal_words(self.store.as_ref(), &account, &self.university).await?;
         if let Err(problem) = self.policy.check(password, confirmation, &context) {
             return Ok(ResetOutcome::Refused(problem));
         }

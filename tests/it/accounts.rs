@@ -4,8 +4,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use sesame::accounts::AccountState;
-use sesame::accounts::provisioning::{ImportSummary, Importer, parse_staff, parse_students};
-use sesame::clock::Clock as _;
+use sesame::accounts::provisioning::ImportSummary;
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp};
@@ -35,28 +34,12 @@ fn generate(args: &[&str]) -> String {
     String::from_utf8(output.stdout).unwrap()
 }
 
-fn importer(app: &TestApp) -> Importer {
-    Importer::new(
-        app.app.store.clone(),
-        app.app.clock.clone(),
-        app.app.entropy.clone(),
-    )
-}
-
 async fn import_students(app: &TestApp, csv: &str, dry_run: bool) -> ImportSummary {
-    let (rows, rejected) = parse_students(csv.as_bytes(), app.clock.now().date()).unwrap();
-    importer(app)
-        .import_students(&rows, rejected, dry_run)
-        .await
-        .unwrap()
+    app.import_students(csv, dry_run).await
 }
 
 async fn import_staff(app: &TestApp, csv: &str) -> ImportSummary {
-    let (rows, rejected) = parse_staff(csv.as_bytes(), app.clock.now().date()).unwrap();
-    importer(app)
-        .import_staff(&rows, rejected, false)
-        .await
-        .unwrap()
+    app.import_staff(csv).await
 }
 
 async fn a_generated_registrar_file_imports_and_reimports_unchanged(backend: Backend) {

@@ -6,9 +6,7 @@ use axum::http::StatusCode;
 use sesame::accounts::AccountState;
 use sesame::accounts::activation::{Completion, Start};
 use sesame::accounts::password::Verification;
-use sesame::accounts::provisioning::{Importer, parse_staff, parse_students};
 use sesame::audit::Actor;
-use sesame::clock::Clock as _;
 use sesame::locale::Locale;
 
 use crate::on_both_backends;
@@ -28,27 +26,13 @@ const STUDENTS: &str = "dossier_number,last_name,first_name,birth_date,component
 22000002,Martin,Marie,2005-01-02,IAE,2026,marie.registrar@example.net\n";
 
 async fn import(app: &TestApp) {
-    let (rows, rejected) = parse_students(STUDENTS.as_bytes(), app.clock.now().date()).unwrap();
-    Importer::new(
-        app.app.store.clone(),
-        app.app.clock.clone(),
-        app.app.entropy.clone(),
-    )
-    .import_students(&rows, rejected, false)
-    .await
-    .unwrap();
+    app.import_students(STUDENTS, false).await;
 }
 
 /// The mails queued so far: (recipient, the 6-digit code in the text body).
 async fn queued_codes(app: &TestApp) -> Vec<(String, String)> {
-    let now = app.clock.unix_now();
-    let mails = app
-        .app
-        .store
-        .claim_due_mails(now, now + 60, 1000)
+    app.take_mails()
         .await
-        .unwrap();
-    mails
         .into_iter()
         .map(|queued| {
             let text = queued.mail.text.clone();
@@ -423,15 +407,7 @@ async fn a_staff_member_activates_with_a_helpdesk_code(backend: Backend) {
     let app = TestApp::start(backend).await;
     let staff = "employee_id,last_name,first_name,birth_date,department,role,status\n\
 P100001,Lefèvre,Agnès,1975-03-04,DSI,technique,active\n";
-    let (rows, rejected) = parse_staff(staff.as_bytes(), app.clock.now().date()).unwrap();
-    Importer::new(
-        app.app.store.clone(),
-        app.app.clock.clone(),
-        app.app.entropy.clone(),
-    )
-    .import_staff(&rows, rejected, false)
-    .await
-    .unwrap();
+    app.import_staff(staff).await;
     let operator = Actor::Operator("helpdesk".into());
     let (_, old) = app
         .app

@@ -5,8 +5,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 use sesame::accounts::activation::{Completion, Start};
 use sesame::accounts::password::Verification;
-use sesame::accounts::provisioning::{Importer, parse_students};
-use sesame::clock::{Clock as _, Stopwatch};
+use sesame::clock::Stopwatch;
 use sesame::locale::Locale;
 
 use crate::on_both_backends;
@@ -25,15 +24,7 @@ const PASSWORD: &str = "cheval agrafe pile correcte";
 async fn active_student(app: &TestApp) {
     let csv = "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n\
 22000001,Dupré,Émilie,2004-05-06,IAE,2026\n";
-    let (rows, rejected) = parse_students(csv.as_bytes(), app.clock.now().date()).unwrap();
-    Importer::new(
-        app.app.store.clone(),
-        app.app.clock.clone(),
-        app.app.entropy.clone(),
-    )
-    .import_students(&rows, rejected, false)
-    .await
-    .unwrap();
+    app.import_students(csv, false).await;
     let Start::Started(token) = app
         .app
         .activation
@@ -72,12 +63,8 @@ async fn active_student(app: &TestApp) {
 
 /// Mails queued since the last call: (recipient, text body, subject).
 async fn mails(app: &TestApp) -> Vec<(String, String, String)> {
-    let now = app.clock.unix_now();
-    app.app
-        .store
-        .claim_due_mails(now, now + 60, 100)
+    app.take_mails()
         .await
-        .unwrap()
         .into_iter()
         .map(|q| {
             (
@@ -319,15 +306,7 @@ async fn the_maintenance_pass_purges_expired_activations_and_links() {
     // An activation left half-way.
     let csv = "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n\
 22000009,Martin,Marie,2004-01-01,IAE,2026\n";
-    let (rows, rejected) = parse_students(csv.as_bytes(), app.clock.now().date()).unwrap();
-    Importer::new(
-        app.app.store.clone(),
-        app.app.clock.clone(),
-        app.app.entropy.clone(),
-    )
-    .import_students(&rows, rejected, false)
-    .await
-    .unwrap();
+    app.import_students(csv, false).await;
     assert!(matches!(
         app.app
             .activation

@@ -146,6 +146,53 @@ impl TestApp {
         }
     }
 
+    /// Imports a registrar export through the real importer.
+    pub async fn import_students(
+        &self,
+        csv: &str,
+        dry_run: bool,
+    ) -> sesame::accounts::provisioning::ImportSummary {
+        use sesame::clock::Clock as _;
+        let (rows, rejected) =
+            sesame::accounts::provisioning::parse_students(csv.as_bytes(), self.clock.now().date())
+                .unwrap();
+        self.importer()
+            .import_students(&rows, rejected, dry_run)
+            .await
+            .unwrap()
+    }
+
+    /// Imports an HR export through the real importer.
+    pub async fn import_staff(&self, csv: &str) -> sesame::accounts::provisioning::ImportSummary {
+        use sesame::clock::Clock as _;
+        let (rows, rejected) =
+            sesame::accounts::provisioning::parse_staff(csv.as_bytes(), self.clock.now().date())
+                .unwrap();
+        self.importer()
+            .import_staff(&rows, rejected, false)
+            .await
+            .unwrap()
+    }
+
+    fn importer(&self) -> sesame::accounts::provisioning::Importer {
+        sesame::accounts::provisioning::Importer::new(
+            self.app.store.clone(),
+            self.app.clock.clone(),
+            self.app.entropy.clone(),
+        )
+    }
+
+    /// The captured outbox: takes every mail queued since the last call.
+    pub async fn take_mails(&self) -> Vec<sesame::mail::QueuedMail> {
+        use sesame::clock::Clock as _;
+        let now = self.clock.unix_now();
+        self.app
+            .store
+            .claim_due_mails(now, now + 60, 1000)
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> TestResponse {
         self.send(
             Request::builder().uri(path).body(Body::empty()).unwrap(),
