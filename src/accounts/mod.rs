@@ -5,6 +5,7 @@
 
 pub mod activation;
 pub mod identifiers;
+pub mod lockout;
 pub mod password;
 pub mod password_policy;
 pub mod provisioning;

@@ -100,6 +100,9 @@ macro_rules! contract {
 }
 
 contract! {
+    concurrent_failures_all_count,
+    a_lock_is_never_shortened_and_a_hard_lock_stays,
+    only_old_counters_of_unknown_identifiers_are_purged,
     database_answers_the_health_probe,
     master_key_fingerprint_is_recorded_once,
     signing_keys_round_trip_with_one_current_and_one_next_per_algorithm,
@@ -689,4 +692,93 @@ async fn outbox_depth_counts_queued_mails_and_purge_keeps_them(store: Arc<dyn St
     let left = store.claim_due_mails(1_080, 1_680, 10).await.unwrap();
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].id, waiting);
+}
+
+async fn concurrent_failures_all_count(store: Arc<dyn Store>) {
+    let attempts: Vec<_> = (0..50)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .increment_failures("marie.martin", true, 100)
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for attempt in attempts {
+        seen.push(attempt.await.unwrap());
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        (1..=50).collect::<Vec<i64>>(),
+        "each failure got its own count"
+    );
+    assert_eq!(
+        store
+            .find_failure_counter("marie.martin")
+            .await
+            .unwrap()
+            .unwrap()
+            .failures,
+        50
+    );
+}
+
+async fn a_lock_is_never_shortened_and_a_hard_lock_stays(store: Arc<dyn Store>) {
+    store.increment_failures("x.y", false, 10).await.unwrap();
+    store
+        .extend_lock("x.y", Some(500), false, 10)
+        .await
+        .unwrap();
+    store
+        .extend_lock("x.y", Some(200), false, 11)
+        .await
+        .unwrap();
+    let counter = store.find_failure_counter("x.y").await.unwrap().unwrap();
+    assert_eq!(counter.locked_until, Some(500));
+    assert_eq!(counter.hard_locked_at, None);
+    store.extend_lock("x.y", None, true, 12).await.unwrap();
+    store.extend_lock("x.y", Some(900), true, 13).await.unwrap();
+    let counter = store.find_failure_counter("x.y").await.unwrap().unwrap();
+    assert_eq!(
+        (counter.locked_until, counter.hard_locked_at),
+        (Some(900), Some(12))
+    );
+    assert!(store.delete_failure_counter("x.y").await.unwrap());
+    assert!(!store.delete_failure_counter("x.y").await.unwrap());
+    assert_eq!(store.find_failure_counter("x.y").await.unwrap(), None);
+}
+
+async fn only_old_counters_of_unknown_identifiers_are_purged(store: Arc<dyn Store>) {
+    store
+        .increment_failures("old.unknown", false, 10)
+        .await
+        .unwrap();
+    store
+        .increment_failures("new.unknown", false, 1000)
+        .await
+        .unwrap();
+    store
+        .increment_failures("old.known", true, 10)
+        .await
+        .unwrap();
+    store
+        .increment_failures("old.hard", false, 10)
+        .await
+        .unwrap();
+    store.extend_lock("old.hard", None, true, 10).await.unwrap();
+    assert_eq!(store.purge_unknown_failure_counters(500).await.unwrap(), 1);
+    assert_eq!(
+        store.find_failure_counter("old.unknown").await.unwrap(),
+        None
+    );
+    for kept in ["new.unknown", "old.known", "old.hard"] {
+        assert!(
+            store.find_failure_counter(kept).await.unwrap().is_some(),
+            "{kept}"
+        );
+    }
 }

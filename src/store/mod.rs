@@ -19,6 +19,7 @@ use sqlx::SqlSafeStr as _;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::accounts::activation::ActivationStore;
+use crate::accounts::lockout::LockoutStore;
 use crate::accounts::recovery::RecoveryStore;
 use crate::accounts::{AccountSecretsPurge, AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
@@ -36,6 +37,7 @@ pub trait Store:
     + ActivationStore
     + RecoveryStore
     + AccountSecretsPurge
+    + LockoutStore
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -52,6 +54,7 @@ impl<T> Store for T where
         + ActivationStore
         + RecoveryStore
         + AccountSecretsPurge
+        + LockoutStore
         + ProvisioningStore
         + MailStore
         + HealthProbe

@@ -7,6 +7,7 @@ mod activation;
 mod cli;
 mod config;
 mod keys;
+mod lockout;
 mod mail;
 mod readiness;
 mod recovery;

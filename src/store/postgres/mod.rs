@@ -6,6 +6,7 @@ mod accounts;
 mod activation;
 mod audit;
 mod keys;
+mod lockout;
 mod mail;
 mod one_time;
 mod recovery;
@@ -44,6 +45,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         5,
         "password_resets",
         include_str!("../../../migrations/postgres/0005_password_resets.sql"),
+    ),
+    (
+        6,
+        "lockout",
+        include_str!("../../../migrations/postgres/0006_lockout.sql"),
     ),
 ];
 

@@ -5,6 +5,7 @@ mod accounts;
 mod activation;
 mod audit;
 mod keys;
+mod lockout;
 mod mail;
 mod one_time;
 mod recovery;
@@ -43,6 +44,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         5,
         "password_resets",
         include_str!("../../../migrations/sqlite/0005_password_resets.sql"),
+    ),
+    (
+        6,
+        "lockout",
+        include_str!("../../../migrations/sqlite/0006_lockout.sql"),
     ),
 ];
 
