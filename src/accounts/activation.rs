@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_lc_rs::hmac;
 
-use super::password::{PasswordError, PasswordHasher};
+use super::password::PasswordHasher;
 use super::password_policy::{PasswordPolicy, PasswordProblem};
 use super::provisioning::{birth_date as valid_birth_date, dossier_number as valid_dossier};
 use super::{AccountRecord, AccountState, AccountStore};
@@ -143,14 +143,8 @@ pub trait ActivationStore: AccountStore + Send + Sync {
     async fn list_contacts(&self, account_id: &str) -> Result<Vec<(String, String)>, StorageError>;
 }
 
-/// What can go wrong beyond the user's control.
-#[derive(Debug, thiserror::Error)]
-pub enum ActivationError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Password(#[from] PasswordError),
-}
+/// What can go wrong beyond the user's control (shared by the account services).
+pub use super::AccountsError as ActivationError;
 
 /// The answer to step 1.
 #[derive(Debug, PartialEq, Eq)]

@@ -18,6 +18,15 @@ use async_trait::async_trait;
 
 use crate::storage::StorageError;
 
+/// What can go wrong in the account services beyond the user's control.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountsError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Password(#[from] password::PasswordError),
+}
+
 /// The life of an account. Locks are separate (DESIGN.md §6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountState {

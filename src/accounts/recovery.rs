@@ -14,7 +14,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use super::identifiers::canonical_login;
-use super::password::{PasswordError, PasswordHasher};
+use super::password::PasswordHasher;
 use super::password_policy::{PasswordPolicy, PasswordProblem};
 use super::{AccountState, AccountStore};
 use crate::audit::{Actor, AuditAction, Auditor};
@@ -65,13 +65,8 @@ pub type ResetMailer = Arc<dyn Fn(Locale, &EmailAddress, &Url, &str) -> Outgoing
 /// Builds the "password changed" notice: (locale, to, university).
 pub type ChangedMailer = Arc<dyn Fn(Locale, &EmailAddress, &str) -> OutgoingMail + Send + Sync>;
 
-#[derive(Debug, thiserror::Error)]
-pub enum RecoveryError {
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error(transparent)]
-    Password(#[from] PasswordError),
-}
+/// What can go wrong beyond the user's control (shared by the account services).
+pub use super::AccountsError as RecoveryError;
 
 /// The answer to a completed reset form.
 #[derive(Debug, PartialEq, Eq)]

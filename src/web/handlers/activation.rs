@@ -10,6 +10,7 @@ use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use crate::accounts::AccountsError;
 use crate::accounts::activation::{
     ACTIVATION_LIFETIME, CodeCheck, Completion, ContactProblem, Start, Step,
 };
@@ -148,6 +149,32 @@ async fn current(
     Ok(Err(page(state, locale, headers, view, None)?))
 }
 
+/// The page and path of each step.
+fn step_view(step: Step) -> (&'static str, &'static str) {
+    match step {
+        Step::Contact => ("contact", "/activate/contact"),
+        Step::Code => ("code", "/activate/code"),
+        Step::Password => ("password", "/activate/password"),
+    }
+}
+
+/// Shows the page of `shown` when the activation stands there, or sends the browser to the step
+/// it stands at (the contact page stays reachable from the code step, to change the address).
+async fn step_page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    shown: Step,
+) -> Result<Response, WebError> {
+    match current(state, locale, headers).await? {
+        Err(expired) => Ok(expired),
+        Ok((_, step)) if step == shown || (shown == Step::Contact && step == Step::Code) => {
+            page(state, locale, headers, View::new(step_view(shown).0), None)
+        }
+        Ok((_, step)) => Ok(see_other(step_view(step).1, None)),
+    }
+}
+
 pub async fn start_page(
     State(state): State<WebState>,
     locale: Locale,
@@ -203,11 +230,7 @@ pub async fn contact_page(
     locale: Locale,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    match current(&state, locale, &headers).await? {
-        Err(expired) => Ok(expired),
-        Ok((_, Step::Password)) => Ok(see_other("/activate/password", None)),
-        Ok(_) => page(&state, locale, &headers, View::new("contact"), None),
-    }
+    step_page(&state, locale, &headers, Step::Contact).await
 }
 
 pub async fn contact(
@@ -252,12 +275,7 @@ pub async fn code_page(
     locale: Locale,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    match current(&state, locale, &headers).await? {
-        Err(expired) => Ok(expired),
-        Ok((_, Step::Contact)) => Ok(see_other("/activate/contact", None)),
-        Ok((_, Step::Password)) => Ok(see_other("/activate/password", None)),
-        Ok((_, Step::Code)) => page(&state, locale, &headers, View::new("code"), None),
-    }
+    step_page(&state, locale, &headers, Step::Code).await
 }
 
 pub async fn code(
@@ -297,10 +315,19 @@ pub async fn password_page(
     locale: Locale,
     headers: HeaderMap,
 ) -> Result<Response, WebError> {
-    match current(&state, locale, &headers).await? {
-        Err(expired) => Ok(expired),
-        Ok((_, Step::Password)) => page(&state, locale, &headers, View::new("password"), None),
-        Ok(_) => Ok(see_other("/activate/contact", None)),
+    step_page(&state, locale, &headers, Step::Password).await
+}
+
+/// The page message for a password the service could not take (busy pool, oversized input);
+/// `None` for errors that are the server's, not the user's.
+pub(crate) fn password_failure_message(
+    t: &'static ActivationTexts,
+    error: &AccountsError,
+) -> Option<&'static str> {
+    match error {
+        AccountsError::Password(PasswordError::Busy) => Some(t.busy),
+        AccountsError::Password(PasswordError::TooLong) => Some(t.too_long),
+        _ => None,
     }
 }
 
@@ -360,13 +387,10 @@ pub async fn password(
             start.notice = Some(t.already_done);
             return page(&state, locale, &headers, start, None);
         }
-        Err(crate::accounts::activation::ActivationError::Password(PasswordError::Busy)) => {
-            view.error = Some(t.busy.to_string())
-        }
-        Err(crate::accounts::activation::ActivationError::Password(PasswordError::TooLong)) => {
-            view.error = Some(t.too_long.to_string())
-        }
-        Err(error) => return Err(internal(error)),
+        Err(error) => match password_failure_message(t, &error) {
+            Some(message) => view.error = Some(message.to_string()),
+            None => return Err(internal(error)),
+        },
     }
     page(&state, locale, &headers, view, None)
 }

@@ -6,9 +6,8 @@ use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use super::activation::{Fields, check_csrf, field, password_message};
-use crate::accounts::password::PasswordError;
-use crate::accounts::recovery::{RecoveryError, ResetOutcome};
+use super::activation::{Fields, check_csrf, field, password_failure_message, password_message};
+use crate::accounts::recovery::ResetOutcome;
 use crate::one_time::SecretToken;
 use crate::web::WebState;
 use crate::web::cookies::{self, CsrfToken};
@@ -141,12 +140,9 @@ pub async fn reset(
             keep,
             Some(password_message(a, &problem)),
         ),
-        Err(RecoveryError::Password(PasswordError::Busy)) => {
-            page(&state, locale, &headers, "reset", keep, Some(a.busy))
-        }
-        Err(RecoveryError::Password(PasswordError::TooLong)) => {
-            page(&state, locale, &headers, "reset", keep, Some(a.too_long))
-        }
-        Err(error) => Err(WebError::Internal(format!("password reset: {error}"))),
+        Err(error) => match password_failure_message(a, &error) {
+            Some(message) => page(&state, locale, &headers, "reset", keep, Some(message)),
+            None => Err(WebError::Internal(format!("password reset: {error}"))),
+        },
     }
 }
