@@ -7,6 +7,8 @@ use std::sync::Arc;
 use axum::Router;
 
 use crate::accounts::activation::{ActivationService, ActivationSettings};
+use crate::accounts::helpdesk::Helpdesk;
+use crate::accounts::lockout::{Lockout, LockoutPolicy};
 use crate::accounts::password::{HashParams, PasswordError, PasswordHasher};
 use crate::accounts::password_policy::PasswordPolicy;
 use crate::accounts::provisioning::Importer;
@@ -17,6 +19,7 @@ use crate::config::{Backend, Config, mask_secret};
 use crate::entropy::{Entropy, OsEntropy};
 use crate::jobs::Maintenance;
 use crate::keys::{KeyError, KeyRing, RotationPolicy};
+use crate::login::LoginService;
 use crate::mail::MailTransport;
 use crate::mail::outbox::{Outbox, OutboxSender};
 use crate::mail::sms::{FileSmsSender, HttpSmsSender, SmsSender};
@@ -24,6 +27,7 @@ use crate::mail::transport::{
     FileTransport, MailSetupError, SMTP_TIMEOUT, SmtpTransport, sender_mailbox,
 };
 use crate::one_time::OneTimeValues;
+use crate::sessions::{SessionPolicy, Sessions};
 use crate::storage::StorageError;
 use crate::store::postgres::PostgresStore;
 use crate::store::sqlite::SqliteStore;
@@ -64,6 +68,9 @@ pub struct App {
     pub password_policy: PasswordPolicy,
     pub activation: Arc<ActivationService>,
     pub recovery: Arc<RecoveryService>,
+    pub lockout: Arc<Lockout>,
+    pub sessions: Arc<Sessions>,
+    pub login: Arc<LoginService>,
     /// This node's throttles of the credential forms.
     pub throttle: Throttle,
     pub metrics: Metrics,
@@ -118,6 +125,35 @@ pub fn activation_service(
             crate::mail::messages::confirmation_code(locale, to.clone(), code, university)
         }),
     )
+}
+
+/// The lockout thresholds of the configuration.
+pub fn lockout_policy(config: &Config) -> LockoutPolicy {
+    LockoutPolicy {
+        max_login_failures: config.lockout.max_login_failures,
+        wait_increment: config.lockout.wait_increment.0,
+        max_wait: config.lockout.max_wait.0,
+        permanent_lockout_after: config.lockout.permanent_lockout_after,
+        failure_reset_time: config.lockout.failure_reset_time.0,
+    }
+}
+
+/// The session lifetimes of the configuration.
+pub fn session_policy(config: &Config) -> SessionPolicy {
+    SessionPolicy {
+        idle: config.sessions.idle.0,
+        absolute: config.sessions.absolute.0,
+        public_computer: config.sessions.public_computer.0,
+        remember_me: config.sessions.remember_me.0,
+    }
+}
+
+/// The domains whose addresses name our accounts (`prenom.nom@<domain>`).
+pub fn our_domains(config: &Config) -> Vec<String> {
+    vec![
+        config.university.student_domain.clone(),
+        config.university.staff_domain.clone(),
+    ]
 }
 
 /// Starts the password hashing pool of the configuration.
@@ -201,6 +237,27 @@ impl Admin {
         ))
     }
 
+    /// The helpdesk's account service.
+    pub fn helpdesk(&self) -> Helpdesk {
+        Helpdesk::new(
+            self.store.clone(),
+            Arc::new(Lockout::new(
+                self.store.clone(),
+                self.clock.clone(),
+                lockout_policy(&self.config),
+            )),
+            Arc::new(Sessions::new(
+                self.store.clone(),
+                self.clock.clone(),
+                self.entropy.clone(),
+                session_policy(&self.config),
+            )),
+            self.audit.clone(),
+            self.clock.clone(),
+            our_domains(&self.config),
+        )
+    }
+
     pub fn importer(&self) -> Importer {
         Importer::new(self.store.clone(), self.clock.clone(), self.entropy.clone())
     }
@@ -247,7 +304,11 @@ impl App {
             rotation_policy(&config),
         )
         .await?;
-        let one_time = OneTimeValues::new(store.clone(), clock.clone(), entropy.clone());
+        let one_time = Arc::new(OneTimeValues::new(
+            store.clone(),
+            clock.clone(),
+            entropy.clone(),
+        ));
         let passwords = password_hasher(&config, entropy.clone())?;
         let activation = Arc::new(activation_service(
             &config,
@@ -290,10 +351,7 @@ impl App {
             password_policy(&config),
             config.public_url().clone(),
             config.university.name.clone(),
-            vec![
-                config.university.student_domain.clone(),
-                config.university.staff_domain.clone(),
-            ],
+            our_domains(&config),
             Arc::new(|locale, to, link, university| {
                 crate::mail::messages::password_reset(
                     locale,
@@ -311,7 +369,40 @@ impl App {
             config.limits.per_address_per_minute,
             config.limits.global_per_second,
         );
+        let lockout = Arc::new(Lockout::new(
+            store.clone(),
+            clock.clone(),
+            lockout_policy(&config),
+        ));
+        let sessions = Arc::new(Sessions::new(
+            store.clone(),
+            clock.clone(),
+            entropy.clone(),
+            session_policy(&config),
+        ));
+        let login = Arc::new(LoginService::new(
+            store.clone(),
+            lockout.clone(),
+            passwords.clone(),
+            sessions.clone(),
+            audit.clone(),
+            outbox.clone(),
+            one_time.clone(),
+            clock.clone(),
+            Arc::new(|locale, to, university, link| {
+                crate::mail::messages::account_locked(locale, to.clone(), university, link)
+            }),
+            our_domains(&config),
+            config.university.name.clone(),
+            config
+                .public_url()
+                .join("password/forgot")
+                .expect("a relative path joins any base URL"),
+        ));
         Ok(Self {
+            lockout,
+            sessions,
+            login,
             throttle,
             recovery,
             password_policy: password_policy(&config),
@@ -323,12 +414,24 @@ impl App {
             store,
             audit,
             keys: Arc::new(keys),
-            one_time: Arc::new(one_time),
+            one_time,
             metrics: Metrics::new(),
             outbox,
             mail_sender,
             sms,
         })
+    }
+
+    /// The helpdesk's account service (what `sesame admin` uses).
+    pub fn helpdesk(&self) -> Helpdesk {
+        Helpdesk::new(
+            self.store.clone(),
+            self.lockout.clone(),
+            self.sessions.clone(),
+            self.audit.clone(),
+            self.clock.clone(),
+            our_domains(&self.config),
+        )
     }
 
     /// The state the web layer runs on.
@@ -352,6 +455,7 @@ impl App {
                 metrics: self.metrics.clone(),
                 activation: self.activation.clone(),
                 recovery: self.recovery.clone(),
+                login: self.login.clone(),
                 throttle: self.throttle.clone(),
             }),
         }
@@ -367,5 +471,10 @@ impl App {
         Maintenance::new(self.keys.clone(), self.one_time.clone())
             .with_mail(self.mail_sender.clone(), self.config.mail.send_interval.0)
             .with_account_secrets(self.store.clone(), self.clock.clone())
+            .with_login(self.sessions.clone(), self.lockout.clone())
+            .with_sweep({
+                let throttle = self.throttle.clone();
+                Arc::new(move || throttle.forget_idle())
+            })
     }
 }

@@ -297,10 +297,45 @@ section! {
     /// `[limits]`: throttling of the credential forms by client address (DESIGN.md §6), on top
     /// of the per-identifier lockout. Each node counts alone, in bounded memory.
     pub struct Limits {
-        /// POSTs per minute from one client address to activation and forgotten-password forms.
+        /// POSTs per minute from one client address to the login, activation and
+        /// forgotten-password forms.
         per_address_per_minute: u32 = 30,
         /// POSTs per second to those forms from everyone together, on this node.
         global_per_second: u32 = 200,
+    }
+}
+
+section! {
+    /// `[lockout]`: the per-identifier lock after wrong passwords (DESIGN.md §6; names follow
+    /// Keycloak's brute-force detection). Counted in the database, shared by every node.
+    pub struct Lockout {
+        /// Consecutive failures before the first temporary lock.
+        max_login_failures: i64 = 5,
+        /// The first temporary lock; each further failure doubles it.
+        wait_increment: HumanDuration = HumanDuration(Duration::from_secs(60)),
+        /// The longest temporary lock.
+        max_wait: HumanDuration = HumanDuration(Duration::from_secs(15 * 60)),
+        /// Consecutive failures that hard-lock an identifier until `sesame admin unlock` or a
+        /// password reset. NIST SP 800-63B's ceiling; logins are predictable, so a low value lets
+        /// anyone lock out anyone.
+        permanent_lockout_after: i64 = 100,
+        /// How long the counters of identifiers that match no account are kept after their last
+        /// failure.
+        failure_reset_time: HumanDuration = HumanDuration(Duration::from_secs(12 * 3600)),
+    }
+}
+
+section! {
+    /// `[sessions]`: how long an SSO session lives (DESIGN.md §5).
+    pub struct Sessions {
+        /// Ends after this long without a request.
+        idle: HumanDuration = HumanDuration(Duration::from_secs(2 * 3600)),
+        /// Ends this long after the login, whatever happens.
+        absolute: HumanDuration = HumanDuration(Duration::from_secs(8 * 3600)),
+        /// Absolute limit when the user ticks "public computer".
+        public_computer: HumanDuration = HumanDuration(Duration::from_secs(3600)),
+        /// Limit when the user ticks "stay signed in".
+        remember_me: HumanDuration = HumanDuration(Duration::from_secs(30 * 24 * 3600)),
     }
 }
 
@@ -350,6 +385,8 @@ pub struct Config {
     pub university: University,
     pub password: Password,
     pub limits: Limits,
+    pub lockout: Lockout,
+    pub sessions: Sessions,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -433,6 +470,8 @@ impl Config {
             "university",
             "password",
             "limits",
+            "lockout",
+            "sessions",
             "log",
             "maintenance",
         ];
@@ -471,6 +510,8 @@ impl Config {
             university: University::load(section("university"), "university", &mut problems),
             password: Password::load(section("password"), "password", &mut problems),
             limits: Limits::load(section("limits"), "limits", &mut problems),
+            lockout: Lockout::load(section("lockout"), "lockout", &mut problems),
+            sessions: Sessions::load(section("sessions"), "sessions", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -659,6 +700,32 @@ impl Config {
                 "password.min_length",
                 "must be at least 8 (NIST SP 800-63B); 12 is recommended".into(),
             );
+        }
+        for (key, value) in [
+            (
+                "lockout.max_login_failures",
+                self.lockout.max_login_failures,
+            ),
+            (
+                "lockout.permanent_lockout_after",
+                self.lockout.permanent_lockout_after,
+            ),
+        ] {
+            if value < 1 {
+                problem(key, format!("must be at least 1, not {value}"));
+            }
+        }
+        for (key, value) in [
+            ("lockout.wait_increment", self.lockout.wait_increment.0),
+            ("lockout.max_wait", self.lockout.max_wait.0),
+            ("sessions.idle", self.sessions.idle.0),
+            ("sessions.absolute", self.sessions.absolute.0),
+            ("sessions.public_computer", self.sessions.public_computer.0),
+            ("sessions.remember_me", self.sessions.remember_me.0),
+        ] {
+            if value < Duration::from_secs(1) {
+                problem(key, "must be at least one second".into());
+            }
         }
         if self.password.min_score > 4 {
             problem("password.min_score", "zxcvbn scores go from 0 to 4".into());
@@ -911,7 +978,7 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 10] = [
+    let sections: [(&str, &[&str]); 12] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
@@ -920,6 +987,8 @@ pub fn all_keys() -> Vec<String> {
         ("university", University::KEYS),
         ("password", Password::KEYS),
         ("limits", Limits::KEYS),
+        ("lockout", Lockout::KEYS),
+        ("sessions", Sessions::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];

@@ -2,7 +2,8 @@
 //!
 //! Layers (DESIGN.md §2; dependencies point inward):
 //! - foundation: [`config`], [`clock`], [`entropy`], [`locale`], [`storage`] (the vocabulary of storage ports);
-//! - domain: [`accounts`], [`keys`], [`audit`], [`one_time`] — each declares the storage port it needs;
+//! - domain: [`accounts`], [`login`], [`sessions`], [`keys`], [`audit`], [`one_time`] — each declares
+//!   the storage port it needs;
 //! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`], [`mail`] (the outbox,
 //!   SMTP and file transports, SMS);
 //! - [`app`]: the composition root.
@@ -17,8 +18,10 @@ pub mod entropy;
 pub mod jobs;
 pub mod keys;
 pub mod locale;
+pub mod login;
 pub mod mail;
 pub mod one_time;
+pub mod sessions;
 pub mod storage;
 pub mod store;
 pub mod web;

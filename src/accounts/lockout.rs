@@ -45,6 +45,14 @@ impl Default for LockoutPolicy {
 }
 
 impl LockoutPolicy {
+    /// The first temporary lock and the longest one, in seconds (what the store's one-statement
+    /// count needs).
+    pub fn lock_bounds(&self) -> (i64, i64) {
+        let longest = self.max_wait.as_secs().max(1) as i64;
+        let first = (self.wait_increment.as_secs().max(1) as i64).min(longest);
+        (first, longest)
+    }
+
     /// The temporary lock that follows the `failures`-th consecutive failure, if any.
     pub fn lock_after(&self, failures: i64) -> Option<Duration> {
         if failures < self.max_login_failures {
@@ -62,9 +70,28 @@ impl LockoutPolicy {
 /// A stored counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureCounter {
+    /// Consecutive attempts whose password was checked (and that have not been followed by a
+    /// success).
     pub failures: i64,
     pub locked_until: Option<i64>,
     pub hard_locked_at: Option<i64>,
+    /// Attempts refused while locked: no password was checked, so they are not failures and do
+    /// not lengthen the lock, but the helpdesk sees them.
+    pub refused: i64,
+    /// Whether an account answers to this identifier.
+    pub known: bool,
+    pub last_failure_at: i64,
+}
+
+impl FailureCounter {
+    /// Where the identifier stands at `now`.
+    pub fn status(&self, now: i64) -> LockStatus {
+        match (self.hard_locked_at, self.locked_until) {
+            (Some(_), _) => LockStatus::Hard,
+            (None, Some(until)) if until > now => LockStatus::Temporary { until },
+            _ => LockStatus::Open,
+        }
+    }
 }
 
 /// Where an identifier stands.
@@ -86,22 +113,24 @@ pub trait LockoutStore: Send + Sync {
         &self,
         identifier: &str,
     ) -> Result<Option<FailureCounter>, StorageError>;
-    /// Counts one failure atomically (concurrent failures all count); returns the new count.
-    async fn increment_failures(
+    /// In one atomic statement (`INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING`): if the
+    /// identifier is not locked at `now`, counts one attempt, sets the temporary lock this count
+    /// calls for (doubling the previous one, up to the policy's longest) and the hard lock, and
+    /// returns the new counter; if it is locked, changes nothing and returns `None`. Of any number
+    /// of concurrent attempts on any node, only those the policy allows get through.
+    async fn count_attempt(
         &self,
         identifier: &str,
         known: bool,
         now: i64,
-    ) -> Result<i64, StorageError>;
-    /// Extends the temporary lock to at least `locked_until`, and hard-locks when `hard` (never
-    /// shortening a lock another node set meanwhile).
-    async fn extend_lock(
-        &self,
-        identifier: &str,
-        locked_until: Option<i64>,
-        hard: bool,
-        now: i64,
-    ) -> Result<(), StorageError>;
+        policy: &LockoutPolicy,
+    ) -> Result<Option<FailureCounter>, StorageError>;
+    /// Takes back an admitted attempt whose credential could not be checked after all (the
+    /// hashing queue was full). A lock it set stays.
+    async fn refund_attempt(&self, identifier: &str) -> Result<(), StorageError>;
+    /// Counts an attempt refused because of a lock; returns the counter.
+    async fn count_refused(&self, identifier: &str)
+    -> Result<Option<FailureCounter>, StorageError>;
     /// Forgets the counter (success, unlock, reset); `false` if there was none.
     async fn delete_failure_counter(&self, identifier: &str) -> Result<bool, StorageError>;
     /// Deletes counters of unknown identifiers whose last failure is before `before` (never hard
@@ -109,13 +138,24 @@ pub trait LockoutStore: Send + Sync {
     async fn purge_unknown_failure_counters(&self, before: i64) -> Result<u64, StorageError>;
 }
 
-/// What a failure did.
+/// What an attempt that was let through would leave behind if its credential turns out wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FailureOutcome {
     pub failures: i64,
     pub status: LockStatus,
-    /// This failure is the one that hard-locked the identifier (mail the contacts once).
+    /// This attempt is the one that hard-locked the identifier (mail the contacts once).
     pub newly_hard_locked: bool,
+}
+
+/// The answer to "may this identifier try a credential now?".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Go on and check the credential. The attempt is already counted as a failure (so that
+    /// concurrent attempts cannot slip past the lock); call [`Lockout::record_success`] if the
+    /// credential was right.
+    Admitted(FailureOutcome),
+    /// Locked: do not check anything.
+    Refused(LockStatus),
 }
 
 /// The lockout service.
@@ -134,54 +174,60 @@ impl Lockout {
         }
     }
 
+    pub fn policy(&self) -> &LockoutPolicy {
+        &self.policy
+    }
+
     /// Whether the identifier may try now.
     pub async fn status(&self, identifier: &str) -> Result<LockStatus, StorageError> {
         let now = self.clock.unix_now();
-        Ok(match self.store.find_failure_counter(identifier).await? {
-            Some(FailureCounter {
-                hard_locked_at: Some(_),
-                ..
-            }) => LockStatus::Hard,
-            Some(FailureCounter {
-                locked_until: Some(until),
-                ..
-            }) if until > now => LockStatus::Temporary { until },
-            _ => LockStatus::Open,
-        })
+        Ok(self
+            .store
+            .find_failure_counter(identifier)
+            .await?
+            .map_or(LockStatus::Open, |c| c.status(now)))
     }
 
-    /// Counts a failure (for an existing account or not: `known` only decides how long the
-    /// counter is kept) and applies the policy.
-    pub async fn record_failure(
-        &self,
-        identifier: &str,
-        known: bool,
-    ) -> Result<FailureOutcome, StorageError> {
+    /// The stored counter (for the helpdesk).
+    pub async fn counter(&self, identifier: &str) -> Result<Option<FailureCounter>, StorageError> {
+        self.store.find_failure_counter(identifier).await
+    }
+
+    /// Asks to check a credential for `identifier` (an existing account or not: `known` only
+    /// decides how long the counter is kept). Counted before the check, atomically with the lock
+    /// test, so a burst of concurrent attempts gets exactly as many checks as the policy allows.
+    pub async fn attempt(&self, identifier: &str, known: bool) -> Result<Admission, StorageError> {
         let now = self.clock.unix_now();
-        let failures = self
+        match self
             .store
-            .increment_failures(identifier, known, now)
-            .await?;
-        let hard = failures >= self.policy.permanent_lockout_after;
-        let until = self
-            .policy
-            .lock_after(failures)
-            .map(|lock| now + lock.as_secs() as i64);
-        if hard || until.is_some() {
-            self.store.extend_lock(identifier, until, hard, now).await?;
+            .count_attempt(identifier, known, now, &self.policy)
+            .await?
+        {
+            Some(counter) => Ok(Admission::Admitted(FailureOutcome {
+                failures: counter.failures,
+                status: counter.status(now),
+                // Once hard-locked nothing more is admitted, so only the attempt that set it
+                // sees its own timestamp.
+                newly_hard_locked: counter.hard_locked_at == Some(now),
+            })),
+            None => {
+                let status = self
+                    .store
+                    .count_refused(identifier)
+                    .await?
+                    .map_or(LockStatus::Open, |c| c.status(now));
+                // The lock ran out between the two statements: say "a moment".
+                Ok(Admission::Refused(match status {
+                    LockStatus::Open => LockStatus::Temporary { until: now + 1 },
+                    locked => locked,
+                }))
+            }
         }
-        let status = if hard {
-            LockStatus::Hard
-        } else if let Some(until) = until {
-            LockStatus::Temporary { until }
-        } else {
-            LockStatus::Open
-        };
-        Ok(FailureOutcome {
-            failures,
-            status,
-            newly_hard_locked: failures == self.policy.permanent_lockout_after,
-        })
+    }
+
+    /// Takes back an admitted attempt that was not checked (see [`LockoutStore::refund_attempt`]).
+    pub async fn refund(&self, identifier: &str) -> Result<(), StorageError> {
+        self.store.refund_attempt(identifier).await
     }
 
     /// A success resets the count (DESIGN.md §6).

@@ -4,6 +4,7 @@
 //! feeds. The storage ports of this room are declared here.
 
 pub mod activation;
+pub mod helpdesk;
 pub mod identifiers;
 pub mod lockout;
 pub mod password;
@@ -228,4 +229,94 @@ pub trait AccountStore: Send + Sync {
     /// Every login of an account, current first.
     async fn list_logins(&self, account_id: &str) -> Result<Vec<String>, StorageError>;
     async fn count_accounts(&self) -> Result<u64, StorageError>;
+}
+
+/// What the helpdesk sees of an account beyond its record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountActivity {
+    pub activated_at: Option<i64>,
+    pub last_login_at: Option<i64>,
+    pub last_login_from: Option<String>,
+    pub disabled_reason: Option<String>,
+    pub has_password: bool,
+}
+
+/// A recovery contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// `email` or `phone`.
+    pub kind: String,
+    pub value: String,
+    pub confirmed: bool,
+}
+
+impl Contact {
+    /// The value with most of it hidden, for the helpdesk's screen (`e****@gmail.com`,
+    /// `+336******78`): enough to recognise, not to copy.
+    pub fn masked(&self) -> String {
+        fn hide(text: &str, keep_start: usize, keep_end: usize) -> String {
+            let chars: Vec<char> = text.chars().collect();
+            if chars.len() <= keep_start + keep_end {
+                return "*".repeat(chars.len());
+            }
+            let hidden = chars.len() - keep_start - keep_end;
+            chars[..keep_start]
+                .iter()
+                .chain(std::iter::repeat_n(&'*', hidden))
+                .chain(&chars[chars.len() - keep_end..])
+                .collect()
+        }
+        match self.value.rsplit_once('@') {
+            Some((local, domain)) if self.kind == "email" => {
+                format!("{}@{domain}", hide(local, 1, 0))
+            }
+            _ => hide(&self.value, 4, 2),
+        }
+    }
+}
+
+/// The helpdesk's reads and writes on accounts.
+#[async_trait]
+pub trait AccountAdminStore: AccountStore + Send + Sync {
+    async fn find_account_activity(
+        &self,
+        account_id: &str,
+    ) -> Result<Option<AccountActivity>, StorageError>;
+    async fn list_recovery_contacts(&self, account_id: &str) -> Result<Vec<Contact>, StorageError>;
+    /// Sets the state of an account (`reason` for a disabled one); disabling also ends every
+    /// session of the account, in the same transaction. Returns how many sessions ended.
+    async fn change_account_state(
+        &self,
+        account_id: &str,
+        state: AccountState,
+        reason: Option<&str>,
+        now: i64,
+    ) -> Result<u64, StorageError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contacts_are_masked_for_the_helpdesk() {
+        let email = Contact {
+            kind: "email".into(),
+            value: "emilie.dupre@gmail.com".into(),
+            confirmed: true,
+        };
+        assert_eq!(email.masked(), "e***********@gmail.com");
+        let phone = Contact {
+            kind: "phone".into(),
+            value: "+33612345678".into(),
+            confirmed: true,
+        };
+        assert_eq!(phone.masked(), "+336******78");
+        let short = Contact {
+            kind: "phone".into(),
+            value: "+33".into(),
+            confirmed: false,
+        };
+        assert_eq!(short.masked(), "***");
+    }
 }

@@ -17,6 +17,8 @@ use crate::storage::StorageError;
 pub enum Actor {
     /// Sésame itself (start-up, jobs).
     System,
+    /// The person at the browser (logins, activation, resets).
+    User,
     /// An operator at the `sesame` command line (the OS user name).
     Operator(String),
 }
@@ -25,6 +27,7 @@ impl fmt::Display for Actor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Actor::System => f.write_str("system"),
+            Actor::User => f.write_str("user"),
             Actor::Operator(name) => write!(f, "operator:{name}"),
         }
     }
@@ -35,6 +38,7 @@ impl FromStr for Actor {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s.split_once(':') {
             None if s == "system" => Ok(Actor::System),
+            None if s == "user" => Ok(Actor::User),
             Some(("operator", name)) => Ok(Actor::Operator(name.to_string())),
             _ => Err(format!("unknown audit actor `{s}`")),
         }
@@ -94,6 +98,63 @@ audit_actions! {
     FeedImported = "accounts.feed_imported",
     /// The database schema was migrated by an operator.
     SchemaMigrated = "store.schema_migrated",
+    /// A password login succeeded (details: factors).
+    LoginSucceeded = "login.succeeded",
+    /// A password login failed (details: reason, factor).
+    LoginFailed = "login.failed",
+    /// An identifier reached the hard-lock count.
+    AccountHardLocked = "login.hard_locked",
+    /// An operator lifted the lock of an identifier.
+    AccountUnlocked = "login.unlocked",
+    /// A password hash was upgraded to the configured parameters at login.
+    PasswordRehashed = "accounts.password_rehashed",
+    /// An operator disabled an account (its sessions end).
+    AccountDisabled = "accounts.disabled",
+    /// An operator enabled an account again.
+    AccountEnabled = "accounts.enabled",
+    /// An SSO session was opened.
+    SessionOpened = "sessions.opened",
+    /// A user logged out.
+    SessionEnded = "sessions.ended",
+    /// Sessions were revoked (operator, password reset, leaver).
+    SessionsRevoked = "sessions.revoked",
+    /// An activation started (dossier pair or staff code accepted).
+    ActivationStarted = "accounts.activation_started",
+    /// Activation contacts were submitted and a code sent.
+    ActivationContactSubmitted = "accounts.activation_contact_submitted",
+    /// An activation's confirmation code was accepted.
+    ActivationCodeConfirmed = "accounts.activation_code_confirmed",
+}
+
+/// Where the request that causes events came from. The web layer sets it around each request
+/// ([`with_origin`]), so every event recorded while handling it says where it came from without
+/// each room passing it along.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    pub client_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Origin {
+    /// Keeps a `User-Agent` printable and short (it is attacker-controlled).
+    pub fn clean_user_agent(text: &str) -> String {
+        text.chars().filter(|c| !c.is_control()).take(256).collect()
+    }
+}
+
+tokio::task_local! {
+    static ORIGIN: Origin;
+}
+
+/// Runs `work` with `origin` as the origin of the events it records.
+pub async fn with_origin<F: std::future::Future>(origin: Origin, work: F) -> F::Output {
+    ORIGIN.scope(origin, work).await
+}
+
+/// The origin of the request being handled, if any.
+pub fn current_origin() -> Option<Origin> {
+    ORIGIN.try_with(Origin::clone).ok()
 }
 
 /// An event to record.
@@ -106,6 +167,10 @@ pub struct NewAuditEvent {
     pub subject: Option<String>,
     /// Where it came from: the client IP, or `cli`.
     pub source: Option<String>,
+    /// The browser's `User-Agent`, for events caused by a request.
+    pub user_agent: Option<String>,
+    /// The request id (the `X-Request-Id` of the response and of the log lines).
+    pub request_id: Option<String>,
     /// Structured details (never a secret).
     pub details: serde_json::Value,
 }
@@ -128,6 +193,8 @@ impl AuditEvent {
 pub struct AuditQuery {
     pub subject: Option<String>,
     pub action: Option<AuditAction>,
+    /// Only events at or after this instant (Unix seconds).
+    pub since: Option<i64>,
     /// Most recent first, at most this many.
     pub limit: u32,
 }
@@ -176,12 +243,15 @@ impl Auditor {
         source: Option<String>,
         details: serde_json::Value,
     ) -> Result<i64, StorageError> {
+        let origin = current_origin().unwrap_or_default();
         let event = NewAuditEvent {
             at: self.clock.unix_now(),
             actor,
             action,
             subject,
-            source,
+            source: source.or(origin.client_ip),
+            user_agent: origin.user_agent,
+            request_id: origin.request_id,
             details,
         };
         tracing::info!(action = event.action.as_str(), actor = %event.actor, subject = ?event.subject, "audit");
@@ -209,7 +279,11 @@ mod tests {
 
     #[test]
     fn actors_round_trip() {
-        for actor in [Actor::System, Actor::Operator("helpdesk".into())] {
+        for actor in [
+            Actor::System,
+            Actor::User,
+            Actor::Operator("helpdesk".into()),
+        ] {
             assert_eq!(actor.to_string().parse::<Actor>().unwrap(), actor);
         }
         assert!("nobody".parse::<Actor>().is_err());

@@ -91,6 +91,71 @@ pub enum AdminCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Show an account: state, lock (why, until when), last login, factors, masked contacts,
+    /// sessions.
+    Show {
+        /// Login, former login or full address.
+        login: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Lift the password lock of an account (temporary or hard).
+    Unlock {
+        login: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Disable an account (a leaver, a compromise); its sessions end at once.
+    Disable {
+        login: String,
+        /// Why (recorded in the audit trail and shown by `show`).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        login: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// End every SSO session of an account.
+    RevokeSessions {
+        login: String,
+        /// Why (recorded in the audit trail).
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the live SSO sessions of an account.
+    Sessions {
+        login: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Read the audit trail, most recent first.
+    Audit {
+        /// Only the events of this account.
+        #[arg(long)]
+        login: Option<String>,
+        /// Only events since this time: RFC 3339 (2026-09-01T08:00:00Z), a date (2026-09-01,
+        /// UTC) or a duration ago (24h, 7days).
+        #[arg(long)]
+        since: Option<String>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Lift the activation lock of a dossier number (after 5 failed attempts).
     UnlockActivation {
         /// The dossier number.
@@ -167,6 +232,38 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Admin(AdminCommand::ActivationCode { login, json }) => {
                 admin::activation_code(config, &login, json.json).await
             }
+            Command::Admin(AdminCommand::Show { login, json }) => {
+                admin::show(config, &login, json.json).await
+            }
+            Command::Admin(AdminCommand::Unlock {
+                login,
+                reason,
+                json,
+            }) => admin::unlock(config, &login, &reason, json.json).await,
+            Command::Admin(AdminCommand::Disable {
+                login,
+                reason,
+                json,
+            }) => admin::disable(config, &login, &reason, json.json).await,
+            Command::Admin(AdminCommand::Enable {
+                login,
+                reason,
+                json,
+            }) => admin::enable(config, &login, &reason, json.json).await,
+            Command::Admin(AdminCommand::RevokeSessions {
+                login,
+                reason,
+                json,
+            }) => admin::revoke_sessions(config, &login, &reason, json.json).await,
+            Command::Admin(AdminCommand::Sessions { login, json }) => {
+                admin::sessions(config, &login, json.json).await
+            }
+            Command::Admin(AdminCommand::Audit {
+                login,
+                since,
+                limit,
+                json,
+            }) => admin::audit(config, login.as_deref(), since.as_deref(), limit, json.json).await,
             Command::Admin(AdminCommand::UnlockActivation {
                 dossier_number,
                 reason,

@@ -12,18 +12,9 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         super::demo::seed(&app).await?;
     }
     let config = app.config.clone();
-    // The first pass runs at once (promotions due while the node was down), then periodically.
+    // The first pass runs at once (promotions due while the node was down), then periodically;
+    // it also drops the throttle counters of idle addresses, keeping their memory bounded.
     let jobs = app.maintenance().spawn(config.maintenance.interval.0);
-    // Throttle counters of idle addresses are dropped, keeping their memory bounded.
-    let throttle = app.throttle.clone();
-    let interval = config.maintenance.interval.0;
-    let sweeper = tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(interval);
-        loop {
-            ticker.tick().await;
-            throttle.forget_idle();
-        }
-    });
     let router = app.router(demo);
     let tls = match (&config.server.tls_cert, &config.server.tls_key) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
@@ -52,7 +43,6 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     )
     .await;
     jobs.abort();
-    sweeper.abort();
     result?;
     println!("Sésame stopped.");
     Ok(())

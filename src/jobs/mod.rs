@@ -1,5 +1,6 @@
 //! Background jobs every node runs: promote due signing keys, delete expired retired keys, purge
-//! expired one-time values and finished mails, and send the mail outbox (on its own, shorter
+//! expired one-time values, finished mails, ended SSO sessions and old lockout counters of
+//! unknown identifiers, forget idle throttle entries, and send the mail outbox (on its own, shorter
 //! interval). Each step is a conditional write or an atomic claim, so running them on every node
 //! at once is safe. Later rooms add the back-channel logout sender here.
 
@@ -9,10 +10,12 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use crate::accounts::AccountSecretsPurge;
+use crate::accounts::lockout::Lockout;
 use crate::clock::Clock;
 use crate::keys::{KeyRing, MaintenanceReport};
 use crate::mail::outbox::OutboxSender;
 use crate::one_time::OneTimeValues;
+use crate::sessions::Sessions;
 
 /// The periodic maintenance pass.
 #[derive(Clone)]
@@ -21,6 +24,9 @@ pub struct Maintenance {
     one_time: Arc<OneTimeValues>,
     mail: Option<MailJob>,
     account_secrets: Option<(Arc<dyn AccountSecretsPurge>, Arc<dyn Clock>)>,
+    login: Option<(Arc<Sessions>, Arc<Lockout>)>,
+    /// Called on each pass (the web layer's throttle forgets idle addresses).
+    sweeps: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// The outbox sender and how often it runs.
@@ -37,6 +43,8 @@ pub struct MaintenanceOutcome {
     pub purged_one_time_values: u64,
     pub purged_mails: u64,
     pub purged_account_secrets: u64,
+    pub purged_sessions: u64,
+    pub purged_failure_counters: u64,
 }
 
 impl Maintenance {
@@ -46,7 +54,21 @@ impl Maintenance {
             one_time,
             mail: None,
             account_secrets: None,
+            login: None,
+            sweeps: Vec::new(),
         }
+    }
+
+    /// Adds the purge of ended sessions and of old counters of unknown identifiers.
+    pub fn with_login(mut self, sessions: Arc<Sessions>, lockout: Arc<Lockout>) -> Self {
+        self.login = Some((sessions, lockout));
+        self
+    }
+
+    /// Adds an in-memory sweep run on each pass.
+    pub fn with_sweep(mut self, sweep: Arc<dyn Fn() + Send + Sync>) -> Self {
+        self.sweeps.push(sweep);
+        self
     }
 
     /// Adds the purge of expired activations, staff codes and reset links.
@@ -75,6 +97,19 @@ impl Maintenance {
                 Ok(purged) => outcome.purged_account_secrets = purged,
                 Err(error) => tracing::error!(%error, "purging expired account secrets failed"),
             }
+        }
+        if let Some((sessions, lockout)) = &self.login {
+            match sessions.purge().await {
+                Ok(purged) => outcome.purged_sessions = purged,
+                Err(error) => tracing::error!(%error, "purging ended sessions failed"),
+            }
+            match lockout.purge().await {
+                Ok(purged) => outcome.purged_failure_counters = purged,
+                Err(error) => tracing::error!(%error, "purging old lockout counters failed"),
+            }
+        }
+        for sweep in &self.sweeps {
+            sweep();
         }
         match self.keys.run_maintenance().await {
             Ok(report) => {

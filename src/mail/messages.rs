@@ -137,6 +137,52 @@ pub fn password_changed(locale: Locale, to: EmailAddress, university_name: &str)
     mail(MailKind::PasswordChanged, to, subject, text, html)
 }
 
+/// Notice to the recovery contacts that the account hard-locked after too many wrong passwords
+/// (DESIGN.md §6): only a password reset (the link in the mail) or the helpdesk lifts it.
+pub fn account_locked(
+    locale: Locale,
+    to: EmailAddress,
+    university_name: &str,
+    forgot_link: &url::Url,
+) -> OutgoingMail {
+    let link = forgot_link.as_str();
+    let (subject, text, html) = match locale {
+        Locale::Fr => {
+            let subject = "Votre compte Sésame est verrouillé";
+            (
+                subject,
+                render(&AccountLockedFrText {
+                    university: university_name,
+                    link,
+                }),
+                render(&AccountLockedFrHtml {
+                    lang: "fr",
+                    subject,
+                    university: university_name,
+                    link,
+                }),
+            )
+        }
+        Locale::En => {
+            let subject = "Your Sésame account is locked";
+            (
+                subject,
+                render(&AccountLockedEnText {
+                    university: university_name,
+                    link,
+                }),
+                render(&AccountLockedEnHtml {
+                    lang: "en",
+                    subject,
+                    university: university_name,
+                    link,
+                }),
+            )
+        }
+    };
+    mail(MailKind::AccountLocked, to, subject, text, html)
+}
+
 fn mail(
     kind: MailKind,
     to: EmailAddress,
@@ -255,6 +301,38 @@ struct PasswordChangedEnHtml<'a> {
     lang: &'a str,
     subject: &'a str,
     university: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_locked.fr.txt", escape = "none")]
+struct AccountLockedFrText<'a> {
+    university: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_locked.en.txt", escape = "none")]
+struct AccountLockedEnText<'a> {
+    university: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_locked.fr.html")]
+struct AccountLockedFrHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    university: &'a str,
+    link: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/account_locked.en.html")]
+struct AccountLockedEnHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    university: &'a str,
+    link: &'a str,
 }
 
 #[cfg(test)]

@@ -103,6 +103,8 @@ pub enum MailKind {
     PasswordReset,
     /// Notice that the password was changed or reset.
     PasswordChanged,
+    /// Notice that the account hard-locked after too many wrong passwords.
+    AccountLocked,
 }
 
 impl MailKind {
@@ -111,6 +113,7 @@ impl MailKind {
             Self::ConfirmationCode => "confirmation_code",
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
+            Self::AccountLocked => "account_locked",
         }
     }
 }
@@ -123,6 +126,7 @@ impl FromStr for MailKind {
             "confirmation_code" => Ok(Self::ConfirmationCode),
             "password_reset" => Ok(Self::PasswordReset),
             "password_changed" => Ok(Self::PasswordChanged),
+            "account_locked" => Ok(Self::AccountLocked),
             other => Err(format!("unknown mail kind `{other}`")),
         }
     }
@@ -306,6 +310,7 @@ mod tests {
             MailKind::ConfirmationCode,
             MailKind::PasswordReset,
             MailKind::PasswordChanged,
+            MailKind::AccountLocked,
         ] {
             assert_eq!(kind.as_str().parse::<MailKind>(), Ok(kind));
         }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{ConnectOptions, Store};
+use crate::accounts::lockout::{LockStatus, LockoutPolicy};
 use crate::audit::{Actor, AuditAction, AuditQuery, NewAuditEvent};
 use crate::keys::{KeyState, SigningAlgorithm, StoredSigningKey};
 use crate::storage::StorageError;
@@ -100,8 +101,8 @@ macro_rules! contract {
 }
 
 contract! {
-    concurrent_failures_all_count,
-    a_lock_is_never_shortened_and_a_hard_lock_stays,
+    concurrent_attempts_get_exactly_the_checks_the_policy_allows,
+    the_lock_starts_doubles_and_caps_in_the_counting_statement,
     only_old_counters_of_unknown_identifiers_are_purged,
     database_answers_the_health_probe,
     master_key_fingerprint_is_recorded_once,
@@ -295,6 +296,8 @@ async fn audit_events_round_trip_most_recent_first_and_filter(store: Arc<dyn Sto
         action,
         subject: Some(subject.into()),
         source: Some("cli".into()),
+        user_agent: None,
+        request_id: None,
         details: serde_json::json!({"reason": "rentrée", "n": at}),
     };
     let first = store
@@ -694,82 +697,118 @@ async fn outbox_depth_counts_queued_mails_and_purge_keeps_them(store: Arc<dyn St
     assert_eq!(left[0].id, waiting);
 }
 
-async fn concurrent_failures_all_count(store: Arc<dyn Store>) {
-    let attempts: Vec<_> = (0..50)
+fn policy(max_login_failures: i64, permanent_lockout_after: i64) -> LockoutPolicy {
+    LockoutPolicy {
+        max_login_failures,
+        permanent_lockout_after,
+        ..LockoutPolicy::default()
+    }
+}
+
+/// 300 concurrent attempts with the hard lock at 20 (and no temporary lock before it): exactly 20
+/// get a password check, numbered 1 to 20, the other 280 are refused and counted as such, and the
+/// identifier ends hard-locked. Nothing is lost, nothing slips past the lock.
+async fn concurrent_attempts_get_exactly_the_checks_the_policy_allows(store: Arc<dyn Store>) {
+    let policy = policy(1_000, 20);
+    let attempts: Vec<_> = (0..300)
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
-                store
-                    .increment_failures("marie.martin", true, 100)
+                match store
+                    .count_attempt("marie.martin", true, 100, &policy)
                     .await
                     .unwrap()
+                {
+                    Some(counter) => Some(counter.failures),
+                    None => {
+                        store.count_refused("marie.martin").await.unwrap().unwrap();
+                        None
+                    }
+                }
             })
         })
         .collect();
-    let mut seen = Vec::new();
+    let mut admitted = Vec::new();
     for attempt in attempts {
-        seen.push(attempt.await.unwrap());
+        admitted.extend(attempt.await.unwrap());
     }
-    seen.sort();
+    admitted.sort();
     assert_eq!(
-        seen,
-        (1..=50).collect::<Vec<i64>>(),
-        "each failure got its own count"
+        admitted,
+        (1..=20).collect::<Vec<i64>>(),
+        "each admitted attempt got its own count"
     );
+    let counter = store
+        .find_failure_counter("marie.martin")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((counter.failures, counter.refused), (20, 280));
     assert_eq!(
-        store
-            .find_failure_counter("marie.martin")
-            .await
-            .unwrap()
-            .unwrap()
-            .failures,
-        50
+        counter.failures + counter.refused,
+        300,
+        "every attempt counted"
     );
+    assert_eq!(counter.hard_locked_at, Some(100));
+    assert_eq!(counter.status(i64::MAX), LockStatus::Hard);
 }
 
-async fn a_lock_is_never_shortened_and_a_hard_lock_stays(store: Arc<dyn Store>) {
-    store.increment_failures("x.y", false, 10).await.unwrap();
-    store
-        .extend_lock("x.y", Some(500), false, 10)
-        .await
-        .unwrap();
-    store
-        .extend_lock("x.y", Some(200), false, 11)
-        .await
-        .unwrap();
-    let counter = store.find_failure_counter("x.y").await.unwrap().unwrap();
-    assert_eq!(counter.locked_until, Some(500));
-    assert_eq!(counter.hard_locked_at, None);
-    store.extend_lock("x.y", None, true, 12).await.unwrap();
-    store.extend_lock("x.y", Some(900), true, 13).await.unwrap();
-    let counter = store.find_failure_counter("x.y").await.unwrap().unwrap();
-    assert_eq!(
-        (counter.locked_until, counter.hard_locked_at),
-        (Some(900), Some(12))
-    );
+async fn the_lock_starts_doubles_and_caps_in_the_counting_statement(store: Arc<dyn Store>) {
+    let policy = LockoutPolicy::default();
+    let mut now = 10;
+    for n in 1..=4 {
+        let counter = store
+            .count_attempt("x.y", false, now, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (counter.failures, counter.status(now)),
+            (n, LockStatus::Open)
+        );
+    }
+    let mut expected = [60, 120, 240, 480, 900, 900].into_iter();
+    for n in 5..=10 {
+        let counter = store
+            .count_attempt("x.y", false, now, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+        let lock = expected.next().unwrap();
+        assert_eq!(counter.failures, n);
+        assert_eq!(counter.locked_until, Some(now + lock), "attempt {n}");
+        assert_eq!(
+            store
+                .count_attempt("x.y", false, now + lock - 1, &policy)
+                .await
+                .unwrap(),
+            None,
+            "refused while locked"
+        );
+        now += lock;
+    }
+    let counter = store.count_refused("x.y").await.unwrap().unwrap();
+    assert_eq!((counter.failures, counter.refused), (10, 1));
     assert!(store.delete_failure_counter("x.y").await.unwrap());
     assert!(!store.delete_failure_counter("x.y").await.unwrap());
     assert_eq!(store.find_failure_counter("x.y").await.unwrap(), None);
+    assert_eq!(store.count_refused("x.y").await.unwrap(), None);
 }
 
 async fn only_old_counters_of_unknown_identifiers_are_purged(store: Arc<dyn Store>) {
-    store
-        .increment_failures("old.unknown", false, 10)
-        .await
-        .unwrap();
-    store
-        .increment_failures("new.unknown", false, 1000)
-        .await
-        .unwrap();
-    store
-        .increment_failures("old.known", true, 10)
-        .await
-        .unwrap();
-    store
-        .increment_failures("old.hard", false, 10)
-        .await
-        .unwrap();
-    store.extend_lock("old.hard", None, true, 10).await.unwrap();
+    let open = LockoutPolicy::default();
+    for (identifier, known, at, policy) in [
+        ("old.unknown", false, 10, open),
+        ("new.unknown", false, 1000, open),
+        ("old.known", true, 10, open),
+        ("old.hard", false, 10, policy(1_000, 1)),
+    ] {
+        store
+            .count_attempt(identifier, known, at, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+    }
     assert_eq!(store.purge_unknown_failure_counters(500).await.unwrap(), 1);
     assert_eq!(
         store.find_failure_counter("old.unknown").await.unwrap(),

@@ -21,11 +21,13 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use crate::accounts::activation::ActivationStore;
 use crate::accounts::lockout::LockoutStore;
 use crate::accounts::recovery::RecoveryStore;
-use crate::accounts::{AccountSecretsPurge, AccountStore, ProvisioningStore};
+use crate::accounts::{AccountAdminStore, AccountSecretsPurge, AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
 use crate::keys::KeyStore;
+use crate::login::LoginStore;
 use crate::mail::MailStore;
 use crate::one_time::OneTimeStore;
+use crate::sessions::SessionStore;
 use crate::storage::{HealthProbe, StorageError};
 
 /// Everything a backend implements: the union of the domain ports.
@@ -38,6 +40,9 @@ pub trait Store:
     + RecoveryStore
     + AccountSecretsPurge
     + LockoutStore
+    + LoginStore
+    + AccountAdminStore
+    + SessionStore
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -55,6 +60,9 @@ impl<T> Store for T where
         + RecoveryStore
         + AccountSecretsPurge
         + LockoutStore
+        + LoginStore
+        + AccountAdminStore
+        + SessionStore
         + ProvisioningStore
         + MailStore
         + HealthProbe

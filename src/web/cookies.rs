@@ -50,6 +50,30 @@ pub fn set(name: &str, value: &str, max_age_seconds: u64, https: bool) -> Header
     .expect("cookie names and values are ASCII")
 }
 
+/// A `Set-Cookie` value like [`set`], but without `Max-Age` when `max_age_seconds` is `None`: a
+/// browser-session cookie, gone when the browser closes.
+pub fn set_session(
+    name: &str,
+    value: &str,
+    max_age_seconds: Option<u64>,
+    https: bool,
+) -> HeaderValue {
+    match max_age_seconds {
+        Some(seconds) => set(name, value, seconds, https),
+        None => {
+            let secure = if https { "; Secure" } else { "" };
+            HeaderValue::from_str(&format!(
+                "{name}={value}; Path=/; HttpOnly; SameSite=Lax{secure}"
+            ))
+            .expect("cookie names and values are ASCII")
+        }
+    }
+}
+
+/// The SSO session cookie (DESIGN.md §5): `__Host-sesame` on https, `sesame` on a plain-http
+/// demo issuer.
+pub const SESSION_COOKIE: &str = "sesame";
+
 const CSRF_COOKIE: &str = "sesame-csrf";
 /// A CSRF cookie lasts a day; forms older than that ask to reload.
 const CSRF_MAX_AGE: u64 = 24 * 3600;

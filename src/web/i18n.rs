@@ -73,6 +73,37 @@ pub struct Texts {
     pub throttled_body: &'static str,
     pub activation: ActivationTexts,
     pub recovery: RecoveryTexts,
+    pub login: LoginTexts,
+}
+
+/// Texts of the login and logout pages.
+#[derive(Debug)]
+pub struct LoginTexts {
+    pub title: &'static str,
+    pub lead: &'static str,
+    pub username_label: &'static str,
+    pub username_hint: &'static str,
+    pub password_label: &'static str,
+    pub public_computer_label: &'static str,
+    pub remember_me_label: &'static str,
+    pub submit: &'static str,
+    pub forgot_link: &'static str,
+    pub activate_link: &'static str,
+    pub rejected: &'static str,
+    pub incomplete: &'static str,
+    pub too_long: &'static str,
+    /// `{minutes}` is replaced.
+    pub locked_temporary: &'static str,
+    pub locked_hard: &'static str,
+    pub disabled: &'static str,
+    pub signed_in_title: &'static str,
+    pub signed_in_as: &'static str,
+    pub logout_button: &'static str,
+    pub logout_title: &'static str,
+    pub logout_lead: &'static str,
+    pub logged_out: &'static str,
+    pub not_signed_in: &'static str,
+    pub login_link: &'static str,
 }
 
 /// Texts of the forgotten-password pages.
@@ -252,6 +283,37 @@ pub static FR: Texts = Texts {
         done: "Votre mot de passe a été changé. Vos adresses de secours en ont été informées.",
         forgot_link: "Demander un nouveau lien",
     },
+    login: LoginTexts {
+        title: "Connexion",
+        lead: "Connectez-vous avec votre identifiant de l'université.",
+        username_label: "Identifiant",
+        username_hint: "prenom.nom, ou votre adresse de l'université",
+        password_label: "Mot de passe",
+        public_computer_label: "Ordinateur public ou partagé (session d'une heure au plus)",
+        remember_me_label: "Rester connecté sur cet appareil (30 jours)",
+        submit: "Se connecter",
+        forgot_link: "Mot de passe oublié ?",
+        activate_link: "Première connexion ? Activez votre compte",
+        rejected: "Identifiant ou mot de passe incorrect.",
+        incomplete: "Saisissez votre identifiant et votre mot de passe.",
+        too_long: "Ce mot de passe est trop long (1024 octets au plus).",
+        locked_temporary: "Compte temporairement verrouillé après plusieurs essais \
+                           infructueux : réessayez dans {minutes} min.",
+        locked_hard: "Compte verrouillé après trop d'essais infructueux. Pour le \
+                      déverrouiller, choisissez un nouveau mot de passe avec « Mot de passe \
+                      oublié », ou contactez l'assistance informatique.",
+        disabled: "Ce compte est désactivé. Contactez l'assistance informatique de votre \
+                   établissement.",
+        signed_in_title: "Vous êtes connecté",
+        signed_in_as: "Connecté en tant que",
+        logout_button: "Se déconnecter",
+        logout_title: "Déconnexion",
+        logout_lead: "Voulez-vous vous déconnecter de Sésame ?",
+        logged_out: "Vous êtes déconnecté de Sésame. Sur un ordinateur partagé, fermez aussi \
+                     le navigateur.",
+        not_signed_in: "Vous n'êtes pas connecté.",
+        login_link: "Se connecter",
+    },
 };
 
 pub static EN: Texts = Texts {
@@ -363,5 +425,33 @@ pub static EN: Texts = Texts {
                   one). You can ask for another.",
         done: "Your password has been changed. Your recovery addresses have been told.",
         forgot_link: "Ask for a new link",
+    },
+    login: LoginTexts {
+        title: "Sign in",
+        lead: "Sign in with your university identifier.",
+        username_label: "Identifier",
+        username_hint: "firstname.lastname, or your university address",
+        password_label: "Password",
+        public_computer_label: "Public or shared computer (a session of one hour at most)",
+        remember_me_label: "Stay signed in on this device (30 days)",
+        submit: "Sign in",
+        forgot_link: "Forgot your password?",
+        activate_link: "First time? Activate your account",
+        rejected: "Wrong identifier or password.",
+        incomplete: "Enter your identifier and your password.",
+        too_long: "This password is too long (1024 bytes at most).",
+        locked_temporary: "Account temporarily locked after several failed attempts: try \
+                           again in {minutes} min.",
+        locked_hard: "Account locked after too many failed attempts. To unlock it, choose a \
+                      new password with \"Forgot your password?\", or contact the IT helpdesk.",
+        disabled: "This account is disabled. Contact your institution's IT helpdesk.",
+        signed_in_title: "You are signed in",
+        signed_in_as: "Signed in as",
+        logout_button: "Sign out",
+        logout_title: "Sign out",
+        logout_lead: "Do you want to sign out of Sésame?",
+        logged_out: "You are signed out of Sésame. On a shared computer, close the browser too.",
+        not_signed_in: "You are not signed in.",
+        login_link: "Sign in",
     },
 };

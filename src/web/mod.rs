@@ -44,6 +44,7 @@ pub struct WebServices {
     pub metrics: metrics::Metrics,
     pub activation: Arc<crate::accounts::activation::ActivationService>,
     pub recovery: Arc<crate::accounts::recovery::RecoveryService>,
+    pub login: Arc<crate::login::LoginService>,
     pub throttle: throttle::Throttle,
 }
 
@@ -68,6 +69,29 @@ impl<S: Send + Sync> FromRequestParts<S> for PeerAddr {
                 .ok()
                 .map(|ConnectInfo(addr)| addr),
         ))
+    }
+}
+
+/// The client's address as this deployment believes it (see [`client_ip`]); `None` only for
+/// in-process requests without a socket.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientIp(pub Option<IpAddr>);
+
+impl FromRequestParts<WebState> for ClientIp {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &WebState,
+    ) -> Result<Self, Self::Rejection> {
+        let PeerAddr(peer) = PeerAddr::from_request_parts(parts, state).await?;
+        let forwarded = parts
+            .headers
+            .get("x-forwarded-for")
+            .and_then(|v| v.to_str().ok());
+        Ok(ClientIp(peer.map(|peer| {
+            client_ip(peer.ip(), forwarded, &state.trusted_proxies)
+        })))
     }
 }
 

@@ -14,10 +14,10 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::handlers::{activation, assets, health, home, recovery};
+use super::handlers::{activation, assets, health, home, login, recovery};
 use super::middleware::{
-    RandomRequestId, distrust_request_id, limit_body, record_metrics, require_public_host,
-    security_headers,
+    RandomRequestId, audit_origin, distrust_request_id, limit_body, record_metrics,
+    require_public_host, security_headers,
 };
 use super::throttle::throttle_posts;
 use super::{WebState, errors};
@@ -29,6 +29,8 @@ pub fn router(state: WebState) -> Router {
     let timeout: Duration = state.request_timeout;
     // Credential forms: throttled by client address (DESIGN.md §6).
     let credential_forms = Router::new()
+        // Login (DESIGN.md §5); /cas/login and /oidc/authorize will lead here
+        .route("/login", get(login::form).post(login::submit))
         // Activation (DESIGN.md §4), one page per step
         .route(
             "/activate",
@@ -61,6 +63,7 @@ pub fn router(state: WebState) -> Router {
         .route("/", get(home::show))
         .route("/static/sesame.css", get(assets::stylesheet))
         .merge(credential_forms)
+        .route("/logout", get(login::logout_page).post(login::logout))
         // Operations
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
@@ -93,6 +96,7 @@ pub fn router(state: WebState) -> Router {
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
         .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(from_fn_with_state(state.clone(), audit_origin))
         .layer(from_fn_with_state(state.clone(), security_headers))
         .layer(from_fn_with_state(state.clone(), record_metrics))
         .layer(from_fn_with_state(state.clone(), errors::friendly_errors))

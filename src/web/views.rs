@@ -98,3 +98,18 @@ pub struct PasswordPage {
     pub token: String,
     pub error: Option<&'static str>,
 }
+
+#[derive(Template)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    pub page: PageContext,
+    pub l: &'static super::i18n::LoginTexts,
+    /// `form`, `signed_in`, `logout`, `logged_out` or `not_signed_in`.
+    pub mode: &'static str,
+    pub csrf: String,
+    /// The server-side destination of this login (see `login::LoginService::remember_destination`).
+    pub flow: String,
+    /// What the user typed (form) or the signed-in login.
+    pub username: String,
+    pub error: Option<String>,
+}

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sesame::accounts::lockout::{LockStatus, Lockout, LockoutPolicy};
+use sesame::accounts::lockout::{Admission, FailureOutcome, LockStatus, Lockout, LockoutPolicy};
+use sesame::clock::Clock as _;
 
 use crate::on_both_backends;
 use crate::support::{Backend, TestApp};
@@ -11,6 +12,7 @@ use crate::support::{Backend, TestApp};
 on_both_backends! {
     temporary_locks_start_at_five_double_and_a_success_resets,
     a_hundred_failures_hard_lock_until_an_unlock,
+    unknown_identifiers_are_forgotten_after_the_reset_time,
 }
 
 fn lockout(app: &TestApp) -> Lockout {
@@ -21,41 +23,58 @@ fn lockout(app: &TestApp) -> Lockout {
     )
 }
 
+async fn admitted(lockout: &Lockout, identifier: &str, known: bool) -> FailureOutcome {
+    match lockout.attempt(identifier, known).await.unwrap() {
+        Admission::Admitted(outcome) => outcome,
+        Admission::Refused(status) => panic!("refused: {status:?}"),
+    }
+}
+
 async fn temporary_locks_start_at_five_double_and_a_success_resets(backend: Backend) {
     let app = TestApp::start(backend).await;
     let lockout = lockout(&app);
-    let start = {
-        use sesame::clock::Clock as _;
-        app.clock.unix_now()
-    };
+    let start = app.clock.unix_now();
     for n in 1..=4 {
-        let outcome = lockout.record_failure("nobody.here", false).await.unwrap();
+        let outcome = admitted(&lockout, "nobody.here", false).await;
         assert_eq!((outcome.failures, outcome.status), (n, LockStatus::Open));
     }
-    let fifth = lockout.record_failure("nobody.here", false).await.unwrap();
+    let fifth = admitted(&lockout, "nobody.here", false).await;
     assert_eq!(fifth.status, LockStatus::Temporary { until: start + 60 });
     assert_eq!(
-        lockout.status("nobody.here").await.unwrap(),
-        LockStatus::Temporary { until: start + 60 }
+        lockout.attempt("nobody.here", false).await.unwrap(),
+        Admission::Refused(LockStatus::Temporary { until: start + 60 }),
+        "nothing is checked during the lock"
     );
-    app.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        lockout
+            .counter("nobody.here")
+            .await
+            .unwrap()
+            .unwrap()
+            .failures,
+        5,
+        "a refused attempt is not a failure"
+    );
+    app.clock.advance(Duration::from_secs(60));
     assert_eq!(
         lockout.status("nobody.here").await.unwrap(),
         LockStatus::Open
     );
-    let sixth = lockout.record_failure("nobody.here", false).await.unwrap();
+    let sixth = admitted(&lockout, "nobody.here", false).await;
     assert_eq!(
         sixth.status,
         LockStatus::Temporary {
-            until: start + 61 + 120
-        }
+            until: start + 60 + 120
+        },
+        "the lock doubles"
     );
+    app.clock.advance(Duration::from_secs(120));
     lockout.record_success("nobody.here").await.unwrap();
     assert_eq!(
         lockout.status("nobody.here").await.unwrap(),
         LockStatus::Open
     );
-    let again = lockout.record_failure("nobody.here", false).await.unwrap();
+    let again = admitted(&lockout, "nobody.here", false).await;
     assert_eq!(again.failures, 1, "a success resets the count");
 }
 
@@ -63,11 +82,18 @@ async fn a_hundred_failures_hard_lock_until_an_unlock(backend: Backend) {
     let app = TestApp::start(backend).await;
     let lockout = Arc::new(lockout(&app));
     let mut newly = 0;
-    for _ in 0..101 {
-        let outcome = lockout.record_failure("marie.martin", true).await.unwrap();
+    for n in 1..=100 {
+        let outcome = admitted(&lockout, "marie.martin", true).await;
+        assert_eq!(outcome.failures, n);
         newly += usize::from(outcome.newly_hard_locked);
+        // Wait out each temporary lock, as a patient guesser would (about 23 hours in all).
+        app.clock.advance(Duration::from_secs(15 * 60));
     }
     assert_eq!(newly, 1, "the contacts are told once");
+    assert_eq!(
+        lockout.attempt("marie.martin", true).await.unwrap(),
+        Admission::Refused(LockStatus::Hard)
+    );
     app.clock.advance(Duration::from_secs(24 * 3600));
     assert_eq!(
         lockout.status("marie.martin").await.unwrap(),
@@ -84,4 +110,17 @@ async fn a_hundred_failures_hard_lock_until_an_unlock(backend: Backend) {
         lockout.status("marie.martin").await.unwrap(),
         LockStatus::Open
     );
+}
+
+async fn unknown_identifiers_are_forgotten_after_the_reset_time(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let lockout = lockout(&app);
+    admitted(&lockout, "nobody.here", false).await;
+    admitted(&lockout, "marie.martin", true).await;
+    app.clock.advance(Duration::from_secs(12 * 3600 - 1));
+    assert_eq!(lockout.purge().await.unwrap(), 0, "not yet");
+    app.clock.advance(Duration::from_secs(2));
+    assert_eq!(lockout.purge().await.unwrap(), 1);
+    assert!(lockout.counter("nobody.here").await.unwrap().is_none());
+    assert!(lockout.counter("marie.martin").await.unwrap().is_some());
 }

@@ -8,6 +8,7 @@ mod cli;
 mod config;
 mod keys;
 mod lockout;
+mod login;
 mod mail;
 mod readiness;
 mod recovery;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::http::StatusCode;
-use sesame::accounts::activation::{Completion, Start};
+use sesame::accounts::activation::Start;
 use sesame::accounts::password::Verification;
 use sesame::clock::Stopwatch;
 use sesame::locale::Locale;
@@ -22,43 +22,7 @@ const PASSWORD: &str = "cheval agrafe pile correcte";
 
 /// An active student `emilie.dupre` with the recovery address `emilie@example.org`.
 async fn active_student(app: &TestApp) {
-    let csv = "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n\
-22000001,Dupré,Émilie,2004-05-06,IAE,2026\n";
-    app.import_students(csv, false).await;
-    let Start::Started(token) = app
-        .app
-        .activation
-        .start_with_dossier("22000001", "2004-05-06", Locale::Fr)
-        .await
-        .unwrap()
-    else {
-        panic!("start")
-    };
-    app.app
-        .activation
-        .submit_contact(&token, "emilie@example.org", "0612345678")
-        .await
-        .unwrap()
-        .unwrap();
-    let code = mails(app).await[0].1.clone();
-    let code: String = code
-        .split(|c: char| !c.is_ascii_digit())
-        .find(|w| w.len() == 6)
-        .unwrap()
-        .to_string();
-    app.app
-        .activation
-        .confirm_code(&token, &code)
-        .await
-        .unwrap();
-    assert!(matches!(
-        app.app
-            .activation
-            .complete(&token, PASSWORD, PASSWORD)
-            .await
-            .unwrap(),
-        Completion::Activated { .. }
-    ));
+    app.active_student(PASSWORD).await;
 }
 
 /// Mails queued since the last call: (recipient, text body, subject).

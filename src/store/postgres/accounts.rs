@@ -281,8 +281,12 @@ impl ProvisioningUnit for PostgresProvisioning {
         .bind(account_id)
         .execute(&mut *self.tx)
         .await
-        .map(|_| ())
-        .map_err(storage_error)
+        .map_err(storage_error)?;
+        // A leaver's sessions end with the import that disables the account (DESIGN.md §3).
+        if state == AccountState::Disabled {
+            super::sessions::end_account_sessions(&mut self.tx, account_id).await?;
+        }
+        Ok(())
     }
 
     async fn upsert_student(

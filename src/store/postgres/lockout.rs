@@ -1,12 +1,44 @@
 //! Lockout counters, on PostgreSQL.
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
+use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
-use crate::accounts::lockout::{FailureCounter, LockoutStore};
+use crate::accounts::lockout::{FailureCounter, LockoutPolicy, LockoutStore};
 use crate::storage::StorageError;
 use crate::store::storage_error;
+
+const COLUMNS: &str = "failures, locked_until, hard_locked_at, refused, known, last_failure_at";
+
+fn counter(row: &PgRow) -> Result<FailureCounter, StorageError> {
+    Ok(FailureCounter {
+        failures: row.try_get("failures").map_err(storage_error)?,
+        locked_until: row.try_get("locked_until").map_err(storage_error)?,
+        hard_locked_at: row.try_get("hard_locked_at").map_err(storage_error)?,
+        refused: row.try_get("refused").map_err(storage_error)?,
+        known: row.try_get::<i32, _>("known").map_err(storage_error)? != 0,
+        last_failure_at: row.try_get("last_failure_at").map_err(storage_error)?,
+    })
+}
+
+/// Lifts the locks of every login of an account inside the caller's transaction (a completed
+/// password reset, DESIGN.md §6).
+pub(super) async fn lift_account_locks(
+    conn: &mut sqlx::PgConnection,
+    account_id: &str,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "DELETE FROM failure_counters WHERE identifier IN \
+         (SELECT login FROM logins WHERE account_id = $1)",
+    )
+    .bind(account_id)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(storage_error)
+}
 
 #[async_trait]
 impl LockoutStore for PostgresStore {
@@ -14,67 +46,90 @@ impl LockoutStore for PostgresStore {
         &self,
         identifier: &str,
     ) -> Result<Option<FailureCounter>, StorageError> {
-        let row = sqlx::query(
-            "SELECT failures, locked_until, hard_locked_at FROM failure_counters \
-             WHERE identifier = $1",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM failure_counters WHERE identifier = $1"
+        )))
         .bind(identifier)
         .fetch_optional(&self.pool)
         .await
         .map_err(storage_error)?;
-        row.map(|row| {
-            Ok(FailureCounter {
-                failures: row.try_get("failures").map_err(storage_error)?,
-                locked_until: row.try_get("locked_until").map_err(storage_error)?,
-                hard_locked_at: row.try_get("hard_locked_at").map_err(storage_error)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(counter).transpose()
     }
 
-    async fn increment_failures(
+    async fn count_attempt(
         &self,
         identifier: &str,
         known: bool,
         now: i64,
-    ) -> Result<i64, StorageError> {
-        // One statement: concurrent failures on any node all count (DESIGN.md §6).
-        sqlx::query_scalar(
-            "INSERT INTO failure_counters (identifier, failures, known, last_failure_at) \
-             VALUES ($1, 1, $2, $3) ON CONFLICT (identifier) DO UPDATE SET \
-             failures = failure_counters.failures + 1, \
-             known = GREATEST(failure_counters.known, excluded.known), \
-             last_failure_at = excluded.last_failure_at RETURNING failures",
-        )
+        policy: &LockoutPolicy,
+    ) -> Result<Option<FailureCounter>, StorageError> {
+        let (first_lock, longest) = policy.lock_bounds();
+        // One statement (DESIGN.md §6): the lock test, the count and the new lock cannot be
+        // separated by a concurrent attempt on any node. The `WHERE` of the upsert refuses a
+        // locked identifier; all right-hand sides read the row as it was before this attempt.
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO failure_counters \
+               (identifier, failures, known, last_failure_at, lock_seconds, locked_until, hard_locked_at) \
+             VALUES ($1, 1, $2, $3, \
+               CASE WHEN 1 >= $4 THEN $5 ELSE 0 END, \
+               CASE WHEN 1 >= $4 THEN $3 + $5 END, \
+               CASE WHEN 1 >= $7 THEN $3 END) \
+             ON CONFLICT (identifier) DO UPDATE SET \
+               failures = failure_counters.failures + 1, \
+               known = GREATEST(failure_counters.known, excluded.known), \
+               last_failure_at = excluded.last_failure_at, \
+               lock_seconds = CASE \
+                 WHEN failure_counters.failures + 1 < $4 THEN 0 \
+                 WHEN failure_counters.lock_seconds = 0 THEN $5 \
+                 ELSE LEAST(failure_counters.lock_seconds * 2, $6) END, \
+               locked_until = CASE \
+                 WHEN failure_counters.failures + 1 < $4 THEN failure_counters.locked_until \
+                 WHEN failure_counters.lock_seconds = 0 THEN $3 + $5 \
+                 ELSE $3 + LEAST(failure_counters.lock_seconds * 2, $6) END, \
+               hard_locked_at = CASE WHEN failure_counters.failures + 1 >= $7 THEN $3 \
+                 ELSE failure_counters.hard_locked_at END \
+             WHERE failure_counters.hard_locked_at IS NULL \
+               AND (failure_counters.locked_until IS NULL OR failure_counters.locked_until <= $3) \
+             RETURNING {COLUMNS}"
+        )))
         .bind(identifier)
         .bind(i32::from(known))
         .bind(now)
-        .fetch_one(&self.pool)
+        .bind(policy.max_login_failures)
+        .bind(first_lock)
+        .bind(longest)
+        .bind(policy.permanent_lockout_after)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(storage_error)
+        .map_err(storage_error)?;
+        row.as_ref().map(counter).transpose()
     }
 
-    async fn extend_lock(
-        &self,
-        identifier: &str,
-        locked_until: Option<i64>,
-        hard: bool,
-        now: i64,
-    ) -> Result<(), StorageError> {
+    async fn refund_attempt(&self, identifier: &str) -> Result<(), StorageError> {
         sqlx::query(
-            "UPDATE failure_counters SET \
-             locked_until = GREATEST(COALESCE(locked_until, 0), COALESCE($2::bigint, 0)), \
-             hard_locked_at = CASE WHEN $3 THEN COALESCE(hard_locked_at, $4) ELSE hard_locked_at END \
-             WHERE identifier = $1",
+            "UPDATE failure_counters SET failures = failures - 1 \
+             WHERE identifier = $1 AND failures > 0",
         )
         .bind(identifier)
-        .bind(locked_until)
-        .bind(hard)
-        .bind(now)
         .execute(&self.pool)
         .await
         .map(|_| ())
         .map_err(storage_error)
+    }
+
+    async fn count_refused(
+        &self,
+        identifier: &str,
+    ) -> Result<Option<FailureCounter>, StorageError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE failure_counters SET refused = refused + 1 WHERE identifier = $1 \
+             RETURNING {COLUMNS}"
+        )))
+        .bind(identifier)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.as_ref().map(counter).transpose()
     }
 
     async fn delete_failure_counter(&self, identifier: &str) -> Result<bool, StorageError> {

@@ -7,9 +7,11 @@ mod activation;
 mod audit;
 mod keys;
 mod lockout;
+mod login;
 mod mail;
 mod one_time;
 mod recovery;
+mod sessions;
 
 use std::str::FromStr as _;
 
@@ -50,6 +52,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         6,
         "lockout",
         include_str!("../../../migrations/postgres/0006_lockout.sql"),
+    ),
+    (
+        7,
+        "sessions",
+        include_str!("../../../migrations/postgres/0007_sessions.sql"),
     ),
 ];
 

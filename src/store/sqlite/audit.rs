@@ -19,6 +19,8 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
             action: parse_column(&row.try_get::<String, _>("action").map_err(storage_error)?)?,
             subject: row.try_get("subject").map_err(storage_error)?,
             source: row.try_get("source").map_err(storage_error)?,
+            user_agent: row.try_get("user_agent").map_err(storage_error)?,
+            request_id: row.try_get("request_id").map_err(storage_error)?,
             details: serde_json::from_str(&details)
                 .map_err(|e| StorageError::Corrupt(format!("audit details: {e}")))?,
         },
@@ -29,14 +31,17 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
 impl AuditStore for SqliteStore {
     async fn insert_audit_event(&self, event: &NewAuditEvent) -> Result<i64, StorageError> {
         sqlx::query_scalar(
-            "INSERT INTO audit_events (at, actor, action, subject, source, details) \
-             VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+            "INSERT INTO audit_events \
+             (at, actor, action, subject, source, user_agent, request_id, details) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(event.at)
         .bind(event.actor.to_string())
         .bind(event.action.as_str())
         .bind(&event.subject)
         .bind(&event.source)
+        .bind(&event.user_agent)
+        .bind(&event.request_id)
         .bind(event.details.to_string())
         .fetch_one(&self.pool)
         .await
@@ -45,13 +50,15 @@ impl AuditStore for SqliteStore {
 
     async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
         sqlx::query(
-            "SELECT id, at, actor, action, subject, source, details FROM audit_events \
+            "SELECT id, at, actor, action, subject, source, user_agent, request_id, details \
+             FROM audit_events \
              WHERE (?1 IS NULL OR subject = ?1) AND (?2 IS NULL OR action = ?2) \
-             ORDER BY id DESC LIMIT ?3",
+             AND (?4 IS NULL OR at >= ?4) ORDER BY id DESC LIMIT ?3",
         )
         .bind(&query.subject)
         .bind(query.action.map(|a| a.as_str()))
         .bind(i64::from(query.limit))
+        .bind(query.since)
         .fetch_all(&self.pool)
         .await
         .map_err(storage_error)?

@@ -6,9 +6,11 @@ mod activation;
 mod audit;
 mod keys;
 mod lockout;
+mod login;
 mod mail;
 mod one_time;
 mod recovery;
+mod sessions;
 
 use std::str::FromStr as _;
 
@@ -49,6 +51,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         6,
         "lockout",
         include_str!("../../../migrations/sqlite/0006_lockout.sql"),
+    ),
+    (
+        7,
+        "sessions",
+        include_str!("../../../migrations/sqlite/0007_sessions.sql"),
     ),
 ];
 

@@ -108,6 +108,10 @@ impl RecoveryStore for SqliteStore {
         .fetch_all(&mut *tx)
         .await
         .map_err(storage_error)?;
+        // Completing a reset ends every session and lifts every lock of the account
+        // (DESIGN.md §4, §6).
+        super::sessions::end_account_sessions(&mut tx, &account_id).await?;
+        super::lockout::lift_account_locks(&mut tx, &account_id).await?;
         for address in &addresses {
             for mail in notices(address) {
                 super::mail::insert_mail(&mut *tx, &mail, now).await?;

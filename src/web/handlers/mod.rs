@@ -4,4 +4,5 @@ pub mod activation;
 pub mod assets;
 pub mod health;
 pub mod home;
+pub mod login;
 pub mod recovery;

@@ -73,11 +73,13 @@ pub async fn forgot(
     check_csrf(&state, &headers, &fields)?;
     let identifier: String = field(&fields, "identifier").chars().take(320).collect();
     let recovery = state.recovery.clone();
-    tokio::spawn(async move {
+    // The request's origin goes along, so the audit event says where the request came from.
+    let origin = crate::audit::current_origin().unwrap_or_default();
+    tokio::spawn(crate::audit::with_origin(origin, async move {
         if let Err(error) = recovery.request(&identifier, locale).await {
             tracing::error!(%error, "password reset request failed");
         }
-    });
+    }));
     page(&state, locale, &headers, "sent", String::new(), None)
 }
 

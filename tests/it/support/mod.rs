@@ -61,6 +61,12 @@ pub fn unique_schema() -> String {
     format!("it_{}", OsEntropy.hex(8))
 }
 
+/// An HR export with one active staff member, and the same person having left.
+pub const STAFF_ACTIVE: &str = "employee_id,last_name,first_name,birth_date,department,role,status\n\
+P100002,Girard,Paul,1980-02-03,DSI,technique,active\n";
+pub const STAFF_LEFT: &str = "employee_id,last_name,first_name,birth_date,department,role,status\n\
+P100002,Girard,Paul,1980-02-03,DSI,technique,left\n";
+
 /// The real application in-process.
 pub struct TestApp {
     pub app: App,
@@ -101,6 +107,37 @@ impl TestApp {
             router,
             clock,
             _dir: dir,
+            env,
+        }
+    }
+
+    /// The helpdesk service, as `sesame admin` uses it.
+    pub fn helpdesk(&self) -> sesame::accounts::helpdesk::Helpdesk {
+        self.app.helpdesk()
+    }
+
+    /// Another node on the same database and keys (or this node after a restart), sharing the
+    /// clock, with its own random generator.
+    pub async fn second_node(&self) -> TestApp {
+        self.second_node_with(&[]).await
+    }
+
+    /// [`TestApp::second_node`] with extra configuration.
+    pub async fn second_node_with(&self, extra: &[(&str, &str)]) -> TestApp {
+        let mut env = self.env.clone();
+        for (k, v) in extra {
+            env.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::load(None, &env, &CliOverrides::default()).unwrap();
+        let app = App::start_with(config, self.clock.clone(), Arc::new(SeededEntropy::new(43)))
+            .await
+            .unwrap();
+        let router = app.router(false);
+        TestApp {
+            app,
+            router,
+            clock: self.clock.clone(),
+            _dir: tempfile::tempdir().unwrap(),
             env,
         }
     }
@@ -174,6 +211,81 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Activates an imported account through the real activation service (`start` is the
+    /// dossier pair or the staff code step), with `email` as recovery address and `password`.
+    async fn finish_activation(
+        &self,
+        start: sesame::accounts::activation::Start,
+        email: &str,
+        password: &str,
+    ) {
+        use sesame::accounts::activation::{Completion, Start};
+        let Start::Started(token) = start else {
+            panic!("activation did not start")
+        };
+        let activation = &self.app.activation;
+        activation
+            .submit_contact(&token, email, "0612345678")
+            .await
+            .unwrap()
+            .unwrap();
+        let mail = self.take_mails().await.pop().expect("a confirmation code");
+        let code: String = mail
+            .mail
+            .text
+            .split(|c: char| !c.is_ascii_digit())
+            .find(|w| w.len() == 6)
+            .unwrap()
+            .to_string();
+        activation.confirm_code(&token, &code).await.unwrap();
+        assert!(matches!(
+            activation
+                .complete(&token, password, password)
+                .await
+                .unwrap(),
+            Completion::Activated { .. }
+        ));
+        // Whatever activation queued is not the caller's concern.
+        self.take_mails().await;
+    }
+
+    /// Imports `Émilie Dupré` (dossier 22000001, born 2004-05-06) and activates her as
+    /// `emilie.dupre` with the recovery address `emilie@example.org` and `password`.
+    pub async fn active_student(&self, password: &str) {
+        let csv = "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n\
+22000001,Dupré,Émilie,2004-05-06,IAE,2026\n";
+        self.import_students(csv, false).await;
+        let start = self
+            .app
+            .activation
+            .start_with_dossier("22000001", "2004-05-06", sesame::locale::Locale::Fr)
+            .await
+            .unwrap();
+        self.finish_activation(start, "emilie@example.org", password)
+            .await;
+    }
+
+    /// Imports the staff member `Paul Girard` (employee P100002) and activates him as
+    /// `paul.girard` with `password`.
+    pub async fn active_staff(&self, password: &str) {
+        self.import_staff(STAFF_ACTIVE).await;
+        let (_, code) = self
+            .app
+            .activation
+            .issue_staff_code("paul.girard", sesame::audit::Actor::Operator("test".into()))
+            .await
+            .unwrap()
+            .expect("a pending staff account");
+        let start = self
+            .app
+            .activation
+            .start_with_staff_code(code.expose(), sesame::locale::Locale::Fr)
+            .await
+            .unwrap();
+        self.finish_activation(start, "paul@example.org", password)
+            .await;
+    }
+
     fn importer(&self) -> sesame::accounts::provisioning::Importer {
         sesame::accounts::provisioning::Importer::new(
             self.app.store.clone(),
@@ -186,11 +298,17 @@ impl TestApp {
     pub async fn take_mails(&self) -> Vec<sesame::mail::QueuedMail> {
         use sesame::clock::Clock as _;
         let now = self.clock.unix_now();
-        self.app
+        let mails = self
+            .app
             .store
             .claim_due_mails(now, now + 60, 1000)
             .await
-            .unwrap()
+            .unwrap();
+        // Taken means delivered: they must not come back when the manual clock moves on.
+        for mail in &mails {
+            self.app.store.mark_mail_sent(mail.id, now).await.unwrap();
+        }
+        mails
     }
 
     pub async fn get(&self, path: &str) -> TestResponse {

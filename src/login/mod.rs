@@ -1,0 +1,497 @@
+//! The interactive login transaction (DESIGN.md §5–6): identifier and password, checked under the
+//! lockout rules, then an SSO session. MFA will add its factors here, before the session opens.
+//!
+//! Security:
+//! - No enumeration: an unknown identifier is counted and locked exactly like a real one, costs
+//!   one Argon2 verification like a real one (against a dummy hash), and gets the same answers.
+//! - The attempt is counted before the password is checked, atomically with the lock test
+//!   (`accounts::lockout`), so a burst of concurrent guesses gets no more checks than the policy
+//!   allows; a success resets the count.
+//! - A new session (and cookie value) at every login; the browser's previous session ends.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use url::Url;
+
+use crate::accounts::identifiers::canonical_login;
+use crate::accounts::lockout::{Admission, LockStatus, Lockout};
+use crate::accounts::password::{PasswordError, PasswordHasher, Verification};
+use crate::accounts::recovery::RecoveryStore;
+use crate::accounts::{AccountRecord, AccountState, AccountsError};
+use crate::audit::{Actor, AuditAction, Auditor};
+use crate::clock::Clock;
+use crate::locale::Locale;
+use crate::mail::outbox::Outbox;
+use crate::mail::{EmailAddress, OutgoingMail};
+use crate::one_time::{OneTimeValues, SecretToken};
+use crate::sessions::{Session, SessionKind, SessionOrigin, Sessions};
+use crate::storage::StorageError;
+
+/// Longest password accepted, in bytes (DESIGN.md §4): longer ones are refused before hashing.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+/// Longest identifier looked at.
+const MAX_IDENTIFIER_CHARS: usize = 320;
+
+/// The authentication method reference of a password (RFC 8176 §2).
+pub const AMR_PASSWORD: &str = "pwd";
+
+/// The storage port of login.
+#[async_trait]
+pub trait LoginStore: RecoveryStore + Send + Sync {
+    /// The password hash of an account (none before activation).
+    async fn find_login_password(&self, account_id: &str) -> Result<Option<String>, StorageError>;
+    /// Replaces the hash only if it is still `old` (a reset meanwhile wins); whether it did.
+    async fn upgrade_password_hash(
+        &self,
+        account_id: &str,
+        old: &str,
+        new: &str,
+    ) -> Result<bool, StorageError>;
+    /// Notes a successful login (for the helpdesk).
+    async fn record_login(
+        &self,
+        account_id: &str,
+        now: i64,
+        from: Option<&str>,
+    ) -> Result<(), StorageError>;
+}
+
+/// Builds the "account locked" notice: (locale, to, university, forgot-password link).
+pub type LockedMailer =
+    Arc<dyn Fn(Locale, &EmailAddress, &str, &Url) -> OutgoingMail + Send + Sync>;
+
+/// What the user submitted.
+#[derive(Debug)]
+pub struct LoginAttempt<'a> {
+    pub username: &'a str,
+    pub password: &'a str,
+    pub kind: SessionKind,
+    pub origin: SessionOrigin,
+    pub locale: Locale,
+    /// The browser's current session cookie, ended when the new session opens.
+    pub previous_session: Option<SecretToken>,
+}
+
+/// A completed login.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub account: AccountRecord,
+    pub session: Session,
+    /// The session cookie's value: give it to the browser, never store or log it.
+    pub cookie: SecretToken,
+}
+
+/// The answer to a login form.
+#[derive(Debug)]
+pub enum LoginOutcome {
+    /// Every required factor passed: a session is open; give the browser `cookie`.
+    SignedIn(Box<SignedIn>),
+    /// Identifier or password missing.
+    Incomplete,
+    /// Longer than [`MAX_PASSWORD_BYTES`]: refused without hashing.
+    PasswordTooLong,
+    /// Wrong identifier or password — the same for an identifier no account has.
+    Rejected,
+    /// Locked (the same for an identifier no account has); nothing was checked.
+    Locked(LockStatus),
+    /// The password is right but the account is disabled.
+    Disabled,
+}
+
+pub struct LoginService {
+    store: Arc<dyn LoginStore>,
+    lockout: Arc<Lockout>,
+    passwords: PasswordHasher,
+    sessions: Arc<Sessions>,
+    audit: Arc<Auditor>,
+    outbox: Arc<Outbox>,
+    one_time: Arc<OneTimeValues>,
+    clock: Arc<dyn Clock>,
+    locked_mail: LockedMailer,
+    our_domains: Vec<String>,
+    university: String,
+    forgot_link: Url,
+}
+
+/// How long a login form keeps where the user was going.
+const DESTINATION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
+const DESTINATION_PURPOSE: &str = "login.destination";
+
+/// Whether `path` may be where a login continues: a path on this site only (`/…`, never
+/// `//host` or `/\host`, which browsers read as another site), printable, reasonably short.
+/// Anything else is ignored rather than followed: no open redirect.
+pub fn is_local_destination(path: &str) -> bool {
+    path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.starts_with("/\\")
+        && path.len() <= 2048
+        && path.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// The identifier a lockout counter is kept under: the account's current login when an account
+/// answers (so its aliases and full address share one counter), otherwise the canonical form of
+/// what was typed (NFKC, trimmed, lower-case, our domain removed).
+fn counter_key(typed: &str, canonical: Option<&str>, account: Option<&AccountRecord>) -> String {
+    match (account, canonical) {
+        (Some(account), _) => account.login.clone(),
+        (None, Some(login)) => login.to_string(),
+        (None, None) => {
+            use unicode_normalization::UnicodeNormalization as _;
+            let folded: String = typed.nfkc().collect::<String>().trim().to_lowercase();
+            folded.chars().take(MAX_IDENTIFIER_CHARS).collect()
+        }
+    }
+}
+
+impl LoginService {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn LoginStore>,
+        lockout: Arc<Lockout>,
+        passwords: PasswordHasher,
+        sessions: Arc<Sessions>,
+        audit: Arc<Auditor>,
+        outbox: Arc<Outbox>,
+        one_time: Arc<OneTimeValues>,
+        clock: Arc<dyn Clock>,
+        locked_mail: LockedMailer,
+        our_domains: Vec<String>,
+        university: String,
+        forgot_link: Url,
+    ) -> Self {
+        Self {
+            store,
+            lockout,
+            passwords,
+            sessions,
+            audit,
+            outbox,
+            one_time,
+            clock,
+            locked_mail,
+            our_domains,
+            university,
+            forgot_link,
+        }
+    }
+
+    /// Keeps where the user was going on the server (the form carries only a random reference),
+    /// so the redirect after login can only go where Sésame itself sent the user. `None` for a
+    /// destination that is not a local path.
+    pub async fn remember_destination(
+        &self,
+        path: &str,
+    ) -> Result<Option<SecretToken>, StorageError> {
+        if !is_local_destination(path) {
+            return Ok(None);
+        }
+        self.one_time
+            .issue(DESTINATION_PURPOSE, path, DESTINATION_LIFETIME)
+            .await
+            .map(Some)
+    }
+
+    /// Where a successful login continues (used once).
+    pub async fn take_destination(
+        &self,
+        reference: &SecretToken,
+    ) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .one_time
+            .redeem(DESTINATION_PURPOSE, reference)
+            .await?
+            .filter(|path| is_local_destination(path)))
+    }
+
+    /// The current login of an account (for the "signed in as" page).
+    pub async fn login_of(&self, account_id: &str) -> Result<Option<String>, StorageError> {
+        Ok(self
+            .store
+            .find_account_by_id(account_id)
+            .await?
+            .map(|a| a.login))
+    }
+
+    /// The injected clock's time (to say how long a lock lasts).
+    pub fn now(&self) -> i64 {
+        self.clock.unix_now()
+    }
+
+    pub fn sessions(&self) -> &Arc<Sessions> {
+        &self.sessions
+    }
+
+    pub fn lockout(&self) -> &Arc<Lockout> {
+        &self.lockout
+    }
+
+    /// Checks an identifier and password and, when right, opens the session.
+    pub async fn password_login(
+        &self,
+        attempt: LoginAttempt<'_>,
+    ) -> Result<LoginOutcome, AccountsError> {
+        if attempt.username.trim().is_empty() || attempt.password.is_empty() {
+            return Ok(LoginOutcome::Incomplete);
+        }
+        if attempt.password.len() > MAX_PASSWORD_BYTES {
+            return Ok(LoginOutcome::PasswordTooLong);
+        }
+        let typed: String = attempt
+            .username
+            .chars()
+            .take(MAX_IDENTIFIER_CHARS)
+            .collect();
+        let canonical = canonical_login(&typed, &self.our_domains);
+        let account = match &canonical {
+            Some(login) => self.store.find_account_by_login(login.as_str()).await?,
+            None => None,
+        };
+        let key = counter_key(
+            &typed,
+            canonical.as_ref().map(|l| l.as_str()),
+            account.as_ref(),
+        );
+        let subject = account.as_ref().map(|a| a.id.clone());
+        let outcome = match self.lockout.attempt(&key, account.is_some()).await? {
+            Admission::Refused(status) => {
+                self.failed(subject, "locked").await?;
+                return Ok(LoginOutcome::Locked(status));
+            }
+            Admission::Admitted(outcome) => outcome,
+        };
+
+        let stored = match &account {
+            Some(account) if account.state != AccountState::Pending => {
+                self.store.find_login_password(&account.id).await?
+            }
+            _ => None,
+        };
+        let verification = match &stored {
+            Some(hash) => self.passwords.verify(attempt.password, hash).await,
+            None => self.passwords.verify_dummy(attempt.password).await,
+        };
+        let verification = match verification {
+            Ok(v) => v,
+            Err(error) => {
+                // Not checked after all (the hashing queue is full): give the attempt back.
+                self.lockout.refund(&key).await?;
+                return Err(error.into());
+            }
+        };
+        match (verification, account, stored) {
+            (Verification::Match { needs_rehash }, Some(account), Some(hash)) => {
+                if account.state == AccountState::Disabled {
+                    self.failed(Some(account.id.clone()), "disabled").await?;
+                    return Ok(LoginOutcome::Disabled);
+                }
+                self.lockout.record_success(&key).await?;
+                if needs_rehash {
+                    self.rehash(&account, &hash, attempt.password).await;
+                }
+                self.signed_in(account, attempt).await
+            }
+            (_, account, stored) => {
+                let reason = match (&account, &stored) {
+                    (None, _) => "unknown_identifier",
+                    (Some(_), None) => "not_activated",
+                    (Some(_), Some(_)) => "wrong_password",
+                };
+                self.failed(subject.clone(), reason).await?;
+                if outcome.newly_hard_locked {
+                    self.audit
+                        .record(
+                            Actor::System,
+                            AuditAction::AccountHardLocked,
+                            subject.clone(),
+                            serde_json::json!({"failures": outcome.failures}),
+                        )
+                        .await?;
+                    if let Some(account) = &account {
+                        self.notify_hard_lock(account, attempt.locale).await?;
+                    }
+                }
+                Ok(match outcome.status {
+                    LockStatus::Open => LoginOutcome::Rejected,
+                    locked => LoginOutcome::Locked(locked),
+                })
+            }
+        }
+    }
+
+    async fn signed_in(
+        &self,
+        account: AccountRecord,
+        attempt: LoginAttempt<'_>,
+    ) -> Result<LoginOutcome, AccountsError> {
+        if let Some(previous) = &attempt.previous_session {
+            self.sessions.end(previous).await?;
+        }
+        let from = attempt.origin.client_ip.clone();
+        let (cookie, session) = self
+            .sessions
+            .open(&account.id, &[AMR_PASSWORD], attempt.kind, attempt.origin)
+            .await?;
+        self.store
+            .record_login(&account.id, self.clock.unix_now(), from.as_deref())
+            .await?;
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::LoginSucceeded,
+                Some(account.id.clone()),
+                serde_json::json!({
+                    "factors": session.factors,
+                    "session": session.id,
+                    "kind": session.kind.as_str(),
+                }),
+            )
+            .await?;
+        Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
+            account,
+            session,
+            cookie,
+        })))
+    }
+
+    async fn failed(&self, subject: Option<String>, reason: &str) -> Result<(), StorageError> {
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::LoginFailed,
+                subject,
+                serde_json::json!({"factor": AMR_PASSWORD, "reason": reason}),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// Upgrades a hash made with older parameters (DESIGN.md §4). A failure here costs the user
+    /// nothing: the login already succeeded, the next one tries again.
+    async fn rehash(&self, account: &AccountRecord, old: &str, password: &str) {
+        let result: Result<bool, AccountsError> = async {
+            let new = self.passwords.hash(password).await?;
+            Ok(self
+                .store
+                .upgrade_password_hash(&account.id, old, &new)
+                .await?)
+        }
+        .await;
+        match result {
+            Ok(true) => {
+                if let Err(error) = self
+                    .audit
+                    .record(
+                        Actor::System,
+                        AuditAction::PasswordRehashed,
+                        Some(account.id.clone()),
+                        serde_json::json!({}),
+                    )
+                    .await
+                {
+                    tracing::warn!(%error, "cannot audit a password rehash");
+                }
+            }
+            Ok(false) => {}
+            Err(AccountsError::Password(PasswordError::Busy)) => {
+                tracing::info!("password rehash skipped: hashing is busy");
+            }
+            Err(error) => tracing::warn!(%error, "password rehash failed"),
+        }
+    }
+
+    /// Mails the recovery addresses of a hard-locked account (DESIGN.md §6).
+    async fn notify_hard_lock(
+        &self,
+        account: &AccountRecord,
+        locale: Locale,
+    ) -> Result<(), StorageError> {
+        for address in self.store.confirmed_emails(&account.id).await? {
+            if let Ok(to) = EmailAddress::parse(&address) {
+                self.outbox
+                    .queue(&(self.locked_mail)(
+                        locale,
+                        &to,
+                        &self.university,
+                        &self.forgot_link,
+                    ))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The live session of a cookie value.
+    pub async fn session(&self, cookie: &SecretToken) -> Result<Option<Session>, StorageError> {
+        self.sessions.current(cookie).await
+    }
+
+    /// Logout: ends the session of a cookie value.
+    pub async fn logout(&self, cookie: &SecretToken) -> Result<bool, StorageError> {
+        match self.sessions.end(cookie).await? {
+            Some(session) => {
+                self.audit
+                    .record(
+                        Actor::User,
+                        AuditAction::SessionEnded,
+                        Some(session.account_id.clone()),
+                        serde_json::json!({"session": session.id}),
+                    )
+                    .await?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_destinations() {
+        assert!(is_local_destination("/account"));
+        assert!(is_local_destination(
+            "/cas/login?service=https%3A%2F%2Fmoodle"
+        ));
+        for bad in [
+            "https://evil.example/",
+            "//evil.example/",
+            "/\\evil.example",
+            "javascript:alert(1)",
+            "",
+            "/a b",
+            "/\r\nSet-Cookie:x",
+        ] {
+            assert!(!is_local_destination(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn counters_are_kept_under_the_login_or_the_canonical_text() {
+        let account = AccountRecord {
+            id: "acc".into(),
+            login: "marie.martin".into(),
+            state: AccountState::Active,
+            first_name: "Marie".into(),
+            last_name: "Martin".into(),
+            birth_date: "2000-01-01".into(),
+            person_key: "k".into(),
+        };
+        assert_eq!(
+            counter_key("Marie.Martin2", Some("marie.martin2"), Some(&account)),
+            "marie.martin",
+            "an alias counts on the account's login"
+        );
+        assert_eq!(
+            counter_key(" Nobody.Here ", Some("nobody.here"), None),
+            "nobody.here"
+        );
+        assert_eq!(
+            counter_key(" ＡＢＣ@Example.ORG ", None, None),
+            "abc@example.org"
+        );
+        assert_eq!(counter_key(&"x".repeat(1000), None, None).len(), 320);
+    }
+}

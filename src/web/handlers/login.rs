@@ -1,0 +1,288 @@
+//! `/login` and `/logout`: the hosted login page and the end of the SSO session (DESIGN.md §5).
+//! The rules are in `login` and `sessions`; this file reads forms and cookies and renders pages.
+
+use axum::Form;
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, USER_AGENT};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::activation::{Fields, check_csrf, field};
+use crate::accounts::AccountsError;
+use crate::accounts::lockout::LockStatus;
+use crate::accounts::password::PasswordError;
+use crate::audit::Origin;
+use crate::login::{LoginAttempt, LoginOutcome, SignedIn};
+use crate::one_time::SecretToken;
+use crate::sessions::{Session, SessionKind, SessionOrigin};
+use crate::web::cookies::{self, CsrfToken, SESSION_COOKIE};
+use crate::web::errors::WebError;
+use crate::web::i18n::{Locale, PageTexts as _};
+use crate::web::views::{LoginPage, PageContext, html_response, render};
+use crate::web::{ClientIp, WebState};
+
+/// A page of this file, before rendering.
+struct View {
+    mode: &'static str,
+    flow: String,
+    username: String,
+    error: Option<String>,
+    status: StatusCode,
+}
+
+impl View {
+    fn new(mode: &'static str) -> Self {
+        Self {
+            mode,
+            flow: String::new(),
+            username: String::new(),
+            error: None,
+            status: StatusCode::OK,
+        }
+    }
+}
+
+fn page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    view: View,
+    extra_cookie: Option<HeaderValue>,
+) -> Result<Response, WebError> {
+    let CsrfToken { value, set_cookie } =
+        cookies::csrf_token(headers, state.https, state.entropy.as_ref());
+    let path = if matches!(view.mode, "form" | "signed_in") {
+        "/login"
+    } else {
+        "/logout"
+    };
+    let html = render(&LoginPage {
+        page: PageContext::new(locale, state.demo, path),
+        l: &locale.texts().login,
+        mode: view.mode,
+        csrf: value,
+        flow: view.flow,
+        username: view.username,
+        error: view.error,
+    })
+    .map_err(|e| WebError::Internal(format!("login page: {e}")))?;
+    let mut response = html_response(html, [set_cookie, extra_cookie].into_iter().flatten());
+    *response.status_mut() = view.status;
+    Ok(response)
+}
+
+fn session_cookie_name(state: &WebState) -> String {
+    cookies::name(SESSION_COOKIE, state.https)
+}
+
+fn session_cookie(state: &WebState, headers: &HeaderMap) -> Option<SecretToken> {
+    cookies::read(headers, &session_cookie_name(state)).map(SecretToken::new)
+}
+
+/// The browser's live session, if any.
+async fn current_session(
+    state: &WebState,
+    headers: &HeaderMap,
+) -> Result<Option<Session>, WebError> {
+    match session_cookie(state, headers) {
+        Some(token) => Ok(state.login.session(&token).await?),
+        None => Ok(None),
+    }
+}
+
+/// 303 (DESIGN.md §9: redirects after a credential POST are 303), never cached.
+fn see_other(to: &str, cookie: Option<HeaderValue>) -> Result<Response, WebError> {
+    let location =
+        HeaderValue::from_str(to).map_err(|_| WebError::BadRequest("bad destination".into()))?;
+    let mut response = (
+        StatusCode::SEE_OTHER,
+        [
+            (LOCATION, location),
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+    )
+        .into_response();
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(SET_COOKIE, cookie);
+    }
+    Ok(response)
+}
+
+#[derive(serde::Deserialize)]
+pub struct LoginQuery {
+    /// Where to go after login: a local path only; anything else is ignored.
+    #[serde(default)]
+    return_to: Option<String>,
+}
+
+/// `GET /login`: the form, or — with a live session — the destination or the "signed in" page.
+pub async fn form(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> Result<Response, WebError> {
+    let destination = query.return_to.as_deref().filter(|p| !p.is_empty());
+    if let Some(session) = current_session(&state, &headers).await? {
+        if let Some(path) = destination.filter(|p| crate::login::is_local_destination(p)) {
+            return see_other(path, None);
+        }
+        return signed_in_page(&state, locale, &headers, &session).await;
+    }
+    let mut view = View::new("form");
+    if let Some(path) = destination
+        && let Some(reference) = state.login.remember_destination(path).await?
+    {
+        view.flow = reference.expose().to_string();
+    }
+    page(&state, locale, &headers, view, None)
+}
+
+async fn signed_in_page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    session: &Session,
+) -> Result<Response, WebError> {
+    let mut view = View::new("signed_in");
+    view.username = state
+        .login
+        .login_of(&session.account_id)
+        .await?
+        .unwrap_or_default();
+    page(state, locale, headers, view, None)
+}
+
+/// A flow reference as the form carries it: 22 base64url characters, or nothing.
+fn flow_of(text: &str) -> Option<SecretToken> {
+    (text.len() == 22
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    .then(|| SecretToken::new(text.to_string()))
+}
+
+/// `POST /login`.
+pub async fn submit(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    ClientIp(client): ClientIp,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let texts = &locale.texts().login;
+    let kind = if field(&fields, "public_computer") == "on" {
+        SessionKind::PublicComputer
+    } else if field(&fields, "remember_me") == "on" {
+        SessionKind::Remembered
+    } else {
+        SessionKind::Standard
+    };
+    let username: String = field(&fields, "username").chars().take(320).collect();
+    let flow = flow_of(field(&fields, "flow"));
+    let outcome = state
+        .login
+        .password_login(LoginAttempt {
+            username: &username,
+            password: field(&fields, "password"),
+            kind,
+            origin: SessionOrigin {
+                client_ip: client.map(|ip| ip.to_string()),
+                user_agent: headers
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(Origin::clean_user_agent),
+            },
+            locale,
+            previous_session: session_cookie(&state, &headers),
+        })
+        .await;
+    let mut view = View::new("form");
+    view.flow = flow
+        .as_ref()
+        .map(|f| f.expose().to_string())
+        .unwrap_or_default();
+    view.username = username.trim().to_string();
+    let (status, message) = match outcome {
+        Ok(LoginOutcome::SignedIn(signed_in)) => {
+            let SignedIn {
+                session, cookie, ..
+            } = *signed_in;
+            let max_age = (session.kind == SessionKind::Remembered)
+                .then(|| (session.expires_at - session.auth_time).max(0) as u64);
+            let cookie = cookies::set_session(
+                &session_cookie_name(&state),
+                cookie.expose(),
+                max_age,
+                state.https,
+            );
+            let destination = match &flow {
+                Some(reference) => state.login.take_destination(reference).await?,
+                None => None,
+            };
+            return see_other(destination.as_deref().unwrap_or("/login"), Some(cookie));
+        }
+        Ok(LoginOutcome::Incomplete) => (StatusCode::OK, texts.incomplete.to_string()),
+        Ok(LoginOutcome::PasswordTooLong) => (StatusCode::BAD_REQUEST, texts.too_long.to_string()),
+        Ok(LoginOutcome::Rejected) => (StatusCode::OK, texts.rejected.to_string()),
+        Ok(LoginOutcome::Locked(LockStatus::Hard)) => {
+            (StatusCode::OK, texts.locked_hard.to_string())
+        }
+        Ok(LoginOutcome::Locked(LockStatus::Temporary { until })) => {
+            let now = state.login.now();
+            let minutes = ((until - now).max(1) + 59) / 60;
+            (
+                StatusCode::OK,
+                texts
+                    .locked_temporary
+                    .replace("{minutes}", &minutes.to_string()),
+            )
+        }
+        Ok(LoginOutcome::Locked(LockStatus::Open)) => (StatusCode::OK, texts.rejected.to_string()),
+        Ok(LoginOutcome::Disabled) => (StatusCode::OK, texts.disabled.to_string()),
+        Err(AccountsError::Password(PasswordError::Busy)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            locale.texts().activation.busy.to_string(),
+        ),
+        Err(AccountsError::Password(PasswordError::TooLong)) => {
+            (StatusCode::BAD_REQUEST, texts.too_long.to_string())
+        }
+        Err(AccountsError::Storage(error)) => return Err(error.into()),
+        Err(error) => return Err(WebError::Internal(format!("login: {error}"))),
+    };
+    view.error = Some(message);
+    view.status = status;
+    page(&state, locale, &headers, view, None)
+}
+
+/// `GET /logout`: asks for confirmation (a GET must not end anything: links and prefetches).
+pub async fn logout_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    let mode = if current_session(&state, &headers).await?.is_some() {
+        "logout"
+    } else {
+        "not_signed_in"
+    };
+    page(&state, locale, &headers, View::new(mode), None)
+}
+
+/// `POST /logout` (with CSRF): ends the session at once and deletes the cookie.
+pub async fn logout(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let ended = match session_cookie(&state, &headers) {
+        Some(token) => state.login.logout(&token).await?,
+        None => false,
+    };
+    let clear = cookies::set(&session_cookie_name(&state), "", 0, state.https);
+    let mode = if ended { "logged_out" } else { "not_signed_in" };
+    page(&state, locale, &headers, View::new(mode), Some(clear))
+}
