@@ -303,6 +303,14 @@ impl ActivationService {
                 now,
             )
             .await?;
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::ActivationStarted,
+                Some(account.id.clone()),
+                serde_json::json!({"with": if dossier.is_some() { "dossier" } else { "staff_code" }}),
+            )
+            .await?;
         Ok(Start::Started(token))
     }
 
@@ -540,6 +548,14 @@ impl ActivationService {
                 }
             });
         }
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::ActivationContactSubmitted,
+                Some(row.account_id.clone()),
+                serde_json::json!({"codes_mailed": recipients.len(), "sms": self.sms.get().is_some()}),
+            )
+            .await?;
         Ok(Ok(()))
     }
 
@@ -570,6 +586,14 @@ impl ActivationService {
         if right {
             self.store
                 .confirm_activation_email(&row.digest, now)
+                .await?;
+            self.audit
+                .record(
+                    Actor::User,
+                    AuditAction::ActivationCodeConfirmed,
+                    Some(row.account_id.clone()),
+                    serde_json::json!({}),
+                )
                 .await?;
             return Ok(CodeCheck::Confirmed);
         }
@@ -631,7 +655,7 @@ impl ActivationService {
         }
         self.audit
             .record(
-                Actor::System,
+                Actor::User,
                 AuditAction::AccountActivated,
                 Some(account.id.clone()),
                 serde_json::json!({"login": account.login, "by": if row.dossier_number.is_some() { "dossier" } else { "staff_code" }}),

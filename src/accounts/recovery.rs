@@ -171,7 +171,7 @@ impl RecoveryService {
             .await?;
         self.audit
             .record(
-                Actor::System,
+                Actor::User,
                 AuditAction::PasswordResetRequested,
                 Some(account.id.clone()),
                 serde_json::json!({"recipients": recipients.len()}),
@@ -226,7 +226,7 @@ impl RecoveryService {
             Some(account_id) => {
                 self.audit
                     .record(
-                        Actor::System,
+                        Actor::User,
                         AuditAction::PasswordReset,
                         Some(account_id),
                         serde_json::json!({}),

@@ -1,5 +1,5 @@
 //! Prometheus metrics (`/metrics`): request counts and latency by route. Later rooms add their
-//! own families (logins by result, ticket validations…) to the same registry.
+//! own families (ticket validations…) to the same registry; logins by result are here.
 
 use std::sync::Arc;
 
@@ -21,12 +21,19 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LoginLabels {
+    /// `success`, `rejected`, `locked`, `disabled`, `incomplete`, `too_long` or `busy`.
+    pub result: &'static str,
+}
+
 /// The registry and the families the web layer records.
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub logins: Family<LoginLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -53,10 +60,17 @@ impl Metrics {
             "Time to answer an HTTP request, by route",
             latency.clone(),
         );
+        let logins = Family::<LoginLabels, Counter>::default();
+        registry.register(
+            "logins",
+            "Password logins by result (locked: refused or newly locked by the lockout)",
+            logins.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             latency,
+            logins,
         }
     }
 

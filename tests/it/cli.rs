@@ -247,6 +247,13 @@ fn every_command_has_help() {
         vec!["keys"],
         vec!["keys", "list"],
         vec!["keys", "rotate"],
+        vec!["admin", "show"],
+        vec!["admin", "unlock"],
+        vec!["admin", "disable"],
+        vec!["admin", "enable"],
+        vec!["admin", "revoke-sessions"],
+        vec!["admin", "sessions"],
+        vec!["admin", "audit"],
     ] {
         let mut args = command.clone();
         args.push("--help");
@@ -292,5 +299,142 @@ async fn json_logs_are_one_object_per_line() {
     assert!(
         !logs.contains("ST-secret-value"),
         "query strings are never logged"
+    );
+}
+
+/// The helpdesk commands on the database of a running Sésame (here the in-process one).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_helpdesk_commands_explain_and_act_on_an_account() {
+    use crate::support::TestApp;
+    use crate::support::browser::Browser;
+
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        &[
+            ("SESAME_LOCKOUT__PERMANENT_LOCKOUT_AFTER", "3"),
+            ("SESAME_LOCKOUT__MAX_LOGIN_FAILURES", "100"),
+        ],
+    )
+    .await;
+    // The binary runs on the system clock: so does this test.
+    {
+        use sesame::clock::Clock as _;
+        app.clock.set(sesame::clock::SystemClock.now());
+    }
+    let password = "cheval agrafe pile correcte";
+    app.active_student(password).await;
+    let mut browser = Browser::new(&app);
+    browser.get("/login").await;
+    for _ in 0..3 {
+        browser
+            .post(
+                "/login",
+                &[("username", "emilie.dupre"), ("password", "pas celui-ci")],
+            )
+            .await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin"];
+        all.extend_from_slice(args);
+        run(dir.path(), &app.env, &all)
+    };
+
+    let shown = admin(&["show", "Emilie.Dupre@etu.uca.fr"]);
+    assert!(shown.status.success(), "{}", stderr(&shown));
+    let text = stdout(&shown);
+    for needle in [
+        "emilie.dupre (Émilie Dupré)",
+        "state:         active",
+        "lock:          HARD: 3 consecutive wrong passwords",
+        "factors:       password",
+        "contact:       email e*****@example.org",
+        "sessions:      0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    assert!(!text.contains("emilie@example.org"), "contacts are masked");
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&admin(&["show", "emilie.dupre", "--json"]))).unwrap();
+    assert_eq!(json["lock"]["state"], "hard");
+    assert_eq!(json["lock"]["failures"], 3);
+
+    let unlocked = admin(&[
+        "unlock",
+        "emilie.dupre",
+        "--reason",
+        "appel au guichet",
+        "--json",
+    ]);
+    assert!(unlocked.status.success(), "{}", stderr(&unlocked));
+    let unlocked: serde_json::Value = serde_json::from_str(&stdout(&unlocked)).unwrap();
+    assert_eq!(unlocked["unlocked"], true);
+    let audit = admin(&["audit", "--login", "emilie.dupre", "--json", "--limit", "5"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&stdout(&audit)).unwrap();
+    assert_eq!(events[0]["action"], "login.unlocked");
+    assert_eq!(events[0]["details"]["reason"], "appel au guichet");
+    assert!(
+        events[0]["actor"]
+            .as_str()
+            .unwrap()
+            .starts_with("operator:")
+    );
+    assert!(events.len() <= 5);
+
+    let signed_in = browser
+        .post(
+            "/login",
+            &[("username", "emilie.dupre"), ("password", password)],
+        )
+        .await;
+    assert_eq!(signed_in.status, axum::http::StatusCode::SEE_OTHER);
+    let sessions: Vec<serde_json::Value> =
+        serde_json::from_str(&stdout(&admin(&["sessions", "emilie.dupre", "--json"]))).unwrap();
+    assert_eq!(sessions.len(), 1);
+    assert_eq!(sessions[0]["factors"], serde_json::json!(["pwd"]));
+    let revoked = admin(&[
+        "revoke-sessions",
+        "emilie.dupre",
+        "--reason",
+        "téléphone volé",
+    ]);
+    assert!(stdout(&revoked).contains("1 session(s) of emilie.dupre ended."));
+    assert!(
+        browser
+            .get("/login")
+            .await
+            .body
+            .contains("name=\"password\"")
+    );
+
+    let disabled = admin(&["disable", "emilie.dupre", "--reason", "compte compromis"]);
+    assert!(disabled.status.success());
+    assert!(
+        stdout(&admin(&["show", "emilie.dupre"]))
+            .contains("state:         disabled (compte compromis)")
+    );
+    let enabled = admin(&["enable", "emilie.dupre", "--json"]);
+    let enabled: serde_json::Value = serde_json::from_str(&stdout(&enabled)).unwrap();
+    assert_eq!(enabled["state"], "active");
+
+    // Bad arguments: a clear message, a non-zero exit, nothing changed.
+    let unknown = admin(&["show", "nobody.here"]);
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("no account has the login `nobody.here`"));
+    let no_reason = admin(&["unlock", "emilie.dupre"]);
+    assert_eq!(no_reason.status.code(), Some(2));
+    assert!(stderr(&no_reason).contains("--reason"));
+    let blank_reason = admin(&["disable", "emilie.dupre", "--reason", "  "]);
+    assert!(!blank_reason.status.success());
+    assert!(stderr(&blank_reason).contains("reason"));
+    let bad_since = admin(&["audit", "--since", "whenever"]);
+    assert!(!bad_since.status.success());
+    assert!(stderr(&bad_since).contains("--since `whenever`"));
+    let bad_limit = admin(&["audit", "--limit", "0"]);
+    assert!(!bad_limit.status.success());
+    assert_eq!(
+        app.helpdesk().show("emilie.dupre").await.unwrap().state,
+        "active",
+        "the refused commands changed nothing"
     );
 }

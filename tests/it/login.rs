@@ -31,6 +31,63 @@ on_both_backends! {
     bad_requests_change_nothing,
 }
 
+#[tokio::test]
+async fn the_login_form_is_throttled_per_client_address() {
+    let app = TestApp::start_with(
+        Backend::Sqlite,
+        &[
+            ("SESAME_LIMITS__PER_ADDRESS_PER_MINUTE", "3"),
+            ("SESAME_SERVER__TRUSTED_PROXIES", "[\"10.0.0.0/8\"]"),
+        ],
+    )
+    .await;
+    let post = async |peer: &str, forwarded: Option<&str>| {
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri("/login")
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let request = request
+            .body(Body::from("username=a.b&password=c&csrf=x"))
+            .unwrap();
+        app.send(request, Some(peer.parse().unwrap())).await
+    };
+    for _ in 0..3 {
+        assert_eq!(
+            post("192.0.2.1:1000", None).await.status,
+            StatusCode::FORBIDDEN
+        );
+    }
+    let throttled = post("192.0.2.1:1000", None).await;
+    assert_eq!(throttled.status, StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = throttled.header("retry-after").unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait));
+    assert_eq!(
+        post("192.0.2.2:1000", None).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Behind a trusted proxy, the forwarded address is the client; a forged one from an
+    // untrusted peer is ignored.
+    for _ in 0..3 {
+        post("10.0.0.1:1000", Some("198.51.100.7")).await;
+    }
+    assert_eq!(
+        post("10.0.0.1:1000", Some("198.51.100.7")).await.status,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        post("10.0.0.1:1000", Some("198.51.100.8")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        post("192.0.2.1:1000", Some("198.51.100.9")).await.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "an untrusted peer cannot choose its address"
+    );
+}
+
 const PASSWORD: &str = "cheval agrafe pile correcte";
 
 fn hidden(body: &str, name: &str) -> String {

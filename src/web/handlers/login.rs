@@ -198,6 +198,22 @@ pub async fn submit(
             previous_session: session_cookie(&state, &headers),
         })
         .await;
+    let result = match &outcome {
+        Ok(LoginOutcome::SignedIn(_)) => "success",
+        Ok(LoginOutcome::Incomplete) => "incomplete",
+        Ok(LoginOutcome::PasswordTooLong)
+        | Err(AccountsError::Password(PasswordError::TooLong)) => "too_long",
+        Ok(LoginOutcome::Rejected) => "rejected",
+        Ok(LoginOutcome::Locked(_)) => "locked",
+        Ok(LoginOutcome::Disabled) => "disabled",
+        Err(AccountsError::Password(PasswordError::Busy)) => "busy",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .logins
+        .get_or_create(&crate::web::metrics::LoginLabels { result })
+        .inc();
     let mut view = View::new("form");
     view.flow = flow
         .as_ref()
