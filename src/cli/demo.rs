@@ -63,7 +63,10 @@ pub async fn seed(app: &App) -> anyhow::Result<()> {
 
 /// What the demo prints under its banner.
 pub fn welcome(app: &App) -> String {
-    let mut text = String::from("Demo accounts (sign-in arrives with the login work):\n");
+    let mut text = format!(
+        "Demo accounts (sign in at {}login):\n",
+        app.config.public_url()
+    );
     for (login, password, who) in DEMO_ACCOUNTS {
         text.push_str(&format!("  {login:<14} password: {password:<28} {who}\n"));
     }

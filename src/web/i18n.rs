@@ -165,6 +165,7 @@ pub struct ActivationTexts {
     pub done_title: &'static str,
     pub done_lead: &'static str,
     pub done_next: &'static str,
+    pub continue_link: &'static str,
     pub already_done: &'static str,
 }
 
@@ -261,6 +262,7 @@ pub static FR: Texts = Texts {
         busy: "Le service est très sollicité. Réessayez dans quelques secondes.",
         done_title: "Votre compte est activé",
         done_lead: "Votre identifiant est :",
+        continue_link: "Se connecter",
         done_next: "Utilisez-le avec votre mot de passe pour vous connecter aux applications \
                     de l'université.",
         already_done: "Cette activation est déjà terminée ou a expiré.",
@@ -406,6 +408,7 @@ pub static EN: Texts = Texts {
         busy: "The service is very busy. Please try again in a few seconds.",
         done_title: "Your account is active",
         done_lead: "Your identifier is:",
+        continue_link: "Sign in",
         done_next: "Use it with your password to sign in to the university's applications.",
         already_done: "This activation is already finished or has expired.",
     },

@@ -84,6 +84,7 @@ pub struct ActivatePage {
     pub email: String,
     pub phone: String,
     pub address: String,
+    pub continue_href: String,
 }
 
 #[derive(Template)]

@@ -156,6 +156,10 @@ async fn a_student_activates_and_the_dossier_pair_is_worthless_afterwards(backen
         "{}",
         done.body
     );
+    assert!(
+        done.body.contains("href=\"/login\""),
+        "without a login behind it, the last page leads to the login page"
+    );
 
     let account = app
         .app

@@ -29,6 +29,7 @@ on_both_backends! {
     sessions_survive_a_restart_and_are_shared_by_nodes,
     a_password_hashed_with_old_parameters_is_upgraded_at_login,
     bad_requests_change_nothing,
+    an_activation_started_from_the_login_page_continues_where_the_user_was_going,
 }
 
 #[tokio::test]
@@ -959,4 +960,76 @@ async fn bad_requests_change_nothing(backend: Backend) {
     );
     assert!(events(&app, AuditAction::LoginSucceeded).await.is_empty());
     assert_eq!(app.app.sessions.count_live().await.unwrap(), 0);
+}
+
+async fn an_activation_started_from_the_login_page_continues_where_the_user_was_going(
+    backend: Backend,
+) {
+    let app = TestApp::start(backend).await;
+    app.import_students(
+        "dossier_number,last_name,first_name,birth_date,component,enrolment_year\n\
+22000001,Dupré,Émilie,2004-05-06,IAE,2026\n",
+        false,
+    )
+    .await;
+    let mut browser = Browser::new(&app);
+    let form = browser.get("/login?return_to=/password/forgot").await;
+    let flow = hidden(&form.body, "flow");
+    assert!(
+        form.body
+            .contains(&format!("href=\"/activate?flow={flow}\""))
+    );
+    browser.get(&format!("/activate?flow={flow}")).await;
+    let step = browser
+        .post(
+            "/activate",
+            &[("dossier_number", "22000001"), ("birth_date", "2004-05-06")],
+        )
+        .await;
+    assert_eq!(step.status, StatusCode::SEE_OTHER);
+    browser.get("/activate/contact").await;
+    browser
+        .post(
+            "/activate/contact",
+            &[("email", "emilie@example.org"), ("phone", "06 12 34 56 78")],
+        )
+        .await;
+    let text = app.take_mails().await.pop().unwrap().mail.text;
+    let code: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_string();
+    browser.post("/activate/code", &[("code", &code)]).await;
+    let done = browser
+        .post(
+            "/activate/password",
+            &[
+                ("new_password", PASSWORD),
+                ("new_password_confirm", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(done.body.contains("emilie.dupre@etu.uca.fr"));
+    let next = format!("/login?flow={flow}");
+    assert!(
+        done.body.contains(&format!("href=\"{next}\"")),
+        "{}",
+        done.body
+    );
+    assert!(!browser.cookies.contains_key("sesame-flow"), "used once");
+    let form = browser.get(&next).await;
+    assert_eq!(hidden(&form.body, "flow"), flow);
+    let signed_in = browser
+        .post(
+            "/login",
+            &[
+                ("username", "emilie.dupre"),
+                ("password", PASSWORD),
+                ("flow", &flow),
+            ],
+        )
+        .await;
+    assert_eq!(signed_in.status, StatusCode::SEE_OTHER);
+    assert_eq!(signed_in.header("location"), Some("/password/forgot"));
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::Form;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::header::{LOCATION, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,6 +47,8 @@ struct View {
     email: String,
     phone: String,
     address: String,
+    /// Where "continue" leads on the last page (the login that started the activation).
+    continue_href: String,
 }
 
 impl View {
@@ -68,6 +70,7 @@ impl View {
             email: String::new(),
             phone: String::new(),
             address: String::new(),
+            continue_href: String::new(),
         }
     }
 }
@@ -100,6 +103,7 @@ fn page(
         email: view.email,
         phone: view.phone,
         address: view.address,
+        continue_href: view.continue_href,
     })
     .map_err(internal)?;
     Ok(html_response(
@@ -175,12 +179,33 @@ async fn step_page(
     }
 }
 
+#[derive(serde::Deserialize)]
+pub struct StartQuery {
+    /// The login that sent the user here ("first time? activate your account"): the activation
+    /// continues to it at the end.
+    #[serde(default)]
+    flow: String,
+}
+
+/// Remembers the login flow during the activation (the reference only; the destination itself is
+/// kept on the server by the login room).
+const FLOW_COOKIE: &str = "sesame-flow";
+
 pub async fn start_page(
     State(state): State<WebState>,
     locale: Locale,
     headers: HeaderMap,
+    Query(query): Query<StartQuery>,
 ) -> Result<Response, WebError> {
-    page(&state, locale, &headers, View::new("start"), None)
+    let flow = super::login::flow_of(&query.flow).map(|flow| {
+        cookies::set(
+            &cookies::name(FLOW_COOKIE, state.https),
+            flow.expose(),
+            ACTIVATION_LIFETIME.as_secs(),
+            state.https,
+        )
+    });
+    page(&state, locale, &headers, View::new("start"), flow)
 }
 
 pub async fn start(
@@ -371,13 +396,25 @@ pub async fn password(
         Ok(Completion::Activated { address }) => {
             let mut done = View::new("done");
             done.address = address;
+            let flow_cookie = cookies::name(FLOW_COOKIE, state.https);
+            done.continue_href = match cookies::read(&headers, &flow_cookie)
+                .as_deref()
+                .and_then(super::login::flow_of)
+            {
+                Some(flow) => format!("/login?flow={}", flow.expose()),
+                None => "/login".to_string(),
+            };
             let forget = cookies::set(
                 &cookies::name(ACTIVATION_COOKIE, state.https),
                 "",
                 0,
                 state.https,
             );
-            return page(&state, locale, &headers, done, Some(forget));
+            let mut response = page(&state, locale, &headers, done, Some(forget))?;
+            response
+                .headers_mut()
+                .append(SET_COOKIE, cookies::set(&flow_cookie, "", 0, state.https));
+            return Ok(response);
         }
         Ok(Completion::Refused(problem)) => {
             view.error = Some(password_message(t, &problem).to_string())

@@ -113,6 +113,9 @@ pub struct LoginQuery {
     /// Where to go after login: a local path only; anything else is ignored.
     #[serde(default)]
     return_to: Option<String>,
+    /// A login flow already kept on the server (coming back from activation).
+    #[serde(default)]
+    flow: String,
 }
 
 /// `GET /login`: the form, or — with a live session — the destination or the "signed in" page.
@@ -123,9 +126,15 @@ pub async fn form(
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
     let destination = query.return_to.as_deref().filter(|p| !p.is_empty());
+    let flow = flow_of(&query.flow);
     if let Some(session) = current_session(&state, &headers).await? {
         if let Some(path) = destination.filter(|p| crate::login::is_local_destination(p)) {
             return see_other(path, None);
+        }
+        if let Some(flow) = &flow
+            && let Some(path) = state.login.take_destination(flow).await?
+        {
+            return see_other(&path, None);
         }
         return signed_in_page(&state, locale, &headers, &session).await;
     }
@@ -134,6 +143,8 @@ pub async fn form(
         && let Some(reference) = state.login.remember_destination(path).await?
     {
         view.flow = reference.expose().to_string();
+    } else if let Some(flow) = flow {
+        view.flow = flow.expose().to_string();
     }
     page(&state, locale, &headers, view, None)
 }
@@ -154,7 +165,7 @@ async fn signed_in_page(
 }
 
 /// A flow reference as the form carries it: 22 base64url characters, or nothing.
-fn flow_of(text: &str) -> Option<SecretToken> {
+pub(crate) fn flow_of(text: &str) -> Option<SecretToken> {
     (text.len() == 22
         && text
             .bytes()
