@@ -92,7 +92,6 @@ pub trait ActivationStore: AccountStore + Send + Sync {
     ) -> Result<i64, StorageError>;
     /// Lifts a lock and clears the count; `false` if there was nothing to unlock.
     async fn unlock_dossier(&self, dossier_number: &str) -> Result<bool, StorageError>;
-    async fn find_password_hash(&self, account_id: &str) -> Result<Option<String>, StorageError>;
 
     /// Replaces the staff code of an account.
     async fn replace_staff_code(

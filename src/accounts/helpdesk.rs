@@ -148,6 +148,26 @@ impl Helpdesk {
         }
     }
 
+    /// An operator's action on an account, for the audit trail (from the command line).
+    async fn record(
+        &self,
+        operator: Actor,
+        action: AuditAction,
+        account_id: String,
+        details: serde_json::Value,
+    ) -> Result<(), StorageError> {
+        self.audit
+            .record_from(
+                operator,
+                action,
+                Some(account_id),
+                Some("cli".into()),
+                details,
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// The account a login (current, alias or full address) names.
     pub async fn account(&self, typed: &str) -> Result<AccountRecord, HelpdeskError> {
         let unknown = || HelpdeskError::UnknownLogin(typed.trim().to_string());
@@ -247,15 +267,13 @@ impl Helpdesk {
         let reason = require_reason(reason)?;
         let account = self.account(typed).await?;
         let lifted = self.lockout.unlock(&account.login).await?;
-        self.audit
-            .record_from(
-                operator,
-                AuditAction::AccountUnlocked,
-                Some(account.id),
-                Some("cli".into()),
-                serde_json::json!({"login": account.login, "reason": reason, "was_locked": lifted}),
-            )
-            .await?;
+        self.record(
+            operator,
+            AuditAction::AccountUnlocked,
+            account.id,
+            serde_json::json!({"login": account.login, "reason": reason, "was_locked": lifted}),
+        )
+        .await?;
         Ok(lifted)
     }
 
@@ -277,15 +295,13 @@ impl Helpdesk {
                 self.clock.unix_now(),
             )
             .await?;
-        self.audit
-            .record_from(
-                operator,
-                AuditAction::AccountDisabled,
-                Some(account.id),
-                Some("cli".into()),
-                serde_json::json!({"login": account.login, "reason": reason, "sessions_ended": ended}),
-            )
-            .await?;
+        self.record(
+            operator,
+            AuditAction::AccountDisabled,
+            account.id,
+            serde_json::json!({"login": account.login, "reason": reason, "sessions_ended": ended}),
+        )
+        .await?;
         Ok(ended)
     }
 
@@ -307,14 +323,7 @@ impl Helpdesk {
         self.store
             .change_account_state(&account.id, state, None, self.clock.unix_now())
             .await?;
-        self.audit
-            .record_from(
-                operator,
-                AuditAction::AccountEnabled,
-                Some(account.id),
-                Some("cli".into()),
-                serde_json::json!({"login": account.login, "reason": reason.trim(), "state": state.as_str()}),
-            )
+        self.record(operator, AuditAction::AccountEnabled, account.id, serde_json::json!({"login": account.login, "reason": reason.trim(), "state": state.as_str()}))
             .await?;
         Ok(state)
     }
@@ -328,14 +337,7 @@ impl Helpdesk {
     ) -> Result<u64, HelpdeskError> {
         let account = self.account(typed).await?;
         let ended = self.sessions.revoke_all(&account.id).await?;
-        self.audit
-            .record_from(
-                operator,
-                AuditAction::SessionsRevoked,
-                Some(account.id),
-                Some("cli".into()),
-                serde_json::json!({"login": account.login, "reason": reason.trim(), "sessions_ended": ended}),
-            )
+        self.record(operator, AuditAction::SessionsRevoked, account.id, serde_json::json!({"login": account.login, "reason": reason.trim(), "sessions_ended": ended}))
             .await?;
         Ok(ended)
     }

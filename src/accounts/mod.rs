@@ -226,6 +226,8 @@ pub trait AccountStore: Send + Sync {
         &self,
         account_id: &str,
     ) -> Result<Option<StudentRecord>, StorageError>;
+    /// The password hash of an account (none before activation).
+    async fn find_password_hash(&self, account_id: &str) -> Result<Option<String>, StorageError>;
     /// Every login of an account, current first.
     async fn list_logins(&self, account_id: &str) -> Result<Vec<String>, StorageError>;
     async fn count_accounts(&self) -> Result<u64, StorageError>;

@@ -39,8 +39,6 @@ pub const AMR_PASSWORD: &str = "pwd";
 /// The storage port of login.
 #[async_trait]
 pub trait LoginStore: RecoveryStore + Send + Sync {
-    /// The password hash of an account (none before activation).
-    async fn find_login_password(&self, account_id: &str) -> Result<Option<String>, StorageError>;
     /// Replaces the hash only if it is still `old` (a reset meanwhile wins); whether it did.
     async fn upgrade_password_hash(
         &self,
@@ -263,7 +261,7 @@ impl LoginService {
 
         let stored = match &account {
             Some(account) if account.state != AccountState::Pending => {
-                self.store.find_login_password(&account.id).await?
+                self.store.find_password_hash(&account.id).await?
             }
             _ => None,
         };

@@ -26,6 +26,18 @@ impl SecretToken {
         Self(value)
     }
 
+    /// A 128-bit token as [`EntropyExt::token`](crate::entropy::EntropyExt::token) writes it (22
+    /// base64url characters, surrounding spaces ignored), from a link, a form or a cookie;
+    /// `None` for anything else, before any lookup.
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim();
+        (text.len() == 22
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+        .then(|| Self(text.to_string()))
+    }
+
     /// The value, to put in a URL, a form or a mail: never in a log.
     pub fn expose(&self) -> &str {
         &self.0
@@ -135,6 +147,20 @@ impl OneTimeValues {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_well_formed_tokens_parse() {
+        assert!(SecretToken::parse(" AAAAAAAAAAAAAAAAAAAA-_ ").is_some());
+        for bad in [
+            "",
+            "short",
+            "AAAAAAAAAAAAAAAAAAAAA+",
+            "AAAAAAAAAAAAAAAAAAAAAAA",
+            "AAAAAAAAAAAAAAAAAAAAA\u{e9}",
+        ] {
+            assert!(SecretToken::parse(bad).is_none(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn secret_tokens_never_debug_print_their_value() {

@@ -368,6 +368,25 @@ async fn the_destination_is_kept_on_the_server_and_stays_on_the_site(backend: Ba
     assert_eq!(done.header("location"), Some("/login"));
 }
 
+/// Resets a password through the forgot-password mail, as the user would.
+async fn reset_password(app: &TestApp, login: &str, new_password: &str) {
+    assert!(app.app.recovery.request(login, Locale::Fr).await.unwrap());
+    let text = app.take_mails().await.pop().unwrap().mail.text;
+    let token = text.split("token=").nth(1).unwrap()[..22].to_string();
+    let outcome = app
+        .app
+        .recovery
+        .complete(
+            &sesame::one_time::SecretToken::new(token),
+            new_password,
+            new_password,
+            Locale::Fr,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcome, sesame::accounts::recovery::ResetOutcome::Done);
+}
+
 fn urlencode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
@@ -565,26 +584,8 @@ async fn a_hard_lock_mails_the_contacts_and_only_an_unlock_or_a_reset_lifts_it(b
     // Hard-locked again; a completed password reset lifts it too.
     hard_lock(&mut browser).await;
     app.take_mails().await;
-    assert!(
-        app.app
-            .recovery
-            .request("emilie.dupre", Locale::Fr)
-            .await
-            .unwrap()
-    );
-    let link = app.take_mails().await[0].mail.text.clone();
-    let token = link.split("token=").nth(1).unwrap()[..22].to_string();
     let new_password = "autre cheval bleu sous la pluie";
-    app.app
-        .recovery
-        .complete(
-            &sesame::one_time::SecretToken::new(token),
-            new_password,
-            new_password,
-            Locale::Fr,
-        )
-        .await
-        .unwrap();
+    reset_password(&app, "emilie.dupre", new_password).await;
     let ok = browser
         .post(
             "/login",
@@ -750,26 +751,8 @@ async fn a_reset_or_a_disabled_account_ends_every_session(backend: Backend) {
     let mut laptop = Browser::new(&app);
     login(&mut phone, "emilie.dupre", PASSWORD).await;
     login(&mut laptop, "emilie.dupre", PASSWORD).await;
-    assert!(
-        app.app
-            .recovery
-            .request("emilie.dupre", Locale::Fr)
-            .await
-            .unwrap()
-    );
-    let text = app.take_mails().await.pop().unwrap().mail.text;
-    let token = text.split("token=").nth(1).unwrap()[..22].to_string();
     let new_password = "autre cheval bleu sous la pluie";
-    app.app
-        .recovery
-        .complete(
-            &sesame::one_time::SecretToken::new(token),
-            new_password,
-            new_password,
-            Locale::Fr,
-        )
-        .await
-        .unwrap();
+    reset_password(&app, "emilie.dupre", new_password).await;
     for browser in [&mut phone, &mut laptop] {
         assert!(
             browser
@@ -870,7 +853,7 @@ async fn a_password_hashed_with_old_parameters_is_upgraded_at_login(backend: Bac
         let store = app.app.store.clone();
         let id = id.clone();
         async move {
-            let hash = store.find_login_password(&id).await.unwrap().unwrap();
+            let hash = store.find_password_hash(&id).await.unwrap().unwrap();
             PhcHash::parse(&hash).unwrap().to_phc()
         }
     };

@@ -417,6 +417,15 @@ impl AccountStore for SqliteStore {
         .transpose()
     }
 
+    async fn find_password_hash(&self, account_id: &str) -> Result<Option<String>, StorageError> {
+        sqlx::query_scalar::<_, Option<String>>("SELECT password_hash FROM accounts WHERE id = ?")
+            .bind(account_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map(Option::flatten)
+            .map_err(storage_error)
+    }
+
     async fn list_logins(&self, account_id: &str) -> Result<Vec<String>, StorageError> {
         sqlx::query_scalar(
             "SELECT l.login FROM logins l JOIN accounts a ON a.id = l.account_id \

@@ -72,15 +72,6 @@ impl ActivationStore for SqliteStore {
             .map_err(storage_error)
     }
 
-    async fn find_password_hash(&self, account_id: &str) -> Result<Option<String>, StorageError> {
-        sqlx::query_scalar::<_, Option<String>>("SELECT password_hash FROM accounts WHERE id = ?")
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map(Option::flatten)
-            .map_err(storage_error)
-    }
-
     async fn replace_staff_code(
         &self,
         account_id: &str,

@@ -11,15 +11,6 @@ use crate::store::storage_error;
 
 #[async_trait]
 impl LoginStore for SqliteStore {
-    async fn find_login_password(&self, account_id: &str) -> Result<Option<String>, StorageError> {
-        sqlx::query_scalar::<_, Option<String>>("SELECT password_hash FROM accounts WHERE id = ?1")
-            .bind(account_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map(Option::flatten)
-            .map_err(storage_error)
-    }
-
     async fn upgrade_password_hash(
         &self,
         account_id: &str,

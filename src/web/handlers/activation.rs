@@ -197,7 +197,7 @@ pub async fn start_page(
     headers: HeaderMap,
     Query(query): Query<StartQuery>,
 ) -> Result<Response, WebError> {
-    let flow = super::login::flow_of(&query.flow).map(|flow| {
+    let flow = SecretToken::parse(&query.flow).map(|flow| {
         cookies::set(
             &cookies::name(FLOW_COOKIE, state.https),
             flow.expose(),
@@ -399,7 +399,7 @@ pub async fn password(
             let flow_cookie = cookies::name(FLOW_COOKIE, state.https);
             done.continue_href = match cookies::read(&headers, &flow_cookie)
                 .as_deref()
-                .and_then(super::login::flow_of)
+                .and_then(SecretToken::parse)
             {
                 Some(flow) => format!("/login?flow={}", flow.expose()),
                 None => "/login".to_string(),

@@ -126,7 +126,7 @@ pub async fn form(
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
     let destination = query.return_to.as_deref().filter(|p| !p.is_empty());
-    let flow = flow_of(&query.flow);
+    let flow = SecretToken::parse(&query.flow);
     if let Some(session) = current_session(&state, &headers).await? {
         if let Some(path) = destination.filter(|p| crate::login::is_local_destination(p)) {
             return see_other(path, None);
@@ -164,15 +164,6 @@ async fn signed_in_page(
     page(state, locale, headers, view, None)
 }
 
-/// A flow reference as the form carries it: 22 base64url characters, or nothing.
-pub(crate) fn flow_of(text: &str) -> Option<SecretToken> {
-    (text.len() == 22
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    .then(|| SecretToken::new(text.to_string()))
-}
-
 /// `POST /login`.
 pub async fn submit(
     State(state): State<WebState>,
@@ -191,7 +182,7 @@ pub async fn submit(
         SessionKind::Standard
     };
     let username: String = field(&fields, "username").chars().take(320).collect();
-    let flow = flow_of(field(&fields, "flow"));
+    let flow = SecretToken::parse(field(&fields, "flow"));
     let outcome = state
         .login
         .password_login(LoginAttempt {

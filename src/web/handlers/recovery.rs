@@ -44,16 +44,6 @@ fn page(
     Ok(html_response(html, set_cookie))
 }
 
-/// A token as it may appear in a link: 22 base64url characters.
-fn token_of(text: &str) -> Option<SecretToken> {
-    let text = text.trim();
-    (text.len() == 22
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-    .then(|| SecretToken::new(text.to_string()))
-}
-
 pub async fn forgot_page(
     State(state): State<WebState>,
     locale: Locale,
@@ -95,7 +85,7 @@ pub async fn reset_page(
     headers: HeaderMap,
     Query(query): Query<TokenQuery>,
 ) -> Result<Response, WebError> {
-    let valid = match token_of(&query.token) {
+    let valid = match SecretToken::parse(&query.token) {
         Some(token) => state
             .recovery
             .is_valid(&token)
@@ -117,7 +107,7 @@ pub async fn reset(
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
     check_csrf(&state, &headers, &fields)?;
-    let Some(token) = token_of(field(&fields, "token")) else {
+    let Some(token) = SecretToken::parse(field(&fields, "token")) else {
         return page(&state, locale, &headers, "invalid", String::new(), None);
     };
     let a = &locale.texts().activation;
