@@ -14,6 +14,7 @@ use crate::accounts::password_policy::PasswordPolicy;
 use crate::accounts::provisioning::Importer;
 use crate::accounts::recovery::{RESET_LIFETIME, RecoveryService};
 use crate::audit::Auditor;
+use crate::cas::server::{CasServer, CasSettings};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Backend, Config, mask_secret};
 use crate::entropy::{Entropy, OsEntropy};
@@ -71,6 +72,7 @@ pub struct App {
     pub lockout: Arc<Lockout>,
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginService>,
+    pub cas: Arc<CasServer>,
     /// This node's throttles of the credential forms.
     pub throttle: Throttle,
     pub metrics: Metrics,
@@ -146,6 +148,33 @@ pub fn session_policy(config: &Config) -> SessionPolicy {
         public_computer: config.sessions.public_computer.0,
         remember_me: config.sessions.remember_me.0,
     }
+}
+
+/// The CAS server over a store.
+pub fn cas_server(
+    config: &Config,
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    audit: Arc<Auditor>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+) -> CasServer {
+    CasServer::new(
+        store.clone(),
+        store.clone(),
+        store,
+        sessions,
+        audit,
+        clock,
+        entropy,
+        CasSettings {
+            config_services: config.cas.services.clone(),
+            allow_http_services: config.cas.allow_http_services,
+            ticket_lifetime: config.cas.ticket_lifetime.0,
+            student_domain: config.university.student_domain.clone(),
+            staff_domain: config.university.staff_domain.clone(),
+        },
+    )
 }
 
 /// The domains whose addresses name our accounts (`prenom.nom@<domain>`).
@@ -255,6 +284,24 @@ impl Admin {
             self.audit.clone(),
             self.clock.clone(),
             our_domains(&self.config),
+        )
+    }
+
+    /// The CAS server, for `sesame service …`.
+    pub fn cas(&self) -> CasServer {
+        let sessions = Arc::new(Sessions::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.entropy.clone(),
+            session_policy(&self.config),
+        ));
+        cas_server(
+            &self.config,
+            self.store.clone(),
+            sessions,
+            self.audit.clone(),
+            self.clock.clone(),
+            self.entropy.clone(),
         )
     }
 
@@ -399,7 +446,16 @@ impl App {
                 .join("password/forgot")
                 .expect("a relative path joins any base URL"),
         ));
+        let cas = Arc::new(cas_server(
+            &config,
+            store.clone(),
+            sessions.clone(),
+            audit.clone(),
+            clock.clone(),
+            entropy.clone(),
+        ));
         Ok(Self {
+            cas,
             lockout,
             sessions,
             login,
@@ -456,6 +512,7 @@ impl App {
                 activation: self.activation.clone(),
                 recovery: self.recovery.clone(),
                 login: self.login.clone(),
+                cas: self.cas.clone(),
                 throttle: self.throttle.clone(),
             }),
         }
@@ -472,6 +529,7 @@ impl App {
             .with_mail(self.mail_sender.clone(), self.config.mail.send_interval.0)
             .with_account_secrets(self.store.clone(), self.clock.clone())
             .with_login(self.sessions.clone(), self.lockout.clone())
+            .with_cas(self.cas.clone())
             .with_sweep({
                 let throttle = self.throttle.clone();
                 Arc::new(move || throttle.forget_idle())

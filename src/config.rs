@@ -340,6 +340,18 @@ section! {
 }
 
 section! {
+    /// `[cas]`: the CAS server (DESIGN.md §7).
+    pub struct Cas {
+        /// Allow `http://` services (the demo and tests on loopback); never in production.
+        allow_http_services: bool = false,
+        /// Life of a service or proxy ticket (at most 5 minutes).
+        ticket_lifetime: HumanDuration = HumanDuration(Duration::from_secs(10)),
+        /// Services declared here (`[[cas.services]]`); `sesame service add` adds more.
+        services: Vec<crate::relying_parties::CasService> = Vec::new(),
+    }
+}
+
+section! {
     /// `[log]`: diagnostics.
     pub struct Log {
         /// `text` or `json`.
@@ -387,6 +399,7 @@ pub struct Config {
     pub limits: Limits,
     pub lockout: Lockout,
     pub sessions: Sessions,
+    pub cas: Cas,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -472,6 +485,7 @@ impl Config {
             "limits",
             "lockout",
             "sessions",
+            "cas",
             "log",
             "maintenance",
         ];
@@ -512,6 +526,7 @@ impl Config {
             limits: Limits::load(section("limits"), "limits", &mut problems),
             lockout: Lockout::load(section("lockout"), "lockout", &mut problems),
             sessions: Sessions::load(section("sessions"), "sessions", &mut problems),
+            cas: Cas::load(section("cas"), "cas", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -725,6 +740,26 @@ impl Config {
         ] {
             if value < Duration::from_secs(1) {
                 problem(key, "must be at least one second".into());
+            }
+        }
+        if self.cas.ticket_lifetime.0 < Duration::from_secs(1)
+            || self.cas.ticket_lifetime.0 > Duration::from_secs(300)
+        {
+            problem(
+                "cas.ticket_lifetime",
+                "must be between 1 second and 5 minutes".into(),
+            );
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        for service in &self.cas.services {
+            if let Err(message) = service.check(self.cas.allow_http_services) {
+                problem(&format!("cas.services.{}", service.id), message);
+            }
+            if !ids.insert(service.id.as_str()) {
+                problem(
+                    &format!("cas.services.{}", service.id),
+                    "declared twice".into(),
+                );
             }
         }
         if self.password.min_score > 4 {
@@ -978,7 +1013,7 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 12] = [
+    let sections: [(&str, &[&str]); 13] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
@@ -989,6 +1024,7 @@ pub fn all_keys() -> Vec<String> {
         ("limits", Limits::KEYS),
         ("lockout", Lockout::KEYS),
         ("sessions", Sessions::KEYS),
+        ("cas", Cas::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];

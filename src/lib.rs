@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod app;
 pub mod audit;
+pub mod cas;
 pub mod cli;
 pub mod clock;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod locale;
 pub mod login;
 pub mod mail;
 pub mod one_time;
+pub mod relying_parties;
 pub mod sessions;
 pub mod storage;
 pub mod store;

@@ -4,6 +4,7 @@
 //! feeds. The storage ports of this room are declared here.
 
 pub mod activation;
+pub mod attributes;
 pub mod helpdesk;
 pub mod identifiers;
 pub mod lockout;

@@ -118,6 +118,13 @@ audit_actions! {
     SessionEnded = "sessions.ended",
     /// Sessions were revoked (operator, password reset, leaver).
     SessionsRevoked = "sessions.revoked",
+    /// A CAS ticket was validated (details: service, kind, endpoint).
+    CasTicketValidated = "cas.ticket_validated",
+    /// A CAS ticket validation failed (details: code, service).
+    CasTicketRefused = "cas.ticket_refused",
+    /// A CAS service was registered or removed with the CLI.
+    CasServiceAdded = "cas.service_added",
+    CasServiceRemoved = "cas.service_removed",
     /// An activation started (dossier pair or staff code accepted).
     ActivationStarted = "accounts.activation_started",
     /// Activation contacts were submitted and a code sent.

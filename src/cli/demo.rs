@@ -7,6 +7,8 @@ use crate::accounts::AccountState;
 use crate::accounts::activation::NewContact;
 use crate::accounts::provisioning::{Importer, parse_staff, parse_students};
 use crate::app::App;
+use crate::config::Config;
+use crate::relying_parties::{CasService, MatchMode};
 
 const STUDENTS: &str = include_str!("../../demo/students.csv");
 const STAFF: &str = include_str!("../../demo/staff.csv");
@@ -27,6 +29,52 @@ pub const DEMO_ACCOUNTS: [(&str, &str, &str); 2] = [
 
 /// A student of the sample data who is still to be activated, for trying `/activate`.
 pub const DEMO_PENDING_STUDENT: (&str, &str) = ("22000000", "2003-09-28");
+
+/// The demo's own CAS service (`/demo/cas`, served by the demo itself), so a newcomer can click
+/// through a real CAS login and see what an application receives.
+pub const DEMO_SERVICE_ID: &str = "demo";
+
+/// The demo's configuration: the given one, plus `http` services allowed on the loopback issuer
+/// and the demo CAS service.
+pub fn configure(mut config: Config) -> Config {
+    let public = config.public_url().clone();
+    if public.scheme() == "http" {
+        config.cas.allow_http_services = true;
+    }
+    if !config.cas.services.iter().any(|s| s.id == DEMO_SERVICE_ID) {
+        config.cas.services.push(CasService {
+            id: DEMO_SERVICE_ID.into(),
+            name: "Démonstration CAS".into(),
+            pattern: public
+                .join("demo/cas")
+                .expect("a relative path joins any base URL")
+                .to_string(),
+            mode: MatchMode::Prefix,
+            order: 1000,
+            attributes: [
+                "mail",
+                "displayName",
+                "givenName",
+                "sn",
+                "eduPersonPrincipalName",
+                "eduPersonAffiliation",
+                "eduPersonPrimaryAffiliation",
+                "supannEtuId",
+                "supannEmpId",
+                "supannEntiteAffectation",
+            ]
+            .map(String::from)
+            .to_vec(),
+            user_attribute: "uid".into(),
+            attributes_on_cas2: true,
+            proxy: false,
+            mfa_required: false,
+            single_logout: false,
+            logout_url: None,
+        });
+    }
+    config
+}
 
 /// Imports the sample feeds and activates the demo accounts, once.
 pub async fn seed(app: &App) -> anyhow::Result<()> {
@@ -73,6 +121,10 @@ pub fn welcome(app: &App) -> String {
     text.push_str(&format!(
         "Try an activation at /activate with dossier {} and birth date {}.\n",
         DEMO_PENDING_STUDENT.0, DEMO_PENDING_STUDENT.1
+    ));
+    text.push_str(&format!(
+        "Try a CAS login through the demo application: {}demo/cas\n",
+        app.config.public_url()
     ));
     text.push_str(&format!(
         "Mails are written to {}\n",

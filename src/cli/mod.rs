@@ -7,6 +7,7 @@ mod demo;
 mod import;
 mod keys;
 mod serve;
+mod service;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ pub enum Command {
     /// Helpdesk commands on accounts.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// CAS services (relying parties) registered in the database.
+    #[command(subcommand)]
+    Service(ServiceCommand),
     /// Import a registrar (students) or HR (staff) export. Exit code 3 when some lines were
     /// rejected (the others are imported).
     Import {
@@ -169,6 +173,64 @@ pub enum AdminCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Register a CAS service. Dangerous patterns are refused (an unescaped `.` in a regex host,
+    /// a trailing `.*`, plain http outside `cas.allow_http_services`).
+    Add {
+        /// Short stable id (lower-case letters, digits, `-`, `_`).
+        id: String,
+        /// Name shown to people.
+        #[arg(long)]
+        name: String,
+        /// The URL, URL prefix or regular expression.
+        #[arg(long)]
+        url: String,
+        /// exact, prefix (host exact, path prefix on a segment boundary) or regex (anchored).
+        #[arg(long = "match", default_value = "prefix")]
+        mode: String,
+        /// Evaluation order, lower first.
+        #[arg(long, default_value_t = 0)]
+        order: i32,
+        /// Attributes released (repeat, or comma-separated).
+        #[arg(long = "attribute", value_delimiter = ',')]
+        attributes: Vec<String>,
+        /// The attribute whose value is cas:user.
+        #[arg(long, default_value = "uid")]
+        user_attribute: String,
+        /// Do not release attributes on CAS 2 serviceValidate (only on /p3/).
+        #[arg(long)]
+        no_cas2_attributes: bool,
+        /// May obtain proxy tickets.
+        #[arg(long)]
+        proxy: bool,
+        /// Logins to it need a second factor.
+        #[arg(long)]
+        mfa_required: bool,
+        /// Send it single-logout requests (to --logout-url, or the service URL).
+        #[arg(long)]
+        single_logout: bool,
+        #[arg(long)]
+        logout_url: Option<String>,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the services (configuration file and database), in evaluation order.
+    List(JsonFlag),
+    /// Show one service.
+    Show {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove a service registered with `service add`.
+    Remove {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// List signing keys and their states.
     List(JsonFlag),
@@ -232,6 +294,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Admin(AdminCommand::ActivationCode { login, json }) => {
                 admin::activation_code(config, &login, json.json).await
             }
+            Command::Service(command) => service::run(config, command).await,
             Command::Admin(AdminCommand::Show { login, json }) => {
                 admin::show(config, &login, json.json).await
             }

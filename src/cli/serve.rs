@@ -7,6 +7,11 @@ use crate::web::server::{TlsFiles, serve, shutdown_signal};
 
 pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
     let started = Stopwatch::start();
+    let config = if demo {
+        super::demo::configure(config)
+    } else {
+        config
+    };
     let app = App::start(config).await?;
     if demo {
         super::demo::seed(&app).await?;

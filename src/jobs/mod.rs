@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::accounts::AccountSecretsPurge;
 use crate::accounts::lockout::Lockout;
+use crate::cas::server::CasServer;
 use crate::clock::Clock;
 use crate::keys::{KeyRing, MaintenanceReport};
 use crate::mail::outbox::OutboxSender;
@@ -25,6 +26,7 @@ pub struct Maintenance {
     mail: Option<MailJob>,
     account_secrets: Option<(Arc<dyn AccountSecretsPurge>, Arc<dyn Clock>)>,
     login: Option<(Arc<Sessions>, Arc<Lockout>)>,
+    cas: Option<Arc<CasServer>>,
     /// Called on each pass (the web layer's throttle forgets idle addresses).
     sweeps: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -45,6 +47,7 @@ pub struct MaintenanceOutcome {
     pub purged_account_secrets: u64,
     pub purged_sessions: u64,
     pub purged_failure_counters: u64,
+    pub purged_tickets: u64,
 }
 
 impl Maintenance {
@@ -55,6 +58,7 @@ impl Maintenance {
             mail: None,
             account_secrets: None,
             login: None,
+            cas: None,
             sweeps: Vec::new(),
         }
     }
@@ -62,6 +66,12 @@ impl Maintenance {
     /// Adds the purge of ended sessions and of old counters of unknown identifiers.
     pub fn with_login(mut self, sessions: Arc<Sessions>, lockout: Arc<Lockout>) -> Self {
         self.login = Some((sessions, lockout));
+        self
+    }
+
+    /// Adds the purge of expired CAS tickets.
+    pub fn with_cas(mut self, cas: Arc<CasServer>) -> Self {
+        self.cas = Some(cas);
         self
     }
 
@@ -106,6 +116,12 @@ impl Maintenance {
             match lockout.purge().await {
                 Ok(purged) => outcome.purged_failure_counters = purged,
                 Err(error) => tracing::error!(%error, "purging old lockout counters failed"),
+            }
+        }
+        if let Some(cas) = &self.cas {
+            match cas.purge().await {
+                Ok(purged) => outcome.purged_tickets = purged,
+                Err(error) => tracing::error!(%error, "purging expired CAS tickets failed"),
             }
         }
         for sweep in &self.sweeps {

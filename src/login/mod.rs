@@ -116,6 +116,17 @@ pub struct LoginService {
 const DESTINATION_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3600);
 const DESTINATION_PURPOSE: &str = "login.destination";
 
+/// Where a login continues, kept on the server while the user signs in.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Destination {
+    /// A page of this site.
+    Path { path: String },
+    /// A CAS login (CAS 3.0.3 §2.1): a ticket for this service URL (checked again against the
+    /// registry when used), by redirect or by an auto-submitted POST (`method=POST`).
+    Cas { service: String, post: bool },
+}
+
 /// Whether `path` may be where a login continues: a path on this site only (`/…`, never
 /// `//host` or `/\host`, which browsers read as another site), printable, reasonably short.
 /// Anything else is ignored rather than followed: no open redirect.
@@ -179,13 +190,17 @@ impl LoginService {
     /// destination that is not a local path.
     pub async fn remember_destination(
         &self,
-        path: &str,
+        destination: &Destination,
     ) -> Result<Option<SecretToken>, StorageError> {
-        if !is_local_destination(path) {
+        if let Destination::Path { path } = destination
+            && !is_local_destination(path)
+        {
             return Ok(None);
         }
+        let payload = serde_json::to_string(destination)
+            .map_err(|e| StorageError::Corrupt(format!("destination: {e}")))?;
         self.one_time
-            .issue(DESTINATION_PURPOSE, path, DESTINATION_LIFETIME)
+            .issue(DESTINATION_PURPOSE, &payload, DESTINATION_LIFETIME)
             .await
             .map(Some)
     }
@@ -194,12 +209,16 @@ impl LoginService {
     pub async fn take_destination(
         &self,
         reference: &SecretToken,
-    ) -> Result<Option<String>, StorageError> {
+    ) -> Result<Option<Destination>, StorageError> {
         Ok(self
             .one_time
             .redeem(DESTINATION_PURPOSE, reference)
             .await?
-            .filter(|path| is_local_destination(path)))
+            .and_then(|payload| serde_json::from_str::<Destination>(&payload).ok())
+            .filter(|destination| match destination {
+                Destination::Path { path } => is_local_destination(path),
+                Destination::Cas { .. } => true,
+            }))
     }
 
     /// The current login of an account (for the "signed in as" page).

@@ -23,10 +23,12 @@ use crate::accounts::lockout::LockoutStore;
 use crate::accounts::recovery::RecoveryStore;
 use crate::accounts::{AccountAdminStore, AccountSecretsPurge, AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
+use crate::cas::TicketStore;
 use crate::keys::KeyStore;
 use crate::login::LoginStore;
 use crate::mail::MailStore;
 use crate::one_time::OneTimeStore;
+use crate::relying_parties::ServiceStore;
 use crate::sessions::SessionStore;
 use crate::storage::{HealthProbe, StorageError};
 
@@ -43,6 +45,8 @@ pub trait Store:
     + LoginStore
     + AccountAdminStore
     + SessionStore
+    + ServiceStore
+    + TicketStore
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -63,6 +67,8 @@ impl<T> Store for T where
         + LoginStore
         + AccountAdminStore
         + SessionStore
+        + ServiceStore
+        + TicketStore
         + ProvisioningStore
         + MailStore
         + HealthProbe

@@ -31,6 +31,10 @@ pub enum WebError {
     TooLarge,
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// A CAS `service` (or, later, an OIDC client) that is not registered: an error page, never a
+    /// redirect (DESIGN.md §7).
+    #[error("the application is not registered: {0}")]
+    UnknownService(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]
@@ -44,6 +48,7 @@ pub enum ErrorKind {
     NotFound,
     Forbidden,
     TooManyRequests,
+    UnknownService,
     WrongHost,
     BadRequest,
     MethodNotAllowed,
@@ -75,6 +80,7 @@ impl ErrorKind {
             Self::NotFound => (t.not_found_title, t.not_found_body),
             Self::Forbidden => (t.forbidden_title, t.forbidden_body),
             Self::TooManyRequests => (t.throttled_title, t.throttled_body),
+            Self::UnknownService => (t.unknown_service_title, t.unknown_service_body),
             Self::WrongHost => (t.wrong_host_title, t.wrong_host_body),
             Self::BadRequest => (t.bad_request_title, t.bad_request_body),
             Self::MethodNotAllowed => (t.method_title, t.method_body),
@@ -109,6 +115,10 @@ impl IntoResponse for WebError {
             WebError::Forbidden => {
                 tracing::info!("refused a form without a valid CSRF token");
                 marked(StatusCode::FORBIDDEN, ErrorKind::Forbidden)
+            }
+            WebError::UnknownService(service) => {
+                tracing::info!(%service, "refused an unregistered service");
+                marked(StatusCode::FORBIDDEN, ErrorKind::UnknownService)
             }
             WebError::BadRequest(reason) => {
                 tracing::info!(%reason, "bad request");

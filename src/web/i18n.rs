@@ -70,10 +70,22 @@ pub struct Texts {
     pub forbidden_title: &'static str,
     pub forbidden_body: &'static str,
     pub throttled_title: &'static str,
+    pub unknown_service_title: &'static str,
+    pub unknown_service_body: &'static str,
     pub throttled_body: &'static str,
     pub activation: ActivationTexts,
     pub recovery: RecoveryTexts,
     pub login: LoginTexts,
+    pub cas: CasTexts,
+}
+
+/// Texts of the CAS pages.
+#[derive(Debug)]
+pub struct CasTexts {
+    /// The auto-submitted form of `method=POST`.
+    pub title: &'static str,
+    pub lead: &'static str,
+    pub button: &'static str,
 }
 
 /// Texts of the login and logout pages.
@@ -206,6 +218,10 @@ pub static FR: Texts = Texts {
     unavailable_title: "Service momentanément indisponible",
     unavailable_body: "Le service est très sollicité ou en maintenance. Réessayez dans \
                        quelques instants.",
+    unknown_service_title: "Application inconnue",
+    unknown_service_body: "L'application qui vous a envoyé ici n'est pas autorisée à utiliser \
+                           Sésame. Vous n'avez pas été connecté à cette application ; signalez-le \
+                           à l'assistance informatique.",
     throttled_title: "Trop de tentatives",
     throttled_body: "Trop de demandes sont venues de votre connexion en peu de temps. Patientez \
                      une minute, puis réessayez.",
@@ -316,6 +332,11 @@ pub static FR: Texts = Texts {
         not_signed_in: "Vous n'êtes pas connecté.",
         login_link: "Se connecter",
     },
+    cas: CasTexts {
+        title: "Retour à l'application",
+        lead: "Votre navigateur n'exécute pas JavaScript : cliquez pour continuer.",
+        button: "Continuer",
+    },
 };
 
 pub static EN: Texts = Texts {
@@ -354,6 +375,9 @@ pub static EN: Texts = Texts {
     unavailable_title: "Service temporarily unavailable",
     unavailable_body: "The service is very busy or under maintenance. Please try again in a \
                        few moments.",
+    unknown_service_title: "Unknown application",
+    unknown_service_body: "The application that sent you here is not allowed to use Sésame. You \
+                           were not signed in to it; please tell the IT helpdesk.",
     throttled_title: "Too many attempts",
     throttled_body: "Too many requests came from your connection in a short time. Wait a \
                      minute, then try again.",
@@ -456,5 +480,10 @@ pub static EN: Texts = Texts {
         logged_out: "You are signed out of Sésame. On a shared computer, close the browser too.",
         not_signed_in: "You are not signed in.",
         login_link: "Sign in",
+    },
+    cas: CasTexts {
+        title: "Back to the application",
+        lead: "Your browser does not run JavaScript: click to continue.",
+        button: "Continue",
     },
 };

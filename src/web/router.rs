@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::handlers::{activation, assets, health, home, login, recovery};
+use super::handlers::{activation, assets, cas, demo, health, home, login, recovery};
 use super::middleware::{
     RandomRequestId, audit_origin, distrust_request_id, limit_body, record_metrics,
     require_public_host, security_headers,
@@ -58,17 +58,29 @@ pub fn router(state: WebState) -> Router {
             get(recovery::reset_page).post(recovery::reset),
         )
         .route_layer(from_fn_with_state(state.clone(), throttle_posts));
-    let routes = Router::new()
+    let mut routes = Router::new()
         // Pages
         .route("/", get(home::show))
         .route("/static/sesame.css", get(assets::stylesheet))
         .merge(credential_forms)
         .route("/logout", get(login::logout_page).post(login::logout))
+        // CAS (Apereo CAS Protocol 3.0.3; DESIGN.md §7)
+        .route("/cas/login", get(cas::login))
+        .route("/cas/logout", get(cas::logout))
+        .route("/cas/validate", get(cas::validate_cas1))
+        .route("/cas/serviceValidate", get(cas::service_validate))
+        .route("/cas/proxyValidate", get(cas::proxy_validate))
+        .route("/cas/p3/serviceValidate", get(cas::p3_service_validate))
+        .route("/cas/p3/proxyValidate", get(cas::p3_proxy_validate))
         // Operations
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
         .route("/metrics", get(health::metrics))
         .fallback(errors::not_found);
+    if state.demo {
+        // The demo's own CAS application (`sesame demo` only).
+        routes = routes.route("/demo/cas", get(demo::cas));
+    }
 
     // Outermost first: the id exists before anything logs; security headers and metrics see
     // every response, including error pages, panics, timeouts and refused hosts.

@@ -114,3 +114,27 @@ pub struct LoginPage {
     pub username: String,
     pub error: Option<String>,
 }
+
+/// The auto-submitted form that returns a ticket by POST (CAS 3.0.3 §2.1.1 `method=POST`).
+#[derive(Template)]
+#[template(path = "cas_post.html")]
+pub struct CasPostPage {
+    pub page: PageContext,
+    pub t: &'static super::i18n::CasTexts,
+    pub action: String,
+    pub ticket: String,
+    pub nonce: String,
+}
+
+/// `/demo/cas`: what a CAS application receives.
+#[derive(Template)]
+#[template(path = "demo_cas.html")]
+pub struct DemoCasPage {
+    pub page: PageContext,
+    pub lang: &'static str,
+    pub user: Option<String>,
+    pub attributes: Vec<(String, String)>,
+    pub response: String,
+    pub again: String,
+    pub logout: String,
+}

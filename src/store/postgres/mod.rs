@@ -5,6 +5,7 @@
 mod accounts;
 mod activation;
 mod audit;
+mod cas;
 mod keys;
 mod lockout;
 mod login;
@@ -57,6 +58,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         7,
         "sessions",
         include_str!("../../../migrations/postgres/0007_sessions.sql"),
+    ),
+    (
+        8,
+        "cas",
+        include_str!("../../../migrations/postgres/0008_cas.sql"),
     ),
 ];
 

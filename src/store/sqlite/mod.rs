@@ -4,6 +4,7 @@
 mod accounts;
 mod activation;
 mod audit;
+mod cas;
 mod keys;
 mod lockout;
 mod login;
@@ -56,6 +57,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         7,
         "sessions",
         include_str!("../../../migrations/sqlite/0007_sessions.sql"),
+    ),
+    (
+        8,
+        "cas",
+        include_str!("../../../migrations/sqlite/0008_cas.sql"),
     ),
 ];
 

@@ -1,23 +1,24 @@
 //! `/login` and `/logout`: the hosted login page and the end of the SSO session (DESIGN.md §5).
 //! The rules are in `login` and `sessions`; this file reads forms and cookies and renders pages.
 
-use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::header::{CACHE_CONTROL, LOCATION, SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 
 use super::activation::{Fields, check_csrf, field};
 use crate::accounts::AccountsError;
 use crate::accounts::lockout::LockStatus;
 use crate::accounts::password::PasswordError;
 use crate::audit::Origin;
-use crate::login::{LoginAttempt, LoginOutcome, SignedIn};
+use crate::login::{Destination, LoginAttempt, LoginOutcome, SignedIn};
 use crate::one_time::SecretToken;
 use crate::sessions::{Session, SessionKind, SessionOrigin};
 use crate::web::cookies::{self, CsrfToken, SESSION_COOKIE};
 use crate::web::errors::WebError;
 use crate::web::i18n::{Locale, PageTexts as _};
+use crate::web::middleware::CspNonce;
 use crate::web::views::{LoginPage, PageContext, html_response, render};
 use crate::web::{ClientIp, WebState};
 
@@ -71,16 +72,16 @@ fn page(
     Ok(response)
 }
 
-fn session_cookie_name(state: &WebState) -> String {
+pub(crate) fn session_cookie_name(state: &WebState) -> String {
     cookies::name(SESSION_COOKIE, state.https)
 }
 
-fn session_cookie(state: &WebState, headers: &HeaderMap) -> Option<SecretToken> {
+pub(crate) fn session_cookie(state: &WebState, headers: &HeaderMap) -> Option<SecretToken> {
     cookies::read(headers, &session_cookie_name(state)).map(SecretToken::new)
 }
 
 /// The browser's live session, if any.
-async fn current_session(
+pub(crate) async fn current_session(
     state: &WebState,
     headers: &HeaderMap,
 ) -> Result<Option<Session>, WebError> {
@@ -91,7 +92,7 @@ async fn current_session(
 }
 
 /// 303 (DESIGN.md §9: redirects after a credential POST are 303), never cached.
-fn see_other(to: &str, cookie: Option<HeaderValue>) -> Result<Response, WebError> {
+pub(crate) fn see_other(to: &str, cookie: Option<HeaderValue>) -> Result<Response, WebError> {
     let location =
         HeaderValue::from_str(to).map_err(|_| WebError::BadRequest("bad destination".into()))?;
     let mut response = (
@@ -113,9 +114,47 @@ pub struct LoginQuery {
     /// Where to go after login: a local path only; anything else is ignored.
     #[serde(default)]
     return_to: Option<String>,
-    /// A login flow already kept on the server (coming back from activation).
+    /// A login flow already kept on the server (coming back from activation, or from CAS).
     #[serde(default)]
     flow: String,
+    /// Ask for credentials even with a live session.
+    #[serde(default)]
+    renew: bool,
+}
+
+/// Where a successful login (or an SSO visit with a flow) continues.
+async fn continue_to(
+    state: &WebState,
+    locale: Locale,
+    nonce: Option<Extension<CspNonce>>,
+    session: &Session,
+    destination: Destination,
+    from_new_login: bool,
+) -> Result<Response, WebError> {
+    match destination {
+        Destination::Path { path } => see_other(&path, None),
+        Destination::Cas { service, post } => {
+            super::cas::issue_and_return(
+                state,
+                locale,
+                nonce,
+                session,
+                &service,
+                post,
+                from_new_login,
+            )
+            .await
+        }
+    }
+}
+
+/// The "signed out" page (after `/logout` or `/cas/logout`).
+pub(crate) fn logged_out_page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+) -> Result<Response, WebError> {
+    page(state, locale, headers, View::new("logged_out"), None)
 }
 
 /// `GET /login`: the form, or — with a live session — the destination or the "signed in" page.
@@ -123,24 +162,35 @@ pub async fn form(
     State(state): State<WebState>,
     locale: Locale,
     headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
     Query(query): Query<LoginQuery>,
 ) -> Result<Response, WebError> {
     let destination = query.return_to.as_deref().filter(|p| !p.is_empty());
     let flow = SecretToken::parse(&query.flow);
-    if let Some(session) = current_session(&state, &headers).await? {
+    // With `renew` (CAS 3.0.3 §2.1.1), the user must type credentials again.
+    let session = match query.renew {
+        true => None,
+        false => current_session(&state, &headers).await?,
+    };
+    if let Some(session) = session {
         if let Some(path) = destination.filter(|p| crate::login::is_local_destination(p)) {
             return see_other(path, None);
         }
         if let Some(flow) = &flow
-            && let Some(path) = state.login.take_destination(flow).await?
+            && let Some(destination) = state.login.take_destination(flow).await?
         {
-            return see_other(&path, None);
+            return continue_to(&state, locale, nonce, &session, destination, false).await;
         }
         return signed_in_page(&state, locale, &headers, &session).await;
     }
     let mut view = View::new("form");
     if let Some(path) = destination
-        && let Some(reference) = state.login.remember_destination(path).await?
+        && let Some(reference) = state
+            .login
+            .remember_destination(&Destination::Path {
+                path: path.to_string(),
+            })
+            .await?
     {
         view.flow = reference.expose().to_string();
     } else if let Some(flow) = flow {
@@ -169,6 +219,7 @@ pub async fn submit(
     State(state): State<WebState>,
     locale: Locale,
     headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
     ClientIp(client): ClientIp,
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
@@ -239,7 +290,14 @@ pub async fn submit(
                 Some(reference) => state.login.take_destination(reference).await?,
                 None => None,
             };
-            return see_other(destination.as_deref().unwrap_or("/login"), Some(cookie));
+            let mut response = match destination {
+                Some(destination) => {
+                    continue_to(&state, locale, nonce, &session, destination, true).await?
+                }
+                None => see_other("/login", None)?,
+            };
+            response.headers_mut().append(SET_COOKIE, cookie);
+            return Ok(response);
         }
         Ok(LoginOutcome::Incomplete) => (StatusCode::OK, texts.incomplete.to_string()),
         Ok(LoginOutcome::PasswordTooLong) => (StatusCode::BAD_REQUEST, texts.too_long.to_string()),

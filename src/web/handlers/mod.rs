@@ -2,6 +2,8 @@
 
 pub mod activation;
 pub mod assets;
+pub mod cas;
+pub mod demo;
 pub mod health;
 pub mod home;
 pub mod login;

@@ -1,0 +1,286 @@
+//! The CAS server: finds services in the registry, issues tickets from an SSO session, and
+//! validates them (CAS 3.0.3 §2–3). The web adapter calls it; it never sees HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{
+    Authentication, CasErrorCode, CasFailure, Endpoint, StoredTicket, TicketKind, TicketStore,
+    ValidationRequest, new_ticket, validate, well_formed,
+};
+use crate::accounts::{AccountState, AccountStore, attributes};
+use crate::audit::{Actor, AuditAction, Auditor};
+use crate::clock::{Clock, from_unix, rfc3339};
+use crate::entropy::Entropy;
+use crate::one_time::SecretToken;
+use crate::relying_parties::services::without_ticket;
+use crate::relying_parties::{CasService, ServiceRegistry, ServiceStore};
+use crate::sessions::{Session, SessionKind, Sessions};
+use crate::storage::StorageError;
+
+/// Which attributes a validation endpoint releases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Release {
+    /// CAS 1 `/validate`: the user only.
+    None,
+    /// CAS 2 `/serviceValidate`: the service's attributes when it allows them there.
+    Cas2,
+    /// CAS 3 `/p3/*`: the service's attributes (§2.8).
+    Cas3,
+}
+
+pub struct CasSettings {
+    pub config_services: Vec<CasService>,
+    pub allow_http_services: bool,
+    pub ticket_lifetime: Duration,
+    pub student_domain: String,
+    pub staff_domain: String,
+}
+
+pub struct CasServer {
+    tickets: Arc<dyn TicketStore>,
+    services: Arc<dyn ServiceStore>,
+    accounts: Arc<dyn AccountStore>,
+    sessions: Arc<Sessions>,
+    audit: Arc<Auditor>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    settings: CasSettings,
+}
+
+/// A service URL a browser came with, checked against the registry.
+#[derive(Debug, Clone)]
+pub struct KnownService {
+    /// The URL as the client sent it, without a stale `ticket`: where the ticket goes.
+    pub url: String,
+    pub service: CasService,
+}
+
+impl CasServer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        tickets: Arc<dyn TicketStore>,
+        services: Arc<dyn ServiceStore>,
+        accounts: Arc<dyn AccountStore>,
+        sessions: Arc<Sessions>,
+        audit: Arc<Auditor>,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+        settings: CasSettings,
+    ) -> Self {
+        Self {
+            tickets,
+            services,
+            accounts,
+            sessions,
+            audit,
+            clock,
+            entropy,
+            settings,
+        }
+    }
+
+    /// The services of the configuration and the database (read each time: another node or the
+    /// CLI may have changed them).
+    pub async fn registry(&self) -> Result<ServiceRegistry, StorageError> {
+        let mut all = self.settings.config_services.clone();
+        all.extend(
+            self.services
+                .list_cas_services()
+                .await?
+                .into_iter()
+                .filter(|s| s.check(self.settings.allow_http_services).is_ok()),
+        );
+        Ok(ServiceRegistry::new(all))
+    }
+
+    /// The registered service of a URL; `None` for a malformed or unknown one.
+    pub async fn known_service(&self, raw: &str) -> Result<Option<KnownService>, StorageError> {
+        let Some(url) = without_ticket(raw) else {
+            return Ok(None);
+        };
+        if url.starts_with("http://") && !self.settings.allow_http_services {
+            return Ok(None);
+        }
+        Ok(self
+            .registry()
+            .await?
+            .find(&url)
+            .cloned()
+            .map(|service| KnownService { url, service }))
+    }
+
+    /// Issues a service ticket for a live session (§2.1–2.2) and notes the service in the
+    /// session (for single logout).
+    pub async fn issue(
+        &self,
+        session: &Session,
+        service: &KnownService,
+        from_new_login: bool,
+    ) -> Result<String, StorageError> {
+        let now = self.clock.unix_now();
+        let ticket = new_ticket(TicketKind::Service, self.entropy.as_ref());
+        let stored = StoredTicket {
+            kind: TicketKind::Service,
+            service: service.url.clone(),
+            account_id: session.account_id.clone(),
+            session_id: session.id.clone(),
+            from_new_login,
+            expires_at: now + self.settings.ticket_lifetime.as_secs() as i64,
+            auth_time: session.auth_time,
+            long_term: session.kind == SessionKind::Remembered,
+        };
+        let digest = SecretToken::new(ticket.clone()).digest();
+        self.tickets.insert_ticket(&digest, &stored, now).await?;
+        self.sessions
+            .record_service(session, "cas", &service.service.id)
+            .await?;
+        Ok(ticket)
+    }
+
+    /// Validates a ticket (§2.4–2.9): consumed whatever the outcome.
+    pub async fn validate(
+        &self,
+        request: ValidationRequest<'_>,
+        release: Release,
+    ) -> Result<Result<Authentication, CasFailure>, StorageError> {
+        let now = self.clock.unix_now();
+        let taken = match request.ticket.filter(|t| well_formed(t)) {
+            Some(ticket) => {
+                self.tickets
+                    .take_ticket(&SecretToken::new(ticket.to_string()).digest())
+                    .await?
+            }
+            None => None,
+        };
+        let known = match request.service {
+            Some(service) => self.known_service(service).await?,
+            None => None,
+        };
+        let stored = match validate(&request, taken, known.is_some(), now) {
+            Ok(stored) => stored,
+            Err(failure) => {
+                self.audit
+                    .record(
+                        Actor::System,
+                        AuditAction::CasTicketRefused,
+                        None,
+                        serde_json::json!({"code": failure.code.as_str(),
+                            "service": known.as_ref().map(|k| k.service.id.clone())}),
+                    )
+                    .await?;
+                return Ok(Err(failure));
+            }
+        };
+        let service = known.expect("validate() refuses unknown services").service;
+        let account = match self.accounts.find_account_by_id(&stored.account_id).await? {
+            Some(account) if account.state == AccountState::Active => account,
+            _ => {
+                return Ok(Err(CasFailure::new(
+                    CasErrorCode::InvalidTicket,
+                    "the account of this ticket is no longer active",
+                )));
+            }
+        };
+        let all = attributes::of_account(
+            self.accounts.as_ref(),
+            &account,
+            &self.settings.student_domain,
+            &self.settings.staff_domain,
+        )
+        .await?;
+        let user = all
+            .get(&service.user_attribute)
+            .and_then(|values| values.first())
+            .cloned()
+            .unwrap_or_else(|| account.login.clone());
+        let release_attributes = match release {
+            Release::None => false,
+            Release::Cas2 => service.attributes_on_cas2,
+            Release::Cas3 => true,
+        };
+        let mut released = attributes::Attributes::new();
+        if release_attributes {
+            for name in &service.attributes {
+                if let Some(values) = all.get(name) {
+                    released.insert(name.clone(), values.clone());
+                }
+            }
+            // Appendix A / §2.8: the authentication's own attributes.
+            released.insert(
+                "authenticationDate".into(),
+                vec![rfc3339(from_unix(stored.auth_time))],
+            );
+            released.insert(
+                "isFromNewLogin".into(),
+                vec![stored.from_new_login.to_string()],
+            );
+            released.insert(
+                "longTermAuthenticationRequestTokenUsed".into(),
+                vec![stored.long_term.to_string()],
+            );
+        }
+        self.audit
+            .record(
+                Actor::System,
+                AuditAction::CasTicketValidated,
+                Some(account.id.clone()),
+                serde_json::json!({"service": service.id, "kind": stored.kind.as_str(),
+                "endpoint": match request.endpoint {
+                    Endpoint::Validate => "validate",
+                    Endpoint::ServiceValidate => "serviceValidate",
+                    Endpoint::ProxyValidate => "proxyValidate",
+                }}),
+            )
+            .await?;
+        Ok(Ok(Authentication {
+            user,
+            attributes: released,
+        }))
+    }
+
+    /// Deletes expired tickets (the maintenance pass).
+    pub async fn purge(&self) -> Result<u64, StorageError> {
+        self.tickets
+            .purge_expired_tickets(self.clock.unix_now())
+            .await
+    }
+
+    /// Adds a service to the database (`sesame service add`), after the checks.
+    pub async fn add_service(&self, service: &CasService) -> Result<(), String> {
+        service.check(self.settings.allow_http_services)?;
+        if self
+            .settings
+            .config_services
+            .iter()
+            .any(|s| s.id == service.id)
+        {
+            return Err(format!(
+                "`{}` is declared in the configuration file",
+                service.id
+            ));
+        }
+        match self
+            .services
+            .insert_cas_service(service, self.clock.unix_now())
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(StorageError::Conflict) => Err(format!("`{}` exists already", service.id)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Removes a service added with the CLI; `Err` for one of the configuration file.
+    pub async fn remove_service(&self, id: &str) -> Result<bool, String> {
+        if self.settings.config_services.iter().any(|s| s.id == id) {
+            return Err(format!(
+                "`{id}` is declared in the configuration file: remove it there"
+            ));
+        }
+        self.services
+            .delete_cas_service(id)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
