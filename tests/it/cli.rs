@@ -438,3 +438,143 @@ async fn the_helpdesk_commands_explain_and_act_on_an_account() {
         "the refused commands changed nothing"
     );
 }
+
+#[test]
+fn services_are_added_listed_shown_and_removed_and_dangerous_ones_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = test_env(dir.path(), Backend::Sqlite);
+    env.insert(
+        "SESAME_CONFIG".into(),
+        dir.path().join("sesame.toml").display().to_string(),
+    );
+    std::fs::write(
+        dir.path().join("sesame.toml"),
+        "[cas]\n[[cas.services]]\nid = \"ent\"\nname = \"ENT\"\npattern = \"https://ent.uca.fr/\"\nmatch = \"prefix\"\n",
+    )
+    .unwrap();
+    let service = |args: &[&str]| {
+        let mut all = vec!["service"];
+        all.extend_from_slice(args);
+        run(dir.path(), &env, &all)
+    };
+    let added = service(&[
+        "add",
+        "moodle",
+        "--name",
+        "Moodle",
+        "--url",
+        "https://moodle.uca.fr/",
+        "--attribute",
+        "mail,displayName",
+        "--attribute",
+        "supannEtuId",
+        "--order",
+        "5",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let listed = stdout(&service(&["list"]));
+    assert!(
+        listed.contains("ent") && listed.contains("config"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("moodle") && listed.contains("database"),
+        "{listed}"
+    );
+    let shown: serde_json::Value =
+        serde_json::from_str(&stdout(&service(&["show", "moodle", "--json"]))).unwrap();
+    assert_eq!(
+        shown["attributes"],
+        serde_json::json!(["mail", "displayName", "supannEtuId"])
+    );
+    assert_eq!(shown["match"], "prefix");
+    assert_eq!(shown["order"], 5);
+
+    for (args, message) in [
+        (
+            vec![
+                "add",
+                "evil",
+                "--name",
+                "E",
+                "--url",
+                "https://ent.uca.fr/.*",
+                "--match",
+                "regex",
+            ],
+            "escape the dots",
+        ),
+        (
+            vec![
+                "add",
+                "evil",
+                "--name",
+                "E",
+                "--url",
+                r"https://ent\.uca\.fr/notes/.*",
+                "--match",
+                "regex",
+            ],
+            "ends with `.*`",
+        ),
+        (
+            vec!["add", "evil", "--name", "E", "--url", "http://app.uca.fr/"],
+            "must be https",
+        ),
+        (
+            vec!["add", "moodle", "--name", "M", "--url", "https://m.uca.fr/"],
+            "exists already",
+        ),
+        (
+            vec!["add", "ent", "--name", "M", "--url", "https://m.uca.fr/"],
+            "configuration file",
+        ),
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--url",
+                "https://x.uca.fr/",
+                "--attribute",
+                "password",
+            ],
+            "unknown attribute",
+        ),
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--url",
+                "https://x.uca.fr/",
+                "--match",
+                "glob",
+            ],
+            "unknown match mode",
+        ),
+        (vec!["remove", "ent"], "configuration file"),
+        (vec!["remove", "nothing"], "no CAS service"),
+        (vec!["show", "nothing"], "no CAS service"),
+    ] {
+        let refused = service(&args);
+        assert!(!refused.status.success(), "{args:?}");
+        assert!(
+            stderr(&refused).contains(message),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    let removed = service(&["remove", "moodle", "--json"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(!stdout(&service(&["list"])).contains("moodle"));
+    let audit = run(dir.path(), &env, &["admin", "audit", "--json"]);
+    let events: Vec<serde_json::Value> = serde_json::from_str(&stdout(&audit)).unwrap();
+    let actions: Vec<&str> = events
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(actions.contains(&"cas.service_added") && actions.contains(&"cas.service_removed"));
+}

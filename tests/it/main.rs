@@ -4,6 +4,7 @@ mod support;
 
 mod accounts;
 mod activation;
+mod cas;
 mod cli;
 mod config;
 mod keys;

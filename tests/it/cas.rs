@@ -1,0 +1,508 @@
+//! The CAS server (Apereo CAS Protocol 3.0.3) through the real router, on both backends: login
+//! through the form, SSO, renew, gateway, method=POST, every validation endpoint and failure code,
+//! logout, and the service registry. Response bodies are golden files (`snapshots/`).
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use sesame::cas::{StoredTicket, TicketKind};
+use sesame::one_time::SecretToken;
+use sesame::relying_parties::{CasService, MatchMode};
+
+use crate::on_both_backends;
+use crate::support::browser::Browser;
+use crate::support::{Backend, TestApp, TestResponse};
+
+on_both_backends! {
+    a_cas_login_goes_through_the_form_and_the_ticket_validates_once,
+    sso_gives_a_second_service_a_ticket_without_a_password,
+    renew_asks_for_credentials_and_refuses_sso_tickets,
+    gateway_without_a_session_returns_without_a_ticket,
+    an_unregistered_service_gets_an_error_page_and_nothing_else,
+    every_failure_gets_the_answer_of_the_specification,
+    method_post_returns_the_ticket_in_an_auto_submitted_form,
+    logout_ends_the_session_and_returns_only_to_registered_services,
+}
+
+const PASSWORD: &str = "cheval agrafe pile correcte";
+const MOODLE: &str = "https://moodle.uca.fr/login/index.php?authCAS=CAS";
+const BIB: &str = "https://bib.uca.fr/login";
+
+fn service(id: &str, pattern: &str) -> CasService {
+    CasService {
+        id: id.into(),
+        name: id.to_uppercase(),
+        pattern: pattern.into(),
+        mode: MatchMode::Prefix,
+        order: 0,
+        attributes: vec![
+            "mail".into(),
+            "displayName".into(),
+            "eduPersonAffiliation".into(),
+            "supannEtuId".into(),
+        ],
+        user_attribute: "uid".into(),
+        attributes_on_cas2: true,
+        proxy: false,
+        mfa_required: false,
+        single_logout: false,
+        logout_url: None,
+    }
+}
+
+async fn app_with_services(backend: Backend) -> TestApp {
+    let app = TestApp::start(backend).await;
+    app.app
+        .cas
+        .add_service(&service("moodle", "https://moodle.uca.fr/"))
+        .await
+        .unwrap();
+    let mut bib = service("bib", "https://bib.uca.fr/");
+    bib.attributes_on_cas2 = false;
+    app.app.cas.add_service(&bib).await.unwrap();
+    app.active_student(PASSWORD).await;
+    app
+}
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn location(response: &TestResponse) -> String {
+    assert_eq!(
+        response.status,
+        StatusCode::SEE_OTHER,
+        "not a redirect: {}",
+        response.body
+    );
+    response.header("location").unwrap().to_string()
+}
+
+fn ticket_of(url: &str) -> String {
+    url.split("ticket=").nth(1).expect("a ticket").to_string()
+}
+
+/// `/cas/login?service=…` without a session, through the login form; returns the ticket URL.
+async fn cas_login(browser: &mut Browser<'_>, service: &str, extra: &str) -> String {
+    let to_login = location(
+        &browser
+            .get(&format!("/cas/login?service={}{extra}", encode(service)))
+            .await,
+    );
+    assert!(to_login.starts_with("/login?flow="), "{to_login}");
+    let form = browser.get(&to_login).await;
+    assert!(form.body.contains("name=\"password\""));
+    let flow = to_login
+        .trim_start_matches("/login?flow=")
+        .split('&')
+        .next()
+        .unwrap()
+        .to_string();
+    location(
+        &browser
+            .post(
+                "/login",
+                &[
+                    ("username", "emilie.dupre"),
+                    ("password", PASSWORD),
+                    ("flow", &flow),
+                ],
+            )
+            .await,
+    )
+}
+
+async fn validate(app: &TestApp, endpoint: &str, service: &str, ticket: &str) -> TestResponse {
+    app.get(&format!(
+        "/cas/{endpoint}?service={}&ticket={}",
+        encode(service),
+        encode(ticket)
+    ))
+    .await
+}
+
+/// A body with the values that change from run to run replaced.
+fn stable(body: &str, ticket: &str) -> String {
+    let mut out = body.replace(ticket, "ST-<ticket>");
+    if let Some(start) = out.find("<cas:authenticationDate>") {
+        let end = out[start..].find("</cas:authenticationDate>").unwrap() + start;
+        out.replace_range(start + "<cas:authenticationDate>".len()..end, "<date>");
+    }
+    out
+}
+
+async fn a_cas_login_goes_through_the_form_and_the_ticket_validates_once(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    let back = cas_login(&mut browser, MOODLE, "").await;
+    assert!(
+        back.starts_with("https://moodle.uca.fr/login/index.php?authCAS=CAS&ticket=ST-"),
+        "{back}"
+    );
+    let ticket = ticket_of(&back);
+    assert!(
+        ticket.len() >= 43
+            && ticket
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    );
+
+    // The service as some clients send it: lower-case escapes (`%3a%2f`), another host case.
+    let ok = app
+        .get(&format!(
+            "/cas/p3/serviceValidate?service=https%3a%2f%2fMoodle.uca.fr%2flogin%2findex.php%3fauthCAS%3dCAS&ticket={ticket}"
+        ))
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(
+        ok.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
+    assert_eq!(ok.header("cache-control"), Some("no-store"));
+    insta::assert_snapshot!("p3_success", stable(&ok.body, &ticket));
+
+    let again = validate(&app, "p3/serviceValidate", MOODLE, &ticket).await;
+    insta::assert_snapshot!("p3_replayed", stable(&again.body, &ticket));
+
+    // CAS 2 releases attributes when the service allows it (moodle does), in JSON too.
+    let mut second = Browser::new(&app);
+    let ticket = ticket_of(&cas_login(&mut second, MOODLE, "").await);
+    let json = app
+        .get(&format!(
+            "/cas/serviceValidate?service={}&ticket={ticket}&format=JSON",
+            encode(MOODLE)
+        ))
+        .await;
+    assert_eq!(json.header("content-type"), Some("application/json"));
+    let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
+    let success = &json["serviceResponse"]["authenticationSuccess"];
+    assert_eq!(success["user"], "emilie.dupre");
+    assert_eq!(
+        success["attributes"]["eduPersonAffiliation"],
+        serde_json::json!(["student", "member"])
+    );
+    assert_eq!(
+        success["attributes"]["supannEtuId"],
+        serde_json::json!(["22000001"])
+    );
+    assert_eq!(
+        success["attributes"]["isFromNewLogin"],
+        serde_json::json!(["true"])
+    );
+
+    // CAS 1.
+    let mut third = Browser::new(&app);
+    let ticket = ticket_of(&cas_login(&mut third, MOODLE, "").await);
+    assert_eq!(
+        validate(&app, "validate", MOODLE, &ticket).await.body,
+        "yes\nemilie.dupre\n"
+    );
+    assert_eq!(
+        validate(&app, "validate", MOODLE, &ticket).await.body,
+        "no\n"
+    );
+}
+
+async fn sso_gives_a_second_service_a_ticket_without_a_password(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    cas_login(&mut browser, MOODLE, "").await;
+    let sso = browser
+        .get(&format!("/cas/login?service={}", encode(BIB)))
+        .await;
+    let back = location(&sso);
+    assert!(
+        back.starts_with("https://bib.uca.fr/login?ticket=ST-"),
+        "{back}"
+    );
+    let ticket = ticket_of(&back);
+    // bib releases attributes only on CAS 3: CAS 2 gives the user alone.
+    let cas2 = validate(&app, "serviceValidate", BIB, &ticket).await;
+    insta::assert_snapshot!("cas2_without_attributes", stable(&cas2.body, &ticket));
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(BIB)))
+            .await,
+    ));
+    let p3 = validate(&app, "p3/serviceValidate", BIB, &ticket).await;
+    assert!(
+        p3.body
+            .contains("<cas:isFromNewLogin>false</cas:isFromNewLogin>")
+    );
+    // The session knows both applications (for single logout).
+    let id = app.helpdesk().show("emilie.dupre").await.unwrap().sessions[0]
+        .id
+        .clone();
+    let session = app
+        .app
+        .sessions
+        .list(&app.helpdesk().show("emilie.dupre").await.unwrap().id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.id == id)
+        .unwrap();
+    let mut served: Vec<String> = app
+        .app
+        .sessions
+        .services(&session)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.service)
+        .collect();
+    served.sort();
+    assert_eq!(served, ["bib", "moodle"]);
+}
+
+async fn renew_asks_for_credentials_and_refuses_sso_tickets(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    cas_login(&mut browser, MOODLE, "").await;
+    // An SSO ticket validated with renew=true fails (§2.5.1).
+    let sso = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    ));
+    let refused = app
+        .get(&format!(
+            "/cas/serviceValidate?service={}&ticket={sso}&renew=true",
+            encode(MOODLE)
+        ))
+        .await;
+    assert!(
+        refused.body.contains("code=\"INVALID_TICKET\""),
+        "{}",
+        refused.body
+    );
+    // renew=true at login asks for the password despite the session.
+    let fresh = cas_login(&mut browser, MOODLE, "&renew=true").await;
+    let ticket = ticket_of(&fresh);
+    let ok = app
+        .get(&format!(
+            "/cas/p3/serviceValidate?service={}&ticket={ticket}&renew=true",
+            encode(MOODLE)
+        ))
+        .await;
+    assert!(
+        ok.body
+            .contains("<cas:isFromNewLogin>true</cas:isFromNewLogin>"),
+        "{}",
+        ok.body
+    );
+}
+
+async fn gateway_without_a_session_returns_without_a_ticket(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    let back = location(
+        &browser
+            .get(&format!(
+                "/cas/login?service={}&gateway=true",
+                encode(MOODLE)
+            ))
+            .await,
+    );
+    assert_eq!(back, MOODLE);
+    // With a session, gateway gets a ticket like any SSO visit.
+    cas_login(&mut browser, MOODLE, "").await;
+    let with_session = location(
+        &browser
+            .get(&format!(
+                "/cas/login?service={}&gateway=true",
+                encode(MOODLE)
+            ))
+            .await,
+    );
+    assert!(with_session.contains("ticket=ST-"));
+}
+
+async fn an_unregistered_service_gets_an_error_page_and_nothing_else(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    for service in [
+        "https://evil.example/steal",
+        "https://moodle.uca.fr.evil.example/",
+        "http://moodle.uca.fr/",
+        "javascript:alert(1)",
+        "not a url",
+    ] {
+        let page = browser
+            .get(&format!("/cas/login?service={}", encode(service)))
+            .await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{service}");
+        assert!(page.header("location").is_none());
+        assert!(page.body.contains("Application inconnue"), "{service}");
+    }
+    cas_login(&mut browser, MOODLE, "").await;
+    let page = browser
+        .get(&format!(
+            "/cas/login?service={}",
+            encode("https://evil.example/")
+        ))
+        .await;
+    assert_eq!(
+        page.status,
+        StatusCode::FORBIDDEN,
+        "not even with a session"
+    );
+    assert!(!page.body.contains("ST-"));
+}
+
+async fn every_failure_gets_the_answer_of_the_specification(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    let code = |body: &str| {
+        body.split("code=\"")
+            .nth(1)
+            .map(|rest| rest.split('"').next().unwrap().to_string())
+    };
+
+    // Missing parameters.
+    let missing = app.get("/cas/serviceValidate?ticket=ST-1").await;
+    insta::assert_snapshot!("invalid_request", missing.body);
+
+    // The wrong service consumes the ticket: the right one then fails too.
+    let ticket = ticket_of(&cas_login(&mut browser, MOODLE, "").await);
+    let wrong = validate(&app, "serviceValidate", BIB, &ticket).await;
+    insta::assert_snapshot!("invalid_service", stable(&wrong.body, &ticket));
+    let right = validate(&app, "serviceValidate", MOODLE, &ticket).await;
+    assert_eq!(code(&right.body).as_deref(), Some("INVALID_TICKET"));
+
+    // After 11 s (the lifetime is 10 s).
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    ));
+    app.clock.advance(Duration::from_secs(11));
+    let late = validate(&app, "serviceValidate", MOODLE, &ticket).await;
+    assert_eq!(code(&late.body).as_deref(), Some("INVALID_TICKET"));
+
+    // A proxy ticket at serviceValidate, then again (consumed).
+    let session = {
+        let id = app.helpdesk().show("emilie.dupre").await.unwrap().id;
+        app.app.sessions.list(&id).await.unwrap().remove(0)
+    };
+    let pt = "PT-0123456789abcdef0123456789abcdef01234567";
+    use sesame::clock::Clock as _;
+    let now = app.clock.unix_now();
+    app.app
+        .store
+        .insert_ticket(
+            &SecretToken::new(pt.into()).digest(),
+            &StoredTicket {
+                kind: TicketKind::Proxy,
+                service: MOODLE.into(),
+                account_id: session.account_id.clone(),
+                session_id: session.id.clone(),
+                from_new_login: false,
+                expires_at: now + 10,
+                auth_time: now,
+                long_term: false,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let spec = validate(&app, "serviceValidate", MOODLE, pt).await;
+    insta::assert_snapshot!("invalid_ticket_spec", spec.body);
+    assert_eq!(
+        code(&validate(&app, "proxyValidate", MOODLE, pt).await.body).as_deref(),
+        Some("INVALID_TICKET"),
+        "one validation attempt, whatever its outcome"
+    );
+
+    // An injected value stays text.
+    let injected =
+        "ST-1</cas:authenticationFailure><cas:authenticationSuccess><cas:user>admin</cas:user>";
+    let evil = validate(&app, "p3/serviceValidate", MOODLE, injected).await;
+    insta::assert_snapshot!("injected_ticket", evil.body);
+    assert!(!evil.body.contains("<cas:authenticationSuccess>"));
+    let json = app
+        .get(&format!(
+            "/cas/p3/serviceValidate?service={}&ticket={}&format=json",
+            encode(MOODLE),
+            encode(injected)
+        ))
+        .await;
+    insta::assert_snapshot!("injected_ticket_json", json.body);
+    assert_eq!(
+        validate(&app, "validate", MOODLE, injected).await.body,
+        "no\n"
+    );
+}
+
+async fn method_post_returns_the_ticket_in_an_auto_submitted_form(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    cas_login(&mut browser, MOODLE, "").await;
+    let page = browser
+        .get(&format!(
+            "/cas/login?service={}&method=POST",
+            encode(MOODLE)
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(
+            "<form method=\"post\" action=\"https://moodle.uca.fr/login/index.php?authCAS=CAS\""
+        ),
+        "{}",
+        page.body
+    );
+    let ticket = page
+        .body
+        .split("name=\"ticket\" value=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let csp = page.header("content-security-policy").unwrap();
+    assert!(csp.contains("form-action https://moodle.uca.fr;"), "{csp}");
+    let nonce = csp
+        .split("'nonce-")
+        .nth(1)
+        .unwrap()
+        .split('\'')
+        .next()
+        .unwrap();
+    assert!(page.body.contains(&format!("<script nonce=\"{nonce}\">")));
+    assert!(
+        validate(&app, "p3/serviceValidate", MOODLE, &ticket)
+            .await
+            .body
+            .contains("<cas:user>emilie.dupre</cas:user>")
+    );
+}
+
+async fn logout_ends_the_session_and_returns_only_to_registered_services(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    cas_login(&mut browser, MOODLE, "").await;
+    let back = browser
+        .get(&format!("/cas/logout?service={}", encode(BIB)))
+        .await;
+    assert_eq!(location(&back), BIB);
+    // The session is gone: the next CAS login asks for the password again.
+    let again = location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    );
+    assert!(again.starts_with("/login?flow="));
+    cas_login(&mut browser, MOODLE, "").await;
+    // `url` is ignored, and an unregistered service gets the page, not a redirect.
+    for query in [
+        "url=https%3A%2F%2Fevil.example%2F".to_string(),
+        format!("service={}", encode("https://evil.example/")),
+    ] {
+        let page = browser.get(&format!("/cas/logout?{query}")).await;
+        assert_eq!(page.status, StatusCode::OK, "{query}");
+        assert!(page.header("location").is_none());
+        assert!(page.body.contains("pas connecté") || page.body.contains("déconnecté"));
+    }
+}
