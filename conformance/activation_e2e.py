@@ -24,12 +24,10 @@ import csv
 import email
 import email.policy
 import http.cookiejar
-import io
 import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,24 +39,8 @@ import urllib.request
 
 from aiosmtpd.controller import Controller
 
-PASSED = 0
-
-
-def check(condition, what):
-    global PASSED
-    if not condition:
-        print(f"FAILED: {what}", file=sys.stderr)
-        print(f"{PASSED} passed, 1 failed")
-        sys.exit(1)
-    PASSED += 1
-    print(f"ok - {what}")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+import e2e_support
+from e2e_support import Browser, check, free_port, session_cookie, wait_for_banner
 
 class Inbox:
     """Keeps every message the SMTP server receives."""
@@ -84,46 +66,6 @@ class Inbox:
 def text_of(message):
     part = message.get_body(preferencelist=("plain",))
     return part.get_content()
-
-
-class Browser:
-    def __init__(self, base):
-        self.base = base
-        self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(
-            urllib.request.HTTPCookieProcessor(self.jar), NoRedirect()
-        )
-
-    def request(self, path, fields=None, headers=None):
-        data = urllib.parse.urlencode(fields).encode() if fields is not None else None
-        req = urllib.request.Request(self.base + path, data=data, headers=headers or {})
-        try:
-            with self.opener.open(req, timeout=30) as response:
-                return response.status, lower(response.headers), response.read().decode()
-        except urllib.error.HTTPError as error:
-            return error.code, lower(error.headers), error.read().decode()
-
-    def csrf(self, body):
-        match = re.search(r'name="csrf" value="([^"]+)"', body)
-        return match.group(1) if match else ""
-
-    def form(self, path, fields, headers=None):
-        status, _, page = self.request(path)
-        fields = dict(fields, csrf=self.csrf(page))
-        return self.request(path, fields, headers)
-
-
-def lower(headers):
-    return {key.lower(): value for key, value in headers.items()}
-
-
-class NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def session_cookie(browser):
-    return next((c.value for c in browser.jar if c.name == "sesame"), None)
 
 
 def comparable(page, typed):
@@ -267,11 +209,7 @@ def main():
     server = subprocess.Popen([binary, "serve", "--listen", f"127.0.0.1:{http_port}"], env=env, cwd=work,
                               stdout=open(out_log, "w"), stderr=open(err_log, "w"), text=True)
     try:
-        banner = ""
-        deadline = time.monotonic() + 60
-        while "listening on" not in banner and time.monotonic() < deadline and server.poll() is None:
-            time.sleep(0.05)
-            banner = open(out_log).read()
+        banner = wait_for_banner(out_log, server)
         check("listening on" in banner, f"the server starts ({banner.strip()})")
 
         # Activation, with only the documented field names.
@@ -363,7 +301,7 @@ def main():
     leaked = [s for s in secrets if s and s in logs]
     check(not leaked and len(secrets) >= 8,
           f"none of the {len(secrets)} passwords, codes, tokens and cookies appears in the logs")
-    print(f"{PASSED} passed, 0 failed")
+    print(f"{e2e_support.PASSED} passed, 0 failed")
 
 
 if __name__ == "__main__":
