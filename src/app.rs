@@ -54,6 +54,18 @@ pub enum StartError {
     Passwords(PasswordError),
     #[error("cannot set up mail: {0}")]
     Mail(#[from] MailSetupError),
+    #[error("cannot set up outbound HTTP: {0}")]
+    Callbacks(String),
+}
+
+/// For commands that validate no ticket.
+struct NoCallbacks;
+
+#[async_trait::async_trait]
+impl crate::cas::ProxyCallback for NoCallbacks {
+    async fn deliver(&self, _: &str, _: &str, _: &str) -> bool {
+        false
+    }
 }
 
 /// Every service of a running Sésame.
@@ -153,6 +165,7 @@ pub fn session_policy(config: &Config) -> SessionPolicy {
 /// The CAS server over a store.
 pub fn cas_server(
     config: &Config,
+    callbacks: Arc<dyn crate::cas::ProxyCallback>,
     store: Arc<dyn Store>,
     sessions: Arc<Sessions>,
     audit: Arc<Auditor>,
@@ -161,6 +174,7 @@ pub fn cas_server(
 ) -> CasServer {
     CasServer::new(
         store.clone(),
+        callbacks,
         store.clone(),
         store,
         sessions,
@@ -295,8 +309,10 @@ impl Admin {
             self.entropy.clone(),
             session_policy(&self.config),
         ));
+        // The CLI validates no ticket: a callback that never calls out.
         cas_server(
             &self.config,
+            Arc::new(NoCallbacks),
             self.store.clone(),
             sessions,
             self.audit.clone(),
@@ -446,8 +462,13 @@ impl App {
                 .join("password/forgot")
                 .expect("a relative path joins any base URL"),
         ));
+        let callbacks = Arc::new(
+            crate::outbound::HttpCallbacks::new(crate::outbound::CALLBACK_TIMEOUT)
+                .map_err(StartError::Callbacks)?,
+        );
         let cas = Arc::new(cas_server(
             &config,
+            callbacks,
             store.clone(),
             sessions.clone(),
             audit.clone(),

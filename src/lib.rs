@@ -22,6 +22,7 @@ pub mod locale;
 pub mod login;
 pub mod mail;
 pub mod one_time;
+pub mod outbound;
 pub mod relying_parties;
 pub mod sessions;
 pub mod storage;

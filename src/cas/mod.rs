@@ -48,6 +48,24 @@ impl TicketKind {
     }
 }
 
+/// The prefix of a proxy-granting ticket (§3.3) and of its IOU (§3.4).
+pub const PGT_PREFIX: &str = "PGT-";
+pub const PGTIOU_PREFIX: &str = "PGTIOU-";
+
+/// A new value with `prefix`: 160 random bits in hex (see [`new_ticket`]).
+pub fn new_value(prefix: &str, entropy: &dyn Entropy) -> String {
+    format!("{prefix}{}", entropy.hex(20))
+}
+
+/// Whether a presented value can be a proxy-granting ticket.
+pub fn well_formed_pgt(value: &str) -> bool {
+    value.starts_with(PGT_PREFIX)
+        && value.len() <= 256
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
+
 /// A new ticket value: the prefix and 160 random bits in hex. Only `[A-Za-z0-9-]` (mod_auth_cas
 /// silently drops tickets with any other character; DESIGN.md §7), at least 32 characters
 /// (§3.1.1 asks clients to accept 256).
@@ -79,6 +97,22 @@ pub struct StoredTicket {
     pub auth_time: i64,
     /// The session is a "stay signed in" one.
     pub long_term: bool,
+    /// For a proxy ticket: the proxy callback URLs it came through, most recent first (§2.6.2).
+    pub proxies: Vec<String>,
+}
+
+/// A proxy-granting ticket (§3.3): lets a service obtain proxy tickets for other services, until
+/// the SSO session it came from ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyGrantingTicket {
+    /// The service that holds it.
+    pub service_id: String,
+    pub account_id: String,
+    pub session_id: String,
+    /// Its callback URL first, then the chain it came through.
+    pub proxies: Vec<String>,
+    pub auth_time: i64,
+    pub long_term: bool,
 }
 
 /// The storage port of tickets.
@@ -95,6 +129,25 @@ pub trait TicketStore: Send + Sync {
     /// validators, one gets it.
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError>;
     async fn purge_expired_tickets(&self, now: i64) -> Result<u64, StorageError>;
+    async fn insert_pgt(
+        &self,
+        digest: &[u8],
+        pgt: &ProxyGrantingTicket,
+        now: i64,
+    ) -> Result<(), StorageError>;
+    /// The proxy-granting ticket, if its SSO session is still live at `now`.
+    async fn find_pgt(
+        &self,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<Option<ProxyGrantingTicket>, StorageError>;
+}
+
+/// The proxy callback (§2.5.4): an HTTPS GET of `pgtUrl?pgtIou=…&pgtId=…` that must answer 200,
+/// with no redirect followed and a time limit. `true` when it did.
+#[async_trait]
+pub trait ProxyCallback: Send + Sync {
+    async fn deliver(&self, pgt_url: &str, pgt_iou: &str, pgt_id: &str) -> bool;
 }
 
 /// The error codes of §2.5.3 (and §2.7.2 for `/proxy`).
@@ -106,6 +159,8 @@ pub enum CasErrorCode {
     InvalidTicketSpec,
     /// The service is not authorized to perform proxy authentication.
     UnauthorizedServiceProxy,
+    /// `/proxy`: the target service is not authorized (§2.7.2).
+    UnauthorizedService,
     /// The proxy callback specified is invalid.
     InvalidProxyCallback,
     /// The ticket provided was not valid, or was not from an initial login and `renew` was set.
@@ -122,6 +177,7 @@ impl CasErrorCode {
             Self::InvalidRequest => "INVALID_REQUEST",
             Self::InvalidTicketSpec => "INVALID_TICKET_SPEC",
             Self::UnauthorizedServiceProxy => "UNAUTHORIZED_SERVICE_PROXY",
+            Self::UnauthorizedService => "UNAUTHORIZED_SERVICE",
             Self::InvalidProxyCallback => "INVALID_PROXY_CALLBACK",
             Self::InvalidTicket => "INVALID_TICKET",
             Self::InvalidService => "INVALID_SERVICE",
@@ -241,6 +297,10 @@ pub fn validate(
 pub struct Authentication {
     /// `cas:user`.
     pub user: String,
+    /// The PGT IOU when a proxy callback received a proxy-granting ticket (§2.5.4).
+    pub proxy_granting_ticket: Option<String>,
+    /// For a proxy ticket: the proxies it came through, most recent first (§2.6.2).
+    pub proxies: Vec<String>,
     /// Released attributes (name → values, several values repeat the element). Empty when the
     /// endpoint or the service releases none.
     pub attributes: BTreeMap<String, Vec<String>>,
@@ -278,6 +338,7 @@ mod tests {
             expires_at: 110,
             auth_time: 50,
             long_term: false,
+            proxies: vec![],
         }
     }
 

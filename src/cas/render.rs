@@ -67,6 +67,24 @@ pub fn success(auth: &Authentication, format: Format) -> String {
                 }
                 out.push_str("        </cas:attributes>\n");
             }
+            if let Some(iou) = &auth.proxy_granting_ticket {
+                let _ = writeln!(
+                    out,
+                    "        <cas:proxyGrantingTicket>{}</cas:proxyGrantingTicket>",
+                    escape_xml(iou)
+                );
+            }
+            if !auth.proxies.is_empty() {
+                out.push_str("        <cas:proxies>\n");
+                for proxy in &auth.proxies {
+                    let _ = writeln!(
+                        out,
+                        "            <cas:proxy>{}</cas:proxy>",
+                        escape_xml(proxy)
+                    );
+                }
+                out.push_str("        </cas:proxies>\n");
+            }
             out.push_str("    </cas:authenticationSuccess>\n");
             out.push_str(CLOSE);
             out
@@ -87,6 +105,15 @@ pub fn success(auth: &Authentication, format: Format) -> String {
                     .collect();
                 success.insert("attributes".into(), Value::Object(attributes));
             }
+            if let Some(iou) = &auth.proxy_granting_ticket {
+                success.insert("proxyGrantingTicket".into(), Value::String(iou.clone()));
+            }
+            if !auth.proxies.is_empty() {
+                success.insert(
+                    "proxies".into(),
+                    Value::Array(auth.proxies.iter().cloned().map(Value::String).collect()),
+                );
+            }
             let body = json!({"serviceResponse": {"authenticationSuccess": success}});
             format!("{body}\n")
         }
@@ -103,6 +130,38 @@ pub fn failure(failure: &CasFailure, format: Format) -> String {
         ),
         Format::Json => {
             let body = json!({"serviceResponse": {"authenticationFailure": {
+                "code": failure.code.as_str(),
+                "description": failure.description,
+            }}});
+            format!("{body}\n")
+        }
+    }
+}
+
+/// `/proxy` success (§2.7.2).
+pub fn proxy_success(ticket: &str, format: Format) -> String {
+    match format {
+        Format::Xml => format!(
+            "{OPEN}    <cas:proxySuccess>\n        <cas:proxyTicket>{}</cas:proxyTicket>\n    </cas:proxySuccess>\n{CLOSE}",
+            escape_xml(ticket)
+        ),
+        Format::Json => {
+            let body = json!({"serviceResponse": {"proxySuccess": {"proxyTicket": ticket}}});
+            format!("{body}\n")
+        }
+    }
+}
+
+/// `/proxy` failure (§2.7.2).
+pub fn proxy_failure(failure: &CasFailure, format: Format) -> String {
+    match format {
+        Format::Xml => format!(
+            "{OPEN}    <cas:proxyFailure code=\"{}\">\n        {}\n    </cas:proxyFailure>\n{CLOSE}",
+            failure.code.as_str(),
+            escape_xml(&failure.description)
+        ),
+        Format::Json => {
+            let body = json!({"serviceResponse": {"proxyFailure": {
                 "code": failure.code.as_str(),
                 "description": failure.description,
             }}});
@@ -140,6 +199,8 @@ mod tests {
         Authentication {
             user: "emilie.dupre".into(),
             attributes,
+            proxy_granting_ticket: None,
+            proxies: vec![],
         }
     }
 
@@ -163,6 +224,8 @@ mod tests {
         let bare = Authentication {
             user: "x".into(),
             attributes: BTreeMap::new(),
+            proxy_granting_ticket: None,
+            proxies: vec![],
         };
         assert!(!success(&bare, Format::Xml).contains("cas:attributes"));
     }

@@ -5,8 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
-    Authentication, CasErrorCode, CasFailure, Endpoint, StoredTicket, TicketKind, TicketStore,
-    ValidationRequest, new_ticket, validate, well_formed,
+    Authentication, CasErrorCode, CasFailure, Endpoint, PGT_PREFIX, PGTIOU_PREFIX, ProxyCallback,
+    ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore, ValidationRequest, new_ticket,
+    new_value, validate, well_formed, well_formed_pgt,
 };
 use crate::accounts::{AccountState, AccountStore, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
@@ -39,6 +40,7 @@ pub struct CasSettings {
 
 pub struct CasServer {
     tickets: Arc<dyn TicketStore>,
+    callback: Arc<dyn ProxyCallback>,
     services: Arc<dyn ServiceStore>,
     accounts: Arc<dyn AccountStore>,
     sessions: Arc<Sessions>,
@@ -60,6 +62,7 @@ impl CasServer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         tickets: Arc<dyn TicketStore>,
+        callback: Arc<dyn ProxyCallback>,
         services: Arc<dyn ServiceStore>,
         accounts: Arc<dyn AccountStore>,
         sessions: Arc<Sessions>,
@@ -70,6 +73,7 @@ impl CasServer {
     ) -> Self {
         Self {
             tickets,
+            callback,
             services,
             accounts,
             sessions,
@@ -129,6 +133,7 @@ impl CasServer {
             expires_at: now + self.settings.ticket_lifetime.as_secs() as i64,
             auth_time: session.auth_time,
             long_term: session.kind == SessionKind::Remembered,
+            proxies: Vec::new(),
         };
         let digest = SecretToken::new(ticket.clone()).digest();
         self.tickets.insert_ticket(&digest, &stored, now).await?;
@@ -138,11 +143,13 @@ impl CasServer {
         Ok(ticket)
     }
 
-    /// Validates a ticket (§2.4–2.9): consumed whatever the outcome.
+    /// Validates a ticket (§2.4–2.9): consumed whatever the outcome. With `pgt_url`, the service
+    /// also asks for a proxy-granting ticket (§2.5.4).
     pub async fn validate(
         &self,
         request: ValidationRequest<'_>,
         release: Release,
+        pgt_url: Option<&str>,
     ) -> Result<Result<Authentication, CasFailure>, StorageError> {
         let now = self.clock.unix_now();
         let taken = match request.ticket.filter(|t| well_formed(t)) {
@@ -173,6 +180,26 @@ impl CasServer {
             }
         };
         let service = known.expect("validate() refuses unknown services").service;
+        // §2.5.4: a service asking for a PGT must be allowed to proxy, and its callback must be
+        // https and registered for proxying; the ticket is consumed either way.
+        let callback = match pgt_url.filter(|u| !u.is_empty()) {
+            None => None,
+            Some(_) if !service.proxy => {
+                return Ok(Err(CasFailure::new(
+                    CasErrorCode::UnauthorizedServiceProxy,
+                    format!("the service {} may not obtain proxy tickets", service.id),
+                )));
+            }
+            Some(url) => match self.known_service(url).await? {
+                Some(callback) if callback.service.proxy => Some(url),
+                _ => {
+                    return Ok(Err(CasFailure::new(
+                        CasErrorCode::InvalidProxyCallback,
+                        format!("the proxy callback {url} is not registered for proxying"),
+                    )));
+                }
+            },
+        };
         let account = match self.accounts.find_account_by_id(&stored.account_id).await? {
             Some(account) if account.state == AccountState::Active => account,
             _ => {
@@ -233,10 +260,103 @@ impl CasServer {
                 }}),
             )
             .await?;
+        let proxy_granting_ticket = match callback {
+            Some(url) => self.grant_pgt(&stored, &service, url).await?,
+            None => None,
+        };
         Ok(Ok(Authentication {
             user,
             attributes: released,
+            proxy_granting_ticket,
+            proxies: stored.proxies,
         }))
+    }
+
+    /// §2.5.4: sends a new PGT and its IOU to the callback; keeps the PGT only if the callback
+    /// answered 200. Returns the IOU for the validation response.
+    async fn grant_pgt(
+        &self,
+        ticket: &StoredTicket,
+        service: &CasService,
+        pgt_url: &str,
+    ) -> Result<Option<String>, StorageError> {
+        let pgt = new_value(PGT_PREFIX, self.entropy.as_ref());
+        let iou = new_value(PGTIOU_PREFIX, self.entropy.as_ref());
+        if !self.callback.deliver(pgt_url, &iou, &pgt).await {
+            tracing::info!(service = %service.id, "the proxy callback did not answer 200: no PGT");
+            return Ok(None);
+        }
+        let mut proxies = vec![pgt_url.to_string()];
+        proxies.extend(ticket.proxies.iter().cloned());
+        self.tickets
+            .insert_pgt(
+                &SecretToken::new(pgt).digest(),
+                &ProxyGrantingTicket {
+                    service_id: service.id.clone(),
+                    account_id: ticket.account_id.clone(),
+                    session_id: ticket.session_id.clone(),
+                    proxies,
+                    auth_time: ticket.auth_time,
+                    long_term: ticket.long_term,
+                },
+                self.clock.unix_now(),
+            )
+            .await?;
+        Ok(Some(iou))
+    }
+
+    /// `/proxy` (§2.7): a proxy ticket for `target_service` from a proxy-granting ticket.
+    pub async fn proxy(
+        &self,
+        pgt: Option<&str>,
+        target_service: Option<&str>,
+    ) -> Result<Result<String, CasFailure>, StorageError> {
+        let (Some(pgt), Some(target)) = (
+            pgt.filter(|p| !p.is_empty()),
+            target_service.filter(|t| !t.is_empty()),
+        ) else {
+            return Ok(Err(CasFailure::new(
+                CasErrorCode::InvalidRequest,
+                "'pgt' and 'targetService' parameters are both required",
+            )));
+        };
+        let now = self.clock.unix_now();
+        let granting = match well_formed_pgt(pgt) {
+            true => {
+                self.tickets
+                    .find_pgt(&SecretToken::new(pgt.to_string()).digest(), now)
+                    .await?
+            }
+            false => None,
+        };
+        let Some(granting) = granting else {
+            return Ok(Err(CasFailure::new(
+                CasErrorCode::InvalidTicket,
+                format!("Ticket {pgt} not recognized"),
+            )));
+        };
+        let Some(target) = self.known_service(target).await? else {
+            return Ok(Err(CasFailure::new(
+                CasErrorCode::UnauthorizedService,
+                format!("the service {target} is not registered"),
+            )));
+        };
+        let ticket = new_ticket(TicketKind::Proxy, self.entropy.as_ref());
+        let stored = StoredTicket {
+            kind: TicketKind::Proxy,
+            service: target.url.clone(),
+            account_id: granting.account_id,
+            session_id: granting.session_id,
+            from_new_login: false,
+            expires_at: now + self.settings.ticket_lifetime.as_secs() as i64,
+            auth_time: granting.auth_time,
+            long_term: granting.long_term,
+            proxies: granting.proxies,
+        };
+        self.tickets
+            .insert_ticket(&SecretToken::new(ticket.clone()).digest(), &stored, now)
+            .await?;
+        Ok(Ok(ticket))
     }
 
     /// Deletes expired tickets (the maintenance pass).

@@ -14,6 +14,22 @@ use crate::clock::Clock;
 use crate::entropy::{Entropy, EntropyExt as _};
 use crate::locale::Locale;
 
+/// The TLS of Sésame's outbound HTTP clients: aws-lc-rs, the web PKI roots, safe protocol
+/// versions.
+pub fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    Ok(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    )
+}
+
 /// A mobile number in international form (E.164: `+` then 8 to 15 digits).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct PhoneNumber(String);
@@ -284,15 +300,7 @@ impl HttpSmsSender {
                 "the body template must contain {to} and {text}".into(),
             ));
         }
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| GatewayError(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let tls = tls_config().map_err(GatewayError)?;
         let client = reqwest::Client::builder()
             .use_preconfigured_tls(tls)
             .timeout(timeout)

@@ -137,6 +137,16 @@ pub(crate) fn parse_column<T: std::str::FromStr<Err = String>>(
     value.parse().map_err(StorageError::Corrupt)
 }
 
+/// A CAS proxy chain as stored (a JSON array of URLs).
+pub(crate) fn proxies_json(proxies: &[String]) -> Result<String, StorageError> {
+    serde_json::to_string(proxies).map_err(|e| StorageError::Corrupt(format!("proxies: {e}")))
+}
+
+/// A stored CAS proxy chain.
+pub(crate) fn proxies_of(text: &str) -> Result<Vec<String>, StorageError> {
+    serde_json::from_str(text).map_err(|e| StorageError::Corrupt(format!("proxies: {e}")))
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -165,3 +175,4 @@ mod tests {
         assert_eq!(embedded(super::postgres::MIGRATIONS), postgres);
     }
 }
+

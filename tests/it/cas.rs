@@ -22,6 +22,7 @@ on_both_backends! {
     every_failure_gets_the_answer_of_the_specification,
     method_post_returns_the_ticket_in_an_auto_submitted_form,
     logout_ends_the_session_and_returns_only_to_registered_services,
+    a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -401,6 +402,7 @@ async fn every_failure_gets_the_answer_of_the_specification(backend: Backend) {
                 expires_at: now + 10,
                 auth_time: now,
                 long_term: false,
+                proxies: vec!["https://portail.uca.fr/pgt".into()],
             },
             now,
         )
@@ -505,4 +507,186 @@ async fn logout_ends_the_session_and_returns_only_to_registered_services(backend
         assert!(page.header("location").is_none());
         assert!(page.body.contains("pas connecté") || page.body.contains("déconnecté"));
     }
+}
+
+/// A proxy callback receiver on loopback: `/pgt` answers 200, `/moved` a redirect; it records
+/// what it was sent.
+async fn callback_receiver() -> (
+    String,
+    std::sync::Arc<std::sync::Mutex<Vec<std::collections::HashMap<String, String>>>>,
+) {
+    use axum::extract::{Query, State};
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    type Seen = Arc<Mutex<Vec<HashMap<String, String>>>>;
+    let seen: Seen = Arc::default();
+    let router = axum::Router::new()
+        .route(
+            "/pgt",
+            axum::routing::get(
+                |State(seen): State<Seen>, Query(q): Query<HashMap<String, String>>| async move {
+                    seen.lock().unwrap().push(q);
+                    "ok"
+                },
+            ),
+        )
+        .route(
+            "/moved",
+            axum::routing::get(|| async { axum::response::Redirect::temporary("/pgt") }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    (base, seen)
+}
+
+async fn a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others(backend: Backend) {
+    let app = TestApp::start_with(backend, &[("SESAME_CAS__ALLOW_HTTP_SERVICES", "true")]).await;
+    let (receiver, seen) = callback_receiver().await;
+    let mut portail = service("portail", "https://portail.uca.fr/");
+    portail.proxy = true;
+    app.app.cas.add_service(&portail).await.unwrap();
+    let mut callback = service("portail-pgt", &format!("{receiver}/"));
+    callback.proxy = true;
+    app.app.cas.add_service(&callback).await.unwrap();
+    app.app
+        .cas
+        .add_service(&service("bib", "https://bib.uca.fr/"))
+        .await
+        .unwrap();
+    app.app
+        .cas
+        .add_service(&service("moodle", "https://moodle.uca.fr/"))
+        .await
+        .unwrap();
+    app.active_student(PASSWORD).await;
+    const PORTAIL: &str = "https://portail.uca.fr/";
+    let pgt_url = format!("{receiver}/pgt");
+    let mut browser = Browser::new(&app);
+    let ticket = ticket_of(&cas_login(&mut browser, PORTAIL, "").await);
+    let validated = app
+        .get(&format!(
+            "/cas/serviceValidate?service={}&ticket={ticket}&pgtUrl={}",
+            encode(PORTAIL),
+            encode(&pgt_url)
+        ))
+        .await;
+    let iou = validated
+        .body
+        .split("<cas:proxyGrantingTicket>")
+        .nth(1)
+        .expect("a PGT IOU")
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(iou.starts_with("PGTIOU-"));
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["pgtIou"], iou, "the callback got the same IOU");
+    let pgt = sent[0]["pgtId"].clone();
+    assert!(pgt.starts_with("PGT-"));
+
+    // A proxy ticket for another service, validated there with the chain of proxies.
+    let proxied = app
+        .get(&format!(
+            "/cas/proxy?pgt={pgt}&targetService={}",
+            encode(BIB)
+        ))
+        .await;
+    let pt = proxied
+        .body
+        .split("<cas:proxyTicket>")
+        .nth(1)
+        .unwrap()
+        .split('<')
+        .next()
+        .unwrap()
+        .to_string();
+    insta::assert_snapshot!("proxy_success", proxied.body.replace(&pt, "PT-<ticket>"));
+    let ok = validate(&app, "p3/proxyValidate", BIB, &pt).await;
+    insta::assert_snapshot!(
+        "proxy_validate_success",
+        stable(&ok.body, &pt).replace(&pgt_url, "<callback>/pgt")
+    );
+
+    // The failures of §2.5.3 and §2.7.2.
+    let code = |body: &str| {
+        body.split("code=\"")
+            .nth(1)
+            .map(|rest| rest.split('"').next().unwrap().to_string())
+    };
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    ));
+    let not_proxy = app
+        .get(&format!(
+            "/cas/serviceValidate?service={}&ticket={ticket}&pgtUrl={}",
+            encode(MOODLE),
+            encode(&pgt_url)
+        ))
+        .await;
+    assert_eq!(
+        code(&not_proxy.body).as_deref(),
+        Some("UNAUTHORIZED_SERVICE_PROXY")
+    );
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(PORTAIL)))
+            .await,
+    ));
+    let unregistered = app
+        .get(&format!(
+            "/cas/serviceValidate?service={}&ticket={ticket}&pgtUrl={}",
+            encode(PORTAIL),
+            encode("https://evil.example/pgt")
+        ))
+        .await;
+    assert_eq!(
+        code(&unregistered.body).as_deref(),
+        Some("INVALID_PROXY_CALLBACK")
+    );
+    // A callback that redirects gets no PGT; the validation itself succeeds (§2.5.4).
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(PORTAIL)))
+            .await,
+    ));
+    let moved = app
+        .get(&format!(
+            "/cas/serviceValidate?service={}&ticket={ticket}&pgtUrl={}",
+            encode(PORTAIL),
+            encode(&format!("{receiver}/moved"))
+        ))
+        .await;
+    assert!(moved.body.contains("<cas:user>emilie.dupre</cas:user>"));
+    assert!(!moved.body.contains("proxyGrantingTicket"));
+    let unknown_target = app
+        .get(&format!(
+            "/cas/proxy?pgt={pgt}&targetService={}",
+            encode("https://evil.example/")
+        ))
+        .await;
+    assert_eq!(
+        code(&unknown_target.body).as_deref(),
+        Some("UNAUTHORIZED_SERVICE")
+    );
+    let missing = app.get(&format!("/cas/proxy?pgt={pgt}")).await;
+    assert_eq!(code(&missing.body).as_deref(), Some("INVALID_REQUEST"));
+
+    // The PGT dies with the SSO session.
+    browser.get("/cas/logout").await;
+    let after = app
+        .get(&format!(
+            "/cas/proxy?pgt={pgt}&targetService={}",
+            encode(BIB)
+        ))
+        .await;
+    insta::assert_snapshot!(
+        "proxy_failure_after_logout",
+        after.body.replace(&pgt, "PGT-<ticket>")
+    );
 }

@@ -4,10 +4,11 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::SqliteStore;
-use crate::cas::{StoredTicket, TicketKind, TicketStore};
+use crate::cas::{ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore};
 use crate::relying_parties::{CasService, ServiceStore};
 use crate::storage::StorageError;
 use crate::store::storage_error;
+use crate::store::{proxies_json, proxies_of};
 
 #[async_trait]
 impl ServiceStore for SqliteStore {
@@ -57,8 +58,8 @@ impl TicketStore for SqliteStore {
     ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
-             from_new_login, expires_at, created_at, auth_time, long_term) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+             from_new_login, expires_at, created_at, auth_time, long_term, proxies) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )
         .bind(digest)
         .bind(ticket.kind.as_str())
@@ -70,6 +71,7 @@ impl TicketStore for SqliteStore {
         .bind(now)
         .bind(ticket.auth_time)
         .bind(i32::from(ticket.long_term))
+        .bind(proxies_json(&ticket.proxies)?)
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -79,7 +81,7 @@ impl TicketStore for SqliteStore {
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError> {
         let row = sqlx::query(
             "DELETE FROM cas_tickets WHERE digest = ?1 RETURNING kind, service, account_id, \
-             session_id, from_new_login, expires_at, auth_time, long_term",
+             session_id, from_new_login, expires_at, auth_time, long_term, proxies",
         )
         .bind(digest)
         .fetch_optional(&self.pool)
@@ -98,6 +100,62 @@ impl TicketStore for SqliteStore {
                     .map_err(storage_error)?
                     != 0,
                 expires_at: row.try_get("expires_at").map_err(storage_error)?,
+                auth_time: row.try_get("auth_time").map_err(storage_error)?,
+                long_term: row.try_get::<i32, _>("long_term").map_err(storage_error)? != 0,
+                proxies: proxies_of(&row.try_get::<String, _>("proxies").map_err(storage_error)?)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn insert_pgt(
+        &self,
+        digest: &[u8],
+        pgt: &ProxyGrantingTicket,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO cas_proxy_granting_tickets (digest, service_id, account_id, session_id, \
+             proxies, auth_time, long_term, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(digest)
+        .bind(&pgt.service_id)
+        .bind(&pgt.account_id)
+        .bind(&pgt.session_id)
+        .bind(proxies_json(&pgt.proxies)?)
+        .bind(pgt.auth_time)
+        .bind(i32::from(pgt.long_term))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn find_pgt(
+        &self,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<Option<ProxyGrantingTicket>, StorageError> {
+        // The PGT lives as long as its SSO session (§3.3): an ended session's rows are deleted,
+        // an expired one not yet purged must not count.
+        let row = sqlx::query(
+            "SELECT p.service_id, p.account_id, p.session_id, p.proxies, p.auth_time, p.long_term \
+             FROM cas_proxy_granting_tickets p JOIN sessions s ON s.id = p.session_id \
+             WHERE p.digest = ?1 AND s.idle_expires_at > ?2 AND s.expires_at > ?2",
+        )
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.map(|row| {
+            Ok(ProxyGrantingTicket {
+                service_id: row.try_get("service_id").map_err(storage_error)?,
+                account_id: row.try_get("account_id").map_err(storage_error)?,
+                session_id: row.try_get("session_id").map_err(storage_error)?,
+                proxies: proxies_of(&row.try_get::<String, _>("proxies").map_err(storage_error)?)?,
                 auth_time: row.try_get("auth_time").map_err(storage_error)?,
                 long_term: row.try_get::<i32, _>("long_term").map_err(storage_error)? != 0,
             })

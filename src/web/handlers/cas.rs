@@ -163,6 +163,9 @@ pub struct ValidateParams {
     ticket: Option<String>,
     renew: Option<String>,
     format: Option<String>,
+    /// §2.5.1: where to send a proxy-granting ticket.
+    #[serde(rename = "pgtUrl")]
+    pgt_url: Option<String>,
 }
 
 fn protocol_response(content_type: &'static str, body: String) -> Response {
@@ -188,7 +191,12 @@ async fn run_validation(
         service: params.service.as_deref(),
         renew: flag(&params.renew),
     };
-    match state.cas.validate(request, release).await {
+    // CAS 1 has no proxying (§2.4).
+    let pgt_url = match endpoint {
+        Endpoint::Validate => None,
+        _ => params.pgt_url.as_deref(),
+    };
+    match state.cas.validate(request, release, pgt_url).await {
         Ok(outcome) => outcome,
         Err(error) => {
             tracing::error!(%error, "CAS validation failed");
@@ -260,4 +268,37 @@ pub async fn p3_proxy_validate(
     Query(params): Query<ValidateParams>,
 ) -> Response {
     validate_xml(&state, &params, Endpoint::ProxyValidate, Release::Cas3).await
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct ProxyParams {
+    pgt: Option<String>,
+    #[serde(rename = "targetService")]
+    target_service: Option<String>,
+    format: Option<String>,
+}
+
+/// `GET /cas/proxy` (§2.7): a proxy ticket for `targetService` from a proxy-granting ticket.
+pub async fn proxy(State(state): State<WebState>, Query(params): Query<ProxyParams>) -> Response {
+    let format = Format::parse(params.format.as_deref());
+    let body = match state
+        .cas
+        .proxy(params.pgt.as_deref(), params.target_service.as_deref())
+        .await
+    {
+        Ok(Ok(ticket)) => render::proxy_success(&ticket, format),
+        Ok(Err(failure)) => render::proxy_failure(&failure, format),
+        Err(error) => {
+            tracing::error!(%error, "CAS proxy request failed");
+            render::proxy_failure(
+                &CasFailure::new(CasErrorCode::InternalError, "try again"),
+                format,
+            )
+        }
+    };
+    let content_type = match format {
+        Format::Xml => "application/xml; charset=utf-8",
+        Format::Json => "application/json",
+    };
+    protocol_response(content_type, body)
 }

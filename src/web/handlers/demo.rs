@@ -44,6 +44,7 @@ pub async fn cas(
                 renew: false,
             },
             Release::Cas3,
+            None,
         )
         .await?;
     let (user, attributes, response) = match &outcome {

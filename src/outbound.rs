@@ -1,0 +1,50 @@
+//! Outbound HTTP: the calls Sésame makes to applications — CAS proxy callbacks (CAS 3.0.3
+//! §2.5.4) today, single-logout and back-channel logout requests next. One client: TLS checked
+//! against the web PKI roots, no redirect followed, a short time limit, so a slow or hostile
+//! application cannot hold a request of ours.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::cas::ProxyCallback;
+
+/// Longest wait for an application.
+pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub struct HttpCallbacks {
+    client: reqwest::Client,
+}
+
+impl HttpCallbacks {
+    pub fn new(timeout: Duration) -> Result<Self, String> {
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(crate::mail::sms::tls_config()?)
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(timeout)
+            .connect_timeout(timeout)
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self { client })
+    }
+}
+
+#[async_trait]
+impl ProxyCallback for HttpCallbacks {
+    async fn deliver(&self, pgt_url: &str, pgt_iou: &str, pgt_id: &str) -> bool {
+        let Ok(mut url) = url::Url::parse(pgt_url) else {
+            return false;
+        };
+        url.query_pairs_mut()
+            .append_pair("pgtIou", pgt_iou)
+            .append_pair("pgtId", pgt_id);
+        match self.client.get(url).send().await {
+            // §2.5.4: only a 200 counts; a redirect is not followed.
+            Ok(response) => response.status() == reqwest::StatusCode::OK,
+            Err(error) => {
+                tracing::info!(error = %error.without_url(), "proxy callback failed");
+                false
+            }
+        }
+    }
+}
