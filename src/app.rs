@@ -85,6 +85,8 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginService>,
     pub cas: Arc<CasServer>,
+    /// Sends CAS single-logout requests (run by the jobs; tests call it directly).
+    pub cas_logouts: Arc<crate::cas::logout::LogoutSender>,
     /// This node's throttles of the credential forms.
     pub throttle: Throttle,
     pub metrics: Metrics,
@@ -173,6 +175,7 @@ pub fn cas_server(
     entropy: Arc<dyn Entropy>,
 ) -> CasServer {
     CasServer::new(
+        store.clone(),
         store.clone(),
         callbacks,
         store.clone(),
@@ -283,6 +286,7 @@ impl Admin {
     /// The helpdesk's account service.
     pub fn helpdesk(&self) -> Helpdesk {
         Helpdesk::new(
+            self.store.clone(),
             self.store.clone(),
             Arc::new(Lockout::new(
                 self.store.clone(),
@@ -466,6 +470,12 @@ impl App {
             crate::outbound::HttpCallbacks::new(crate::outbound::CALLBACK_TIMEOUT)
                 .map_err(StartError::Callbacks)?,
         );
+        let cas_logouts = Arc::new(crate::cas::logout::LogoutSender::new(
+            store.clone(),
+            callbacks.clone(),
+            clock.clone(),
+            entropy.clone(),
+        ));
         let cas = Arc::new(cas_server(
             &config,
             callbacks,
@@ -477,6 +487,7 @@ impl App {
         ));
         Ok(Self {
             cas,
+            cas_logouts,
             lockout,
             sessions,
             login,
@@ -502,6 +513,7 @@ impl App {
     /// The helpdesk's account service (what `sesame admin` uses).
     pub fn helpdesk(&self) -> Helpdesk {
         Helpdesk::new(
+            self.store.clone(),
             self.store.clone(),
             self.lockout.clone(),
             self.sessions.clone(),
@@ -550,7 +562,7 @@ impl App {
             .with_mail(self.mail_sender.clone(), self.config.mail.send_interval.0)
             .with_account_secrets(self.store.clone(), self.clock.clone())
             .with_login(self.sessions.clone(), self.lockout.clone())
-            .with_cas(self.cas.clone())
+            .with_cas(self.cas.clone(), self.cas_logouts.clone())
             .with_sweep({
                 let throttle = self.throttle.clone();
                 Arc::new(move || throttle.forget_idle())

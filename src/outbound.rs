@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::cas::ProxyCallback;
+use crate::cas::logout::LogoutDelivery;
 
 /// Longest wait for an application.
 pub const CALLBACK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -45,6 +46,25 @@ impl ProxyCallback for HttpCallbacks {
                 tracing::info!(error = %error.without_url(), "proxy callback failed");
                 false
             }
+        }
+    }
+}
+
+#[async_trait]
+impl LogoutDelivery for HttpCallbacks {
+    /// CAS 3.0.3 §2.3.3: a POST with the form field `logoutRequest`; any 2xx counts.
+    async fn post_logout(&self, url: &str, logout_request: &str) -> Result<(), String> {
+        let response = self
+            .client
+            .post(url)
+            .form(&[("logoutRequest", logout_request)])
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", response.status()))
         }
     }
 }

@@ -11,6 +11,7 @@ use super::identifiers::canonical_login;
 use super::lockout::{LockStatus, Lockout};
 use super::{AccountAdminStore, AccountRecord, AccountState};
 use crate::audit::{Actor, AuditAction, AuditEvent, AuditQuery, Auditor};
+use crate::cas::logout::{LogoutStatus, LogoutStore};
 use crate::clock::{Clock, from_unix, rfc3339};
 use crate::sessions::{Session, Sessions};
 use crate::storage::StorageError;
@@ -115,6 +116,7 @@ impl From<StorageError> for HelpdeskError {
 
 pub struct Helpdesk {
     store: Arc<dyn AccountAdminStore>,
+    logouts: Arc<dyn LogoutStore>,
     lockout: Arc<Lockout>,
     sessions: Arc<Sessions>,
     audit: Arc<Auditor>,
@@ -132,6 +134,7 @@ fn require_reason(reason: &str) -> Result<&str, HelpdeskError> {
 impl Helpdesk {
     pub fn new(
         store: Arc<dyn AccountAdminStore>,
+        logouts: Arc<dyn LogoutStore>,
         lockout: Arc<Lockout>,
         sessions: Arc<Sessions>,
         audit: Arc<Auditor>,
@@ -140,6 +143,7 @@ impl Helpdesk {
     ) -> Self {
         Self {
             store,
+            logouts,
             lockout,
             sessions,
             audit,
@@ -351,6 +355,16 @@ impl Helpdesk {
             .iter()
             .map(SessionReport::of)
             .collect())
+    }
+
+    /// The single-logout requests sent (or being sent) for the account's ended sessions, most
+    /// recent first.
+    pub async fn single_logouts(&self, typed: &str) -> Result<Vec<LogoutStatus>, HelpdeskError> {
+        let account = self.account(typed).await?;
+        Ok(self
+            .logouts
+            .list_logouts_of_account(&account.id, 50)
+            .await?)
     }
 
     /// Audit events, most recent first, of one account (by login) or of everything.

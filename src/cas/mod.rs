@@ -2,6 +2,7 @@
 //! the responses (CAS 1 text, CAS 2/3 XML, JSON). No HTTP and no SQL here: `web/handlers/cas.rs`
 //! reads requests and `store/` keeps the tickets, through the [`TicketStore`] port.
 
+pub mod logout;
 pub mod render;
 pub mod server;
 

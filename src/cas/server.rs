@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::logout::{LogoutStore, LogoutTarget};
 use super::{
     Authentication, CasErrorCode, CasFailure, Endpoint, PGT_PREFIX, PGTIOU_PREFIX, ProxyCallback,
     ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore, ValidationRequest, new_ticket,
@@ -40,6 +41,7 @@ pub struct CasSettings {
 
 pub struct CasServer {
     tickets: Arc<dyn TicketStore>,
+    logouts: Arc<dyn LogoutStore>,
     callback: Arc<dyn ProxyCallback>,
     services: Arc<dyn ServiceStore>,
     accounts: Arc<dyn AccountStore>,
@@ -62,6 +64,7 @@ impl CasServer {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         tickets: Arc<dyn TicketStore>,
+        logouts: Arc<dyn LogoutStore>,
         callback: Arc<dyn ProxyCallback>,
         services: Arc<dyn ServiceStore>,
         accounts: Arc<dyn AccountStore>,
@@ -73,6 +76,7 @@ impl CasServer {
     ) -> Self {
         Self {
             tickets,
+            logouts,
             callback,
             services,
             accounts,
@@ -260,6 +264,28 @@ impl CasServer {
                 }}),
             )
             .await?;
+        // Single logout (§2.3.3): this service will be told, with this ticket, when the SSO
+        // session ends.
+        if service.single_logout
+            && let Some(ticket) = request.ticket
+        {
+            self.logouts
+                .record_logout_target(
+                    &LogoutTarget {
+                        session_id: stored.session_id.clone(),
+                        account_id: account.id.clone(),
+                        service_id: service.id.clone(),
+                        url: service
+                            .logout_url
+                            .clone()
+                            .unwrap_or_else(|| stored.service.clone()),
+                        name_id: user.clone(),
+                        session_index: ticket.to_string(),
+                    },
+                    now,
+                )
+                .await?;
+        }
         let proxy_granting_ticket = match callback {
             Some(url) => self.grant_pgt(&stored, &service, url).await?,
             None => None,

@@ -234,13 +234,11 @@ pub async fn revoke_sessions(
 
 /// `sesame admin sessions LOGIN`.
 pub async fn sessions(config: Config, login: &str, json: bool) -> anyhow::Result<()> {
-    let sessions = Admin::open(config)
-        .await?
-        .helpdesk()
-        .sessions(login)
-        .await?;
+    let helpdesk = Admin::open(config).await?.helpdesk();
+    let sessions = helpdesk.sessions(login).await?;
+    let logouts = helpdesk.single_logouts(login).await?;
     if json {
-        return print_json(&sessions);
+        return print_json(&serde_json::json!({"sessions": sessions, "single_logouts": logouts}));
     }
     if sessions.is_empty() {
         println!("{} has no live session.", login.trim());
@@ -256,6 +254,30 @@ pub async fn sessions(config: Config, login: &str, json: bool) -> anyhow::Result
             s.client_ip.as_deref().unwrap_or("?"),
             s.factors.join("+"),
             s.user_agent.as_deref().unwrap_or("")
+        );
+    }
+    if !logouts.is_empty() {
+        println!("Single logout of ended sessions (most recent first):");
+    }
+    for l in &logouts {
+        println!(
+            "  {:<20} {:<9} attempts {}  queued {}{}{}",
+            l.service_id,
+            l.state,
+            l.attempts,
+            l.queued_at
+                .map(|at| crate::clock::rfc3339(crate::clock::from_unix(at)))
+                .unwrap_or_else(|| "just now".into()),
+            l.finished_at
+                .map(|at| format!(
+                    "  finished {}",
+                    crate::clock::rfc3339(crate::clock::from_unix(at))
+                ))
+                .unwrap_or_default(),
+            l.last_error
+                .as_deref()
+                .map(|e| format!("  last error: {e}"))
+                .unwrap_or_default()
         );
     }
     Ok(())

@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::accounts::AccountSecretsPurge;
 use crate::accounts::lockout::Lockout;
+use crate::cas::logout::LogoutSender;
 use crate::cas::server::CasServer;
 use crate::clock::Clock;
 use crate::keys::{KeyRing, MaintenanceReport};
@@ -26,7 +27,7 @@ pub struct Maintenance {
     mail: Option<MailJob>,
     account_secrets: Option<(Arc<dyn AccountSecretsPurge>, Arc<dyn Clock>)>,
     login: Option<(Arc<Sessions>, Arc<Lockout>)>,
-    cas: Option<Arc<CasServer>>,
+    cas: Option<(Arc<CasServer>, Arc<LogoutSender>)>,
     /// Called on each pass (the web layer's throttle forgets idle addresses).
     sweeps: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -69,9 +70,10 @@ impl Maintenance {
         self
     }
 
-    /// Adds the purge of expired CAS tickets.
-    pub fn with_cas(mut self, cas: Arc<CasServer>) -> Self {
-        self.cas = Some(cas);
+    /// Adds the purge of expired CAS tickets, and the single-logout sender (on the outbox's
+    /// short interval).
+    pub fn with_cas(mut self, cas: Arc<CasServer>, logouts: Arc<LogoutSender>) -> Self {
+        self.cas = Some((cas, logouts));
         self
     }
 
@@ -118,10 +120,13 @@ impl Maintenance {
                 Err(error) => tracing::error!(%error, "purging old lockout counters failed"),
             }
         }
-        if let Some(cas) = &self.cas {
+        if let Some((cas, logouts)) = &self.cas {
             match cas.purge().await {
                 Ok(purged) => outcome.purged_tickets = purged,
                 Err(error) => tracing::error!(%error, "purging expired CAS tickets failed"),
+            }
+            if let Err(error) = logouts.purge().await {
+                tracing::error!(%error, "purging finished single logouts failed");
             }
         }
         for sweep in &self.sweeps {
@@ -149,12 +154,17 @@ impl Maintenance {
         outcome
     }
 
-    /// One pass of the outbox sender (nothing without an outbox).
+    /// One pass of the outbox senders: mail, and CAS single logout.
     pub async fn send_mail_once(&self) {
         if let Some(mail) = &self.mail
             && let Err(error) = mail.sender.run_once().await
         {
             tracing::error!(%error, "sending the mail outbox failed");
+        }
+        if let Some((_, logouts)) = &self.cas
+            && let Err(error) = logouts.run_once().await
+        {
+            tracing::error!(%error, "sending single-logout requests failed");
         }
     }
 

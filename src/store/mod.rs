@@ -24,6 +24,7 @@ use crate::accounts::recovery::RecoveryStore;
 use crate::accounts::{AccountAdminStore, AccountSecretsPurge, AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
 use crate::cas::TicketStore;
+use crate::cas::logout::LogoutStore;
 use crate::keys::KeyStore;
 use crate::login::LoginStore;
 use crate::mail::MailStore;
@@ -47,6 +48,7 @@ pub trait Store:
     + SessionStore
     + ServiceStore
     + TicketStore
+    + LogoutStore
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -69,6 +71,7 @@ impl<T> Store for T where
         + SessionStore
         + ServiceStore
         + TicketStore
+        + LogoutStore
         + ProvisioningStore
         + MailStore
         + HealthProbe
@@ -175,4 +178,3 @@ mod tests {
         assert_eq!(embedded(super::postgres::MIGRATIONS), postgres);
     }
 }
-

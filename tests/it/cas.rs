@@ -23,6 +23,7 @@ on_both_backends! {
     method_post_returns_the_ticket_in_an_auto_submitted_form,
     logout_ends_the_session_and_returns_only_to_registered_services,
     a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others,
+    single_logout_reaches_every_service_of_an_ended_session,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -531,6 +532,20 @@ async fn callback_receiver() -> (
             ),
         )
         .route(
+            "/slo",
+            axum::routing::post(
+                |State(seen): State<Seen>,
+                 axum::Form(form): axum::Form<HashMap<String, String>>| async move {
+                    seen.lock().unwrap().push(form);
+                    "ok"
+                },
+            ),
+        )
+        .route(
+            "/broken",
+            axum::routing::post(|| async { axum::http::StatusCode::INTERNAL_SERVER_ERROR }),
+        )
+        .route(
             "/moved",
             axum::routing::get(|| async { axum::response::Redirect::temporary("/pgt") }),
         )
@@ -689,4 +704,110 @@ async fn a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others(
         "proxy_failure_after_logout",
         after.body.replace(&pgt, "PGT-<ticket>")
     );
+}
+
+async fn single_logout_reaches_every_service_of_an_ended_session(backend: Backend) {
+    let app = TestApp::start_with(backend, &[("SESAME_CAS__ALLOW_HTTP_SERVICES", "true")]).await;
+    let (receiver, seen) = callback_receiver().await;
+    let mut moodle = service("moodle", "https://moodle.uca.fr/");
+    moodle.single_logout = true;
+    moodle.logout_url = Some(format!("{receiver}/slo"));
+    app.app.cas.add_service(&moodle).await.unwrap();
+    let mut bib = service("bib", "https://bib.uca.fr/");
+    bib.single_logout = true;
+    bib.logout_url = Some(format!("{receiver}/broken"));
+    app.app.cas.add_service(&bib).await.unwrap();
+    app.app
+        .cas
+        .add_service(&service("ent", "https://ent.uca.fr/"))
+        .await
+        .unwrap();
+    app.active_student(PASSWORD).await;
+    let mut browser = Browser::new(&app);
+    let moodle_ticket = ticket_of(&cas_login(&mut browser, MOODLE, "").await);
+    assert!(
+        validate(&app, "p3/serviceValidate", MOODLE, &moodle_ticket)
+            .await
+            .body
+            .contains("authenticationSuccess")
+    );
+    for service in [BIB, "https://ent.uca.fr/"] {
+        let ticket = ticket_of(&location(
+            &browser
+                .get(&format!("/cas/login?service={}", encode(service)))
+                .await,
+        ));
+        validate(&app, "serviceValidate", service, &ticket).await;
+    }
+    assert_eq!(
+        app.app.cas_logouts.run_once().await.unwrap().delivered,
+        0,
+        "nothing yet"
+    );
+
+    // Logout: moodle is told, with the ticket it validated; ent did not ask; bib fails.
+    browser.get("/logout").await;
+    browser.post("/logout", &[]).await;
+    let report = app.app.cas_logouts.run_once().await.unwrap();
+    assert_eq!((report.delivered, report.retried), (1, 1));
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let message = &sent[0]["logoutRequest"];
+    assert!(
+        message.starts_with(
+            "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\""
+        )
+    );
+    assert!(message.contains(&format!(
+        "<samlp:SessionIndex>{moodle_ticket}</samlp:SessionIndex>"
+    )));
+    assert!(message.contains("<saml:NameID>emilie.dupre</saml:NameID>"));
+    let statuses = app.helpdesk().single_logouts("emilie.dupre").await.unwrap();
+    let state = |id: &str| {
+        statuses
+            .iter()
+            .find(|s| s.service_id == id)
+            .map(|s| (s.state, s.attempts))
+            .unwrap()
+    };
+    assert_eq!(state("moodle"), ("delivered", 1));
+    assert_eq!(state("bib"), ("pending", 1));
+    assert!(statuses.iter().all(|s| s.service_id != "ent"));
+
+    // The failing one is retried with backoff, then given up after six hours.
+    assert_eq!(
+        app.app.cas_logouts.run_once().await.unwrap().retried,
+        0,
+        "not due yet"
+    );
+    for _ in 0..20 {
+        app.clock.advance(Duration::from_secs(3600));
+        app.app.cas_logouts.run_once().await.unwrap();
+    }
+    let statuses = app.helpdesk().single_logouts("emilie.dupre").await.unwrap();
+    let bib = statuses.iter().find(|s| s.service_id == "bib").unwrap();
+    assert_eq!(bib.state, "failed");
+    assert!(bib.attempts > 3 && bib.attempts < 12, "{}", bib.attempts);
+    assert!(bib.last_error.as_deref().unwrap().contains("500"));
+
+    // Every way a session ends queues it: here the helpdesk, and the expiry purge.
+    let ticket = ticket_of(&cas_login(&mut browser, MOODLE, "").await);
+    validate(&app, "serviceValidate", MOODLE, &ticket).await;
+    app.helpdesk()
+        .revoke_sessions("emilie.dupre", sesame::audit::Actor::System, "test")
+        .await
+        .unwrap();
+    app.app.cas_logouts.run_once().await.unwrap();
+    let ticket = ticket_of(&cas_login(&mut browser, MOODLE, "").await);
+    validate(&app, "serviceValidate", MOODLE, &ticket).await;
+    app.clock.advance(Duration::from_secs(9 * 3600));
+    assert!(app.app.maintenance().run_once().await.purged_sessions >= 1);
+    app.app.cas_logouts.run_once().await.unwrap();
+    let sent = seen.lock().unwrap().clone();
+    assert_eq!(
+        sent.len(),
+        3,
+        "logout, revocation and expiry each reached moodle"
+    );
+    assert!(sent[2]["logoutRequest"].contains(&ticket));
 }

@@ -388,8 +388,9 @@ async fn the_helpdesk_commands_explain_and_act_on_an_account() {
         )
         .await;
     assert_eq!(signed_in.status, axum::http::StatusCode::SEE_OTHER);
-    let sessions: Vec<serde_json::Value> =
+    let listed: serde_json::Value =
         serde_json::from_str(&stdout(&admin(&["sessions", "emilie.dupre", "--json"]))).unwrap();
+    let sessions = listed["sessions"].as_array().unwrap();
     assert_eq!(sessions.len(), 1);
     assert_eq!(sessions[0]["factors"], serde_json::json!(["pwd"]));
     let revoked = admin(&[

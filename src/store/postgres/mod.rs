@@ -6,6 +6,7 @@ mod accounts;
 mod activation;
 mod audit;
 mod cas;
+mod cas_logout;
 mod keys;
 mod lockout;
 mod login;
@@ -63,6 +64,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         8,
         "cas",
         include_str!("../../../migrations/postgres/0008_cas.sql"),
+    ),
+    (
+        9,
+        "cas_single_logout",
+        include_str!("../../../migrations/postgres/0009_cas_single_logout.sql"),
     ),
 ];
 

@@ -5,6 +5,7 @@ mod accounts;
 mod activation;
 mod audit;
 mod cas;
+mod cas_logout;
 mod keys;
 mod lockout;
 mod login;
@@ -62,6 +63,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         8,
         "cas",
         include_str!("../../../migrations/sqlite/0008_cas.sql"),
+    ),
+    (
+        9,
+        "cas_single_logout",
+        include_str!("../../../migrations/sqlite/0009_cas_single_logout.sql"),
     ),
 ];
 
