@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """End-to-end check of the CAS server with a real third-party CAS client library: python-cas
-(PyPI), in its CAS 1, 2 and 3 flavours, against the real `sesame demo` binary.
+(PyPI), in its CAS 1, 2, 3 and SAML 1.1 flavours, against the real `sesame demo` binary.
 
 Services are registered from the outside with `sesame service add`. The browser part is a scripted
 form client using only the documented field names; every ticket is validated by python-cas
@@ -111,6 +111,13 @@ def main():
         check(status == 303 and headers["location"].startswith(app_b), "SSO into a second service")
         user, attributes, _ = v2b.verify_ticket(ticket_of(headers["location"]))
         check(user == USER and not attributes, "no attributes on CAS 2 for a service that said so")
+
+        # SAML 1.1 (/samlValidate), python-cas's CAS_2_SAML_1_0 client.
+        saml = CASClient(version="CAS_2_SAML_1_0", service_url=app_a, server_url=server_url)
+        status, headers, _ = browser.request(path_of(saml.get_login_url(), base))
+        user, attributes, _ = saml.verify_ticket(ticket_of(headers["location"]))
+        check(user == USER and attributes.get("supannEtuId") == "22000011",
+              f"python-cas validates over SAML 1.1 with attributes ({sorted(attributes or {})})")
 
         # CAS 1.
         v1 = CASClient(version=1, service_url=app_b, server_url=server_url)

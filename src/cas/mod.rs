@@ -4,6 +4,7 @@
 
 pub mod logout;
 pub mod render;
+pub mod saml;
 pub mod server;
 
 use std::collections::BTreeMap;
@@ -302,6 +303,8 @@ pub struct Authentication {
     pub proxy_granting_ticket: Option<String>,
     /// For a proxy ticket: the proxies it came through, most recent first (§2.6.2).
     pub proxies: Vec<String>,
+    /// When the user typed the password (Unix seconds).
+    pub auth_time: i64,
     /// Released attributes (name → values, several values repeat the element). Empty when the
     /// endpoint or the service releases none.
     pub attributes: BTreeMap<String, Vec<String>>,

@@ -201,6 +201,7 @@ mod tests {
             attributes,
             proxy_granting_ticket: None,
             proxies: vec![],
+            auth_time: 0,
         }
     }
 
@@ -226,6 +227,7 @@ mod tests {
             attributes: BTreeMap::new(),
             proxy_granting_ticket: None,
             proxies: vec![],
+            auth_time: 0,
         };
         assert!(!success(&bare, Format::Xml).contains("cas:attributes"));
     }

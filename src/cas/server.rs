@@ -295,6 +295,7 @@ impl CasServer {
             attributes: released,
             proxy_granting_ticket,
             proxies: stored.proxies,
+            auth_time: stored.auth_time,
         }))
     }
 

@@ -73,6 +73,7 @@ pub fn router(state: WebState) -> Router {
         .route("/cas/p3/serviceValidate", get(cas::p3_service_validate))
         .route("/cas/p3/proxyValidate", get(cas::p3_proxy_validate))
         .route("/cas/proxy", get(cas::proxy))
+        .route("/cas/samlValidate", axum::routing::post(cas::saml_validate))
         // Operations
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))

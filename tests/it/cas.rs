@@ -24,6 +24,7 @@ on_both_backends! {
     logout_ends_the_session_and_returns_only_to_registered_services,
     a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others,
     single_logout_reaches_every_service_of_an_ended_session,
+    saml_validation_answers_soap_and_refuses_dtds,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -810,4 +811,76 @@ async fn single_logout_reaches_every_service_of_an_ended_session(backend: Backen
         "logout, revocation and expiry each reached moodle"
     );
     assert!(sent[2]["logoutRequest"].contains(&ticket));
+}
+
+fn soap(artifact: &str) -> String {
+    format!(
+        "<SOAP-ENV:Envelope xmlns:SOAP-ENV=\"http://schemas.xmlsoap.org/soap/envelope/\">\
+         <SOAP-ENV:Header/><SOAP-ENV:Body><samlp:Request xmlns:samlp=\"urn:oasis:names:tc:SAML:1.0:protocol\" \
+         MajorVersion=\"1\" MinorVersion=\"1\" RequestID=\"_1\" IssueInstant=\"2026-09-01T08:00:00Z\">\
+         <samlp:AssertionArtifact>{artifact}</samlp:AssertionArtifact></samlp:Request>\
+         </SOAP-ENV:Body></SOAP-ENV:Envelope>"
+    )
+}
+
+async fn saml_post(app: &TestApp, target: &str, body: String) -> TestResponse {
+    let request = axum::http::Request::builder()
+        .method(axum::http::Method::POST)
+        .uri(format!("/cas/samlValidate?TARGET={}", encode(target)))
+        .header("content-type", "text/xml; charset=utf-8")
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    app.send(request, None).await
+}
+
+/// Replaces the random ids and the times of a SAML response, one element per line.
+fn stable_saml(body: &str) -> String {
+    let times =
+        regex::Regex::new(r#"(IssueInstant|NotBefore|NotOnOrAfter|AuthenticationInstant)="[^"]*""#)
+            .unwrap();
+    let ids = regex::Regex::new(r#"(ResponseID|AssertionID)="_[0-9a-f]+""#).unwrap();
+    let out = times.replace_all(body, r#"$1="<time>""#);
+    ids.replace_all(&out, r#"$1="_<id>""#).replace("><", ">\n<")
+}
+
+async fn saml_validation_answers_soap_and_refuses_dtds(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    let ticket = ticket_of(&cas_login(&mut browser, MOODLE, "").await);
+    let ok = saml_post(&app, MOODLE, soap(&format!("\n  {ticket}\n"))).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    assert_eq!(ok.header("content-type"), Some("text/xml; charset=utf-8"));
+    insta::assert_snapshot!("saml_success", stable_saml(&ok.body));
+    let replay = saml_post(&app, MOODLE, soap(&ticket)).await;
+    assert!(replay.body.contains("samlp:Responder") && replay.body.contains("INVALID_TICKET"));
+
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    ));
+    let wrong_target = saml_post(&app, BIB, soap(&ticket)).await;
+    assert!(
+        wrong_target.body.contains("INVALID_SERVICE"),
+        "{}",
+        wrong_target.body
+    );
+
+    let ticket = ticket_of(&location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    ));
+    let dtd = format!(
+        "<?xml version=\"1.0\"?><!DOCTYPE e [<!ENTITY x SYSTEM \"file:///etc/passwd\">]>{}",
+        soap(&ticket)
+    );
+    let refused = saml_post(&app, MOODLE, dtd).await;
+    insta::assert_snapshot!("saml_dtd_refused", stable_saml(&refused.body));
+    assert!(!refused.body.contains("root:"));
+    // The refused request did not consume the ticket: it was never read.
+    let still = saml_post(&app, MOODLE, soap(&ticket)).await;
+    assert!(still.body.contains("samlp:Success"));
+    let garbage = saml_post(&app, MOODLE, "not xml <<<".into()).await;
+    assert!(garbage.body.contains("samlp:Requester"));
 }

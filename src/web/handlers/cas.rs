@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use url::Url;
 
 use super::login::{current_session, see_other, session_cookie, session_cookie_name};
-use crate::cas::render;
 use crate::cas::server::Release;
 use crate::cas::{CasErrorCode, CasFailure, Endpoint, Format, ValidationRequest};
+use crate::cas::{render, saml};
 use crate::login::Destination;
 use crate::relying_parties::services::with_ticket;
 use crate::sessions::Session;
@@ -301,4 +301,67 @@ pub async fn proxy(State(state): State<WebState>, Query(params): Query<ProxyPara
         Format::Json => "application/json",
     };
     protocol_response(content_type, body)
+}
+
+#[derive(Debug, serde::Deserialize)]
+pub struct SamlParams {
+    /// The service URL (§4.1).
+    #[serde(rename = "TARGET")]
+    target: Option<String>,
+}
+
+/// `POST /cas/samlValidate` (§4): SAML 1.1 validation; DTDs are refused.
+pub async fn saml_validate(
+    State(state): State<WebState>,
+    Query(params): Query<SamlParams>,
+    body: String,
+) -> Response {
+    use crate::entropy::EntropyExt as _;
+    let response_id = format!("_{}", state.entropy.hex(16));
+    let assertion_id = format!("_{}", state.entropy.hex(16));
+    let issuer = Url::parse(&state.public_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_default();
+    let target = params.target.unwrap_or_default();
+    let now = state.login.now();
+    let mut ctx = saml::SamlContext {
+        response_id: &response_id,
+        assertion_id: &assertion_id,
+        issuer: &issuer,
+        audience: &target,
+        now,
+        auth_time: now,
+    };
+    let artifact = match saml::artifact_of(&body) {
+        Ok(artifact) if !target.is_empty() => artifact,
+        Ok(_) => {
+            return saml_response(saml::failure(true, "TARGET is required", &ctx));
+        }
+        Err(error) => {
+            return saml_response(saml::failure(true, &error.to_string(), &ctx));
+        }
+    };
+    let request = ValidationRequest {
+        endpoint: Endpoint::ServiceValidate,
+        ticket: Some(&artifact),
+        service: Some(&target),
+        renew: false,
+    };
+    let body = match state.cas.validate(request, Release::Cas3, None).await {
+        Ok(Ok(auth)) => {
+            ctx.auth_time = auth.auth_time;
+            saml::success(&auth, &ctx)
+        }
+        Ok(Err(failure)) => saml::failure(false, &failure.to_string(), &ctx),
+        Err(error) => {
+            tracing::error!(%error, "SAML validation failed");
+            saml::failure(false, "INTERNAL_ERROR: try again", &ctx)
+        }
+    };
+    saml_response(body)
+}
+
+fn saml_response(body: String) -> Response {
+    protocol_response("text/xml; charset=utf-8", body)
 }
