@@ -55,6 +55,31 @@ pub fn artifact_of(body: &str) -> Result<String, SamlRequestError> {
             Ok(Event::End(end)) if end.local_name().as_ref() == b"AssertionArtifact" => {
                 inside = false;
             }
+            // quick-xml reports `&…;` separately and expands nothing: only XML's own five
+            // entities and character references are understood here.
+            Ok(Event::GeneralRef(reference)) if inside => {
+                let name = reference
+                    .decode()
+                    .map_err(|e| SamlRequestError::NotXml(e.to_string()))?;
+                let c = match name.as_ref() {
+                    "lt" => Some('<'),
+                    "gt" => Some('>'),
+                    "amp" => Some('&'),
+                    "quot" => Some('"'),
+                    "apos" => Some('\''),
+                    other => other
+                        .strip_prefix("#x")
+                        .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                        .or_else(|| other.strip_prefix('#').and_then(|d| d.parse().ok()))
+                        .and_then(char::from_u32),
+                };
+                match (c, found.as_mut()) {
+                    (Some(c), Some(value)) => value.push(c),
+                    _ => {
+                        return Err(SamlRequestError::NotXml(format!("unknown entity &{name};")));
+                    }
+                }
+            }
             Ok(Event::Text(text)) if inside => {
                 let text = text
                     .decode()
@@ -190,9 +215,13 @@ mod tests {
             Err(SamlRequestError::NotXml(_))
         ));
         assert_eq!(
-            artifact_of("<a><AssertionArtifact>&lt;x&gt;</AssertionArtifact></a>").unwrap(),
-            "<x>",
-            "entities of XML itself are decoded, nothing else"
+            artifact_of("<a><AssertionArtifact>&lt;x&gt;&#65;</AssertionArtifact></a>").unwrap(),
+            "<x>A",
+            "entities of XML itself are decoded"
         );
+        assert!(matches!(
+            artifact_of("<a><AssertionArtifact>&xxe;</AssertionArtifact></a>"),
+            Err(SamlRequestError::NotXml(_))
+        ));
     }
 }
