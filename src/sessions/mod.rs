@@ -234,7 +234,9 @@ impl Sessions {
     ) -> Result<(SecretToken, Session), StorageError> {
         let now = self.clock.unix_now();
         let (idle, absolute) = self.limits(kind);
-        let token = SecretToken::new(self.entropy.token(16));
+        // The CAS ticket-granting ticket (CAS 3.0.3 §3.6): `TGT-` and 160 random bits, only
+        // `[A-Za-z0-9-]`. It never leaves the cookie.
+        let token = SecretToken::new(format!("TGT-{}", self.entropy.hex(20)));
         let session = Session {
             id: self.entropy.token(12),
             account_id: account_id.to_string(),

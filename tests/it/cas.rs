@@ -177,6 +177,12 @@ async fn a_cas_login_goes_through_the_form_and_the_ticket_validates_once(backend
         ))
         .await;
     assert_eq!(json.header("content-type"), Some("application/json"));
+    insta::assert_snapshot!(
+        "cas2_json_success",
+        regex::Regex::new(r#""authenticationDate":\["[^"]*"\]"#)
+            .unwrap()
+            .replace(&json.body, r#""authenticationDate":["<date>"]"#)
+    );
     let json: serde_json::Value = serde_json::from_str(&json.body).unwrap();
     let success = &json["serviceResponse"]["authenticationSuccess"];
     assert_eq!(success["user"], "emilie.dupre");
@@ -754,6 +760,15 @@ async fn single_logout_reaches_every_service_of_an_ended_session(backend: Backen
     let sent = seen.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     let message = &sent[0]["logoutRequest"];
+    insta::assert_snapshot!(
+        "single_logout_message",
+        regex::Regex::new(r#"ID="LR-[0-9a-f]+" Version="2.0" IssueInstant="[^"]+""#)
+            .unwrap()
+            .replace(
+                &message.replace(&moodle_ticket, "ST-<ticket>"),
+                r#"ID="LR-<id>" Version="2.0" IssueInstant="<time>""#
+            )
+    );
     assert!(
         message.starts_with(
             "<samlp:LogoutRequest xmlns:samlp=\"urn:oasis:names:tc:SAML:2.0:protocol\""

@@ -179,7 +179,15 @@ async fn a_login_opens_a_session_that_the_next_visit_finds(backend: Backend) {
         .next()
         .unwrap()
         .trim_start_matches("sesame=");
-    assert!(value.len() >= 22, "at least 128 bits");
+    assert!(
+        value.starts_with("TGT-") && value.len() == 44,
+        "TGT- and 160 bits in hex: {value}"
+    );
+    assert!(
+        value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    );
 
     let again = browser.get("/login").await;
     assert_eq!(again.status, StatusCode::OK);
