@@ -42,36 +42,31 @@ pub fn configure(mut config: Config) -> Config {
         config.cas.allow_http_services = true;
     }
     if !config.cas.services.iter().any(|s| s.id == DEMO_SERVICE_ID) {
-        config.cas.services.push(CasService {
-            id: DEMO_SERVICE_ID.into(),
-            name: "Démonstration CAS".into(),
-            pattern: public
-                .join("demo/cas")
-                .expect("a relative path joins any base URL")
-                .to_string(),
-            mode: MatchMode::Prefix,
-            order: 1000,
-            attributes: [
-                "mail",
-                "displayName",
-                "givenName",
-                "sn",
-                "eduPersonPrincipalName",
-                "eduPersonAffiliation",
-                "eduPersonPrimaryAffiliation",
-                "supannEtuId",
-                "supannEmpId",
-                "supannEntiteAffectation",
-            ]
-            .map(String::from)
-            .to_vec(),
-            user_attribute: "uid".into(),
-            attributes_on_cas2: true,
-            proxy: false,
-            mfa_required: false,
-            single_logout: false,
-            logout_url: None,
-        });
+        let pattern = public
+            .join("demo/cas")
+            .expect("a relative path joins any base URL");
+        let mut service = CasService::new(
+            DEMO_SERVICE_ID,
+            "Démonstration CAS",
+            pattern.as_str(),
+            MatchMode::Prefix,
+        );
+        service.order = 1000;
+        service.attributes = [
+            "mail",
+            "displayName",
+            "givenName",
+            "sn",
+            "eduPersonPrincipalName",
+            "eduPersonAffiliation",
+            "eduPersonPrimaryAffiliation",
+            "supannEtuId",
+            "supannEmpId",
+            "supannEntiteAffectation",
+        ]
+        .map(String::from)
+        .to_vec();
+        config.cas.services.push(service);
     }
     config
 }

@@ -205,6 +205,25 @@ pub fn with_ticket(service: &str, ticket: &str) -> String {
 }
 
 impl CasService {
+    /// A service with the defaults of the configuration file: order 0, no attribute released,
+    /// `uid` as `cas:user`, no proxying, no MFA, no single logout.
+    pub fn new(id: &str, name: &str, pattern: &str, mode: MatchMode) -> Self {
+        Self {
+            id: id.to_string(),
+            name: name.to_string(),
+            pattern: pattern.to_string(),
+            mode,
+            order: 0,
+            attributes: Vec::new(),
+            user_attribute: default_user_attribute(),
+            attributes_on_cas2: true,
+            proxy: false,
+            mfa_required: false,
+            single_logout: false,
+            logout_url: None,
+        }
+    }
+
     /// Whether a (canonical) service URL is this service's.
     pub fn matches(&self, canonical: &str) -> bool {
         match self.mode {
@@ -381,20 +400,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn service(pattern: &str, mode: MatchMode) -> CasService {
-        CasService {
-            id: "moodle".into(),
-            name: "Moodle".into(),
-            pattern: pattern.into(),
-            mode,
-            order: 0,
-            attributes: vec![],
-            user_attribute: "uid".into(),
-            attributes_on_cas2: true,
-            proxy: false,
-            mfa_required: false,
-            single_logout: false,
-            logout_url: None,
-        }
+        CasService::new("moodle", "Moodle", pattern, mode)
     }
 
     #[test]

@@ -62,6 +62,24 @@ pub fn html_response(
     response
 }
 
+/// A page with forms: renders the template built around the browser's CSRF token (DESIGN.md §9),
+/// and sets the CSRF cookie when the browser had none, plus `extra_cookie`.
+pub fn form_page<T: Template>(
+    state: &super::WebState,
+    headers: &axum::http::HeaderMap,
+    extra_cookie: Option<axum::http::HeaderValue>,
+    build: impl FnOnce(String) -> T,
+) -> Result<axum::response::Response, super::errors::WebError> {
+    let super::cookies::CsrfToken { value, set_cookie } =
+        super::cookies::csrf_token(headers, state.https, state.entropy.as_ref());
+    let html = render(&build(value))
+        .map_err(|e| super::errors::WebError::Internal(format!("page: {e}")))?;
+    Ok(html_response(
+        html,
+        [set_cookie, extra_cookie].into_iter().flatten(),
+    ))
+}
+
 /// Renders a template; a rendering failure is a bug, reported as such by the caller.
 pub fn render(template: &impl Template) -> Result<String, askama::Error> {
     template.render()

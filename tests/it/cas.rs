@@ -32,25 +32,11 @@ const MOODLE: &str = "https://moodle.uca.fr/login/index.php?authCAS=CAS";
 const BIB: &str = "https://bib.uca.fr/login";
 
 fn service(id: &str, pattern: &str) -> CasService {
-    CasService {
-        id: id.into(),
-        name: id.to_uppercase(),
-        pattern: pattern.into(),
-        mode: MatchMode::Prefix,
-        order: 0,
-        attributes: vec![
-            "mail".into(),
-            "displayName".into(),
-            "eduPersonAffiliation".into(),
-            "supannEtuId".into(),
-        ],
-        user_attribute: "uid".into(),
-        attributes_on_cas2: true,
-        proxy: false,
-        mfa_required: false,
-        single_logout: false,
-        logout_url: None,
-    }
+    let mut service = CasService::new(id, &id.to_uppercase(), pattern, MatchMode::Prefix);
+    service.attributes = ["mail", "displayName", "eduPersonAffiliation", "supannEtuId"]
+        .map(String::from)
+        .to_vec();
+    service
 }
 
 async fn app_with_services(backend: Backend) -> TestApp {

@@ -18,10 +18,10 @@ use crate::accounts::password::PasswordError;
 use crate::accounts::password_policy::PasswordProblem;
 use crate::one_time::SecretToken;
 use crate::web::WebState;
-use crate::web::cookies::{self, CsrfToken};
+use crate::web::cookies;
 use crate::web::errors::WebError;
 use crate::web::i18n::{ActivationTexts, Locale, PageTexts as _};
-use crate::web::views::{ActivatePage, PageContext, html_response, render};
+use crate::web::views::{ActivatePage, PageContext, form_page};
 
 pub(crate) type Fields = HashMap<String, String>;
 
@@ -87,15 +87,13 @@ fn page(
     view: View,
     extra_cookie: Option<HeaderValue>,
 ) -> Result<Response, WebError> {
-    let CsrfToken { value, set_cookie } =
-        cookies::csrf_token(headers, state.https, state.entropy.as_ref());
-    let html = render(&ActivatePage {
+    form_page(state, headers, extra_cookie, |csrf| ActivatePage {
         page: PageContext::new(locale, state.demo, view.action),
         a: texts(locale),
         step: view.step,
         number: view.number,
         action: view.action,
-        csrf: value,
+        csrf,
         notice: view.notice,
         error: view.error,
         email_error: view.email_error,
@@ -105,11 +103,6 @@ fn page(
         address: view.address,
         continue_href: view.continue_href,
     })
-    .map_err(internal)?;
-    Ok(html_response(
-        html,
-        [set_cookie, extra_cookie].into_iter().flatten(),
-    ))
 }
 
 /// 303 to the next step (DESIGN.md §9: redirects after a credential POST are 303).

@@ -15,11 +15,11 @@ use crate::audit::Origin;
 use crate::login::{Destination, LoginAttempt, LoginOutcome, SignedIn};
 use crate::one_time::SecretToken;
 use crate::sessions::{Session, SessionKind, SessionOrigin};
-use crate::web::cookies::{self, CsrfToken, SESSION_COOKIE};
+use crate::web::cookies::{self, SESSION_COOKIE};
 use crate::web::errors::WebError;
 use crate::web::i18n::{Locale, PageTexts as _};
 use crate::web::middleware::CspNonce;
-use crate::web::views::{LoginPage, PageContext, html_response, render};
+use crate::web::views::{LoginPage, PageContext, form_page};
 use crate::web::{ClientIp, WebState};
 
 /// A page of this file, before rendering.
@@ -50,25 +50,22 @@ fn page(
     view: View,
     extra_cookie: Option<HeaderValue>,
 ) -> Result<Response, WebError> {
-    let CsrfToken { value, set_cookie } =
-        cookies::csrf_token(headers, state.https, state.entropy.as_ref());
     let path = if matches!(view.mode, "form" | "signed_in") {
         "/login"
     } else {
         "/logout"
     };
-    let html = render(&LoginPage {
+    let status = view.status;
+    let mut response = form_page(state, headers, extra_cookie, |csrf| LoginPage {
         page: PageContext::new(locale, state.demo, path),
         l: &locale.texts().login,
         mode: view.mode,
-        csrf: value,
+        csrf,
         flow: view.flow,
         username: view.username,
         error: view.error,
-    })
-    .map_err(|e| WebError::Internal(format!("login page: {e}")))?;
-    let mut response = html_response(html, [set_cookie, extra_cookie].into_iter().flatten());
-    *response.status_mut() = view.status;
+    })?;
+    *response.status_mut() = status;
     Ok(response)
 }
 

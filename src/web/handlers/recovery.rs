@@ -10,10 +10,9 @@ use super::activation::{Fields, check_csrf, field, password_failure_message, pas
 use crate::accounts::recovery::ResetOutcome;
 use crate::one_time::SecretToken;
 use crate::web::WebState;
-use crate::web::cookies::{self, CsrfToken};
 use crate::web::errors::WebError;
 use crate::web::i18n::{Locale, PageTexts as _};
-use crate::web::views::{PageContext, PasswordPage, html_response, render};
+use crate::web::views::{PageContext, PasswordPage, form_page};
 
 fn page(
     state: &WebState,
@@ -23,25 +22,21 @@ fn page(
     token: String,
     error: Option<&'static str>,
 ) -> Result<Response, WebError> {
-    let CsrfToken { value, set_cookie } =
-        cookies::csrf_token(headers, state.https, state.entropy.as_ref());
     let path = if matches!(mode, "forgot" | "sent") {
         "/password/forgot"
     } else {
         "/password/reset"
     };
     let texts = locale.texts();
-    let html = render(&PasswordPage {
+    form_page(state, headers, None, |csrf| PasswordPage {
         page: PageContext::new(locale, state.demo, path),
         r: &texts.recovery,
         a: &texts.activation,
         mode,
-        csrf: value,
+        csrf,
         token,
         error,
     })
-    .map_err(|e| WebError::Internal(format!("password page: {e}")))?;
-    Ok(html_response(html, set_cookie))
 }
 
 pub async fn forgot_page(
