@@ -53,7 +53,22 @@ pub fn success(auth: &Authentication, format: Format) -> String {
             );
             if !auth.attributes.is_empty() {
                 out.push_str("        <cas:attributes>\n");
-                for (name, values) in &auth.attributes {
+                // Appendix A (schema 3.0.3): these three come first, in this order; `memberOf`
+                // and any other attribute follow.
+                const FIRST: [&str; 3] = [
+                    "authenticationDate",
+                    "longTermAuthenticationRequestTokenUsed",
+                    "isFromNewLogin",
+                ];
+                let ordered = FIRST
+                    .iter()
+                    .filter_map(|name| auth.attributes.get_key_value(*name))
+                    .chain(
+                        auth.attributes
+                            .iter()
+                            .filter(|(name, _)| !FIRST.contains(&name.as_str())),
+                    );
+                for (name, values) in ordered {
                     if !element_name(name) {
                         continue;
                     }
