@@ -27,6 +27,15 @@ pub struct LoginLabels {
     pub result: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CasLabels {
+    /// `validate`, `serviceValidate`, `proxyValidate`, `p3/serviceValidate`, `p3/proxyValidate`,
+    /// `samlValidate` or `proxy`.
+    pub endpoint: &'static str,
+    /// `success` or the failure code.
+    pub result: &'static str,
+}
+
 /// The registry and the families the web layer records.
 #[derive(Clone)]
 pub struct Metrics {
@@ -34,6 +43,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub logins: Family<LoginLabels, Counter>,
+    pub cas: Family<CasLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -66,11 +76,18 @@ impl Metrics {
             "Password logins by result (locked: refused or newly locked by the lockout)",
             logins.clone(),
         );
+        let cas = Family::<CasLabels, Counter>::default();
+        registry.register(
+            "cas_validations",
+            "CAS ticket validations and proxy requests, by endpoint and result",
+            cas.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             latency,
             logins,
+            cas,
         }
     }
 

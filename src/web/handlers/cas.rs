@@ -179,7 +179,35 @@ fn protocol_response(content_type: &'static str, body: String) -> Response {
     response
 }
 
+fn count(state: &WebState, endpoint: &'static str, result: Result<(), CasErrorCode>) {
+    let result = match result {
+        Ok(()) => "success",
+        Err(code) => code.as_str(),
+    };
+    state
+        .metrics
+        .cas
+        .get_or_create(&crate::web::metrics::CasLabels { endpoint, result })
+        .inc();
+}
+
 async fn run_validation(
+    state: &WebState,
+    params: &ValidateParams,
+    endpoint: Endpoint,
+    release: Release,
+    label: &'static str,
+) -> Result<crate::cas::Authentication, CasFailure> {
+    let outcome = validation(state, params, endpoint, release).await;
+    count(
+        state,
+        label,
+        outcome.as_ref().map(|_| ()).map_err(|f| f.code),
+    );
+    outcome
+}
+
+async fn validation(
     state: &WebState,
     params: &ValidateParams,
     endpoint: Endpoint,
@@ -213,7 +241,14 @@ pub async fn validate_cas1(
     State(state): State<WebState>,
     Query(params): Query<ValidateParams>,
 ) -> Response {
-    let outcome = run_validation(&state, &params, Endpoint::Validate, Release::None).await;
+    let outcome = run_validation(
+        &state,
+        &params,
+        Endpoint::Validate,
+        Release::None,
+        "validate",
+    )
+    .await;
     protocol_response(
         "text/plain; charset=utf-8",
         render::cas1(outcome.as_ref().ok().map(|a| a.user.as_str())),
@@ -225,9 +260,10 @@ async fn validate_xml(
     params: &ValidateParams,
     endpoint: Endpoint,
     release: Release,
+    label: &'static str,
 ) -> Response {
     let format = Format::parse(params.format.as_deref());
-    let body = match run_validation(state, params, endpoint, release).await {
+    let body = match run_validation(state, params, endpoint, release, label).await {
         Ok(auth) => render::success(&auth, format),
         Err(failure) => render::failure(&failure, format),
     };
@@ -243,7 +279,14 @@ pub async fn service_validate(
     State(state): State<WebState>,
     Query(params): Query<ValidateParams>,
 ) -> Response {
-    validate_xml(&state, &params, Endpoint::ServiceValidate, Release::Cas2).await
+    validate_xml(
+        &state,
+        &params,
+        Endpoint::ServiceValidate,
+        Release::Cas2,
+        "serviceValidate",
+    )
+    .await
 }
 
 /// `GET /cas/proxyValidate` (§2.6).
@@ -251,7 +294,14 @@ pub async fn proxy_validate(
     State(state): State<WebState>,
     Query(params): Query<ValidateParams>,
 ) -> Response {
-    validate_xml(&state, &params, Endpoint::ProxyValidate, Release::Cas2).await
+    validate_xml(
+        &state,
+        &params,
+        Endpoint::ProxyValidate,
+        Release::Cas2,
+        "proxyValidate",
+    )
+    .await
 }
 
 /// `GET /cas/p3/serviceValidate` (§2.8): with attributes.
@@ -259,7 +309,14 @@ pub async fn p3_service_validate(
     State(state): State<WebState>,
     Query(params): Query<ValidateParams>,
 ) -> Response {
-    validate_xml(&state, &params, Endpoint::ServiceValidate, Release::Cas3).await
+    validate_xml(
+        &state,
+        &params,
+        Endpoint::ServiceValidate,
+        Release::Cas3,
+        "p3/serviceValidate",
+    )
+    .await
 }
 
 /// `GET /cas/p3/proxyValidate` (§2.9): with attributes.
@@ -267,7 +324,14 @@ pub async fn p3_proxy_validate(
     State(state): State<WebState>,
     Query(params): Query<ValidateParams>,
 ) -> Response {
-    validate_xml(&state, &params, Endpoint::ProxyValidate, Release::Cas3).await
+    validate_xml(
+        &state,
+        &params,
+        Endpoint::ProxyValidate,
+        Release::Cas3,
+        "p3/proxyValidate",
+    )
+    .await
 }
 
 #[derive(Debug, serde::Deserialize)]
@@ -286,8 +350,14 @@ pub async fn proxy(State(state): State<WebState>, Query(params): Query<ProxyPara
         .proxy(params.pgt.as_deref(), params.target_service.as_deref())
         .await
     {
-        Ok(Ok(ticket)) => render::proxy_success(&ticket, format),
-        Ok(Err(failure)) => render::proxy_failure(&failure, format),
+        Ok(Ok(ticket)) => {
+            count(&state, "proxy", Ok(()));
+            render::proxy_success(&ticket, format)
+        }
+        Ok(Err(failure)) => {
+            count(&state, "proxy", Err(failure.code));
+            render::proxy_failure(&failure, format)
+        }
         Err(error) => {
             tracing::error!(%error, "CAS proxy request failed");
             render::proxy_failure(
@@ -350,10 +420,14 @@ pub async fn saml_validate(
     };
     let body = match state.cas.validate(request, Release::Cas3, None).await {
         Ok(Ok(auth)) => {
+            count(&state, "samlValidate", Ok(()));
             ctx.auth_time = auth.auth_time;
             saml::success(&auth, &ctx)
         }
-        Ok(Err(failure)) => saml::failure(false, &failure.to_string(), &ctx),
+        Ok(Err(failure)) => {
+            count(&state, "samlValidate", Err(failure.code));
+            saml::failure(false, &failure.to_string(), &ctx)
+        }
         Err(error) => {
             tracing::error!(%error, "SAML validation failed");
             saml::failure(false, "INTERNAL_ERROR: try again", &ctx)
