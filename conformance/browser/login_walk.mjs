@@ -163,6 +163,30 @@ async function main() {
     check(await page.locator('#password').count() === 1, 'the first tab is signed out too');
     check(!(await context.cookies()).some((c) => c.name === 'sesame'), 'the cookie is gone');
 
+    // A real CAS login through the demo's own application, then method=POST, whose page posts
+    // the ticket back with a nonced script (only a browser runs it).
+    const casContext = await browser.newContext({ locale: 'fr-FR' });
+    const cas = await casContext.newPage();
+    await cas.goto(`${base}/demo/cas`);
+    check(cas.url().startsWith(`${base}/login?flow=`), `the demo application sends the browser to the login page (${cas.url()})`);
+    await cas.fill('#username', username);
+    await cas.fill('#password', password);
+    await cas.keyboard.press('Enter');
+    await cas.getByRole('status').waitFor({ timeout: 30000 });
+    check(cas.url().startsWith(`${base}/demo/cas?ticket=ST-`) && (await cas.content()).includes(`<strong>${username}</strong>`),
+      'the CAS ticket comes back to the application, which validates it');
+    check((await cas.content()).includes('isFromNewLogin</td><td>true'), 'the first ticket is from a new login');
+    await accessible(cas, 'the demo CAS application');
+    const service = encodeURIComponent(`${base}/demo/cas`);
+    await cas.goto(`${base}/cas/login?service=${service}&method=POST`);
+    await cas.waitForURL(`${base}/demo/cas`, { timeout: 30000 });
+    await cas.getByRole('status').waitFor({ timeout: 30000 });
+    check((await cas.content()).includes('isFromNewLogin</td><td>false'),
+      'method=POST: the auto-submitted form carried an SSO ticket to the application');
+    await cas.goto(`${base}/cas/logout?service=${service}`);
+    check(cas.url().startsWith(`${base}/login?flow=`), 'CAS logout returns to the registered application, which asks to sign in again');
+    await casContext.close();
+
     // A phone-sized screen, in English.
     const phone = await browser.newContext({ locale: 'en-GB', viewport: { width: 360, height: 640 }, isMobile: true, hasTouch: true });
     const mobile = await phone.newPage();

@@ -81,7 +81,7 @@ pub fn router(state: WebState) -> Router {
         .fallback(errors::not_found);
     if state.demo {
         // The demo's own CAS application (`sesame demo` only).
-        routes = routes.route("/demo/cas", get(demo::cas));
+        routes = routes.route("/demo/cas", get(demo::cas).post(demo::cas_post));
     }
 
     // Outermost first: the id exists before anything logs; security headers and metrics see

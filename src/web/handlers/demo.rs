@@ -23,6 +23,16 @@ fn encode(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
+/// `POST /demo/cas`: the ticket as CAS `method=POST` returns it (CAS 3.0.3 §2.1.1).
+pub async fn cas_post(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    axum::Form(params): axum::Form<DemoParams>,
+) -> Result<Response, WebError> {
+    cas(State(state), locale, headers, Query(params)).await
+}
+
 pub async fn cas(
     State(state): State<WebState>,
     locale: Locale,
