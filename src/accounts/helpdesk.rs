@@ -317,6 +317,7 @@ impl Helpdesk {
         operator: Actor,
         reason: &str,
     ) -> Result<AccountState, HelpdeskError> {
+        let reason = require_reason(reason)?;
         let account = self.account(typed).await?;
         let activity = self.store.find_account_activity(&account.id).await?;
         let state = if activity.is_some_and(|a| a.has_password) {

@@ -109,8 +109,11 @@ pub fn logout_request(id: &str, issued_at: i64, name_id: &str, session_index: &s
 const FIRST_RETRY: i64 = 30;
 const LONGEST_RETRY: i64 = 3600;
 const GIVE_UP_AFTER: i64 = 6 * 3600;
-/// How long a claimed request is reserved for the node sending it.
-const LEASE: Duration = Duration::from_secs(60);
+/// Requests claimed per pass, and how long they are reserved for the node sending them: longer
+/// than the batch can take with every service at the outbound time limit, so another node never
+/// re-sends a request still in flight.
+const BATCH: i64 = 10;
+const LEASE: Duration = Duration::from_secs(10 * 5 + 30);
 
 /// When to try again after `attempts` failed attempts, or `None` to give up.
 pub fn retry_at(attempts: i64, created_at: i64, now: i64) -> Option<i64> {
@@ -158,7 +161,7 @@ impl LogoutSender {
         let mut report = LogoutReport::default();
         let due = self
             .store
-            .claim_due_logouts(now, now + LEASE.as_secs() as i64, 50)
+            .claim_due_logouts(now, now + LEASE.as_secs() as i64, BATCH)
             .await?;
         for pending in due {
             let message = logout_request(

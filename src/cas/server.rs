@@ -118,6 +118,13 @@ impl CasServer {
             .map(|service| KnownService { url, service }))
     }
 
+    /// Whether a session's authentication is enough for a service: a service that requires MFA
+    /// gets no ticket from a password-only session (fail closed until the MFA work steps the
+    /// session up).
+    pub fn session_suffices(session: &Session, service: &CasService) -> bool {
+        !service.mfa_required || session.factors.iter().any(|f| f != "pwd")
+    }
+
     /// Issues a service ticket for a live session (§2.1–2.2) and notes the service in the
     /// session (for single logout).
     pub async fn issue(
@@ -362,6 +369,17 @@ impl CasServer {
                 format!("Ticket {pgt} not recognized"),
             )));
         };
+        // The holder must still be registered and allowed to proxy (§2.7).
+        let registry = self.registry().await?;
+        if !registry
+            .by_id(&granting.service_id)
+            .is_some_and(|holder| holder.proxy)
+        {
+            return Ok(Err(CasFailure::new(
+                CasErrorCode::UnauthorizedServiceProxy,
+                format!("the service {} may no longer proxy", granting.service_id),
+            )));
+        }
         let Some(target) = self.known_service(target).await? else {
             return Ok(Err(CasFailure::new(
                 CasErrorCode::UnauthorizedService,

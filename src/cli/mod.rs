@@ -125,7 +125,7 @@ pub enum AdminCommand {
     Enable {
         login: String,
         /// Why (recorded in the audit trail).
-        #[arg(long, default_value = "")]
+        #[arg(long)]
         reason: String,
         #[command(flatten)]
         json: JsonFlag,

@@ -59,8 +59,7 @@ pub trait LoginStore: RecoveryStore + Send + Sync {
 pub type LockedMailer =
     Arc<dyn Fn(Locale, &EmailAddress, &str, &Url) -> OutgoingMail + Send + Sync>;
 
-/// What the user submitted.
-#[derive(Debug)]
+/// What the user submitted. Its `Debug` never shows the password.
 pub struct LoginAttempt<'a> {
     pub username: &'a str,
     pub password: &'a str,
@@ -78,6 +77,16 @@ pub struct SignedIn {
     pub session: Session,
     /// The session cookie's value: give it to the browser, never store or log it.
     pub cookie: SecretToken,
+}
+
+impl std::fmt::Debug for LoginAttempt<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginAttempt")
+            .field("username", &self.username)
+            .field("password", &"[redacted]")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The answer to a login form.
@@ -123,8 +132,14 @@ pub enum Destination {
     /// A page of this site.
     Path { path: String },
     /// A CAS login (CAS 3.0.3 §2.1): a ticket for this service URL (checked again against the
-    /// registry when used), by redirect or by an auto-submitted POST (`method=POST`).
-    Cas { service: String, post: bool },
+    /// registry when used), by redirect or by an auto-submitted POST (`method=POST`). With
+    /// `renew`, only a login with credentials may continue it, never an existing session.
+    Cas {
+        service: String,
+        post: bool,
+        #[serde(default)]
+        renew: bool,
+    },
 }
 
 /// Whether `path` may be where a login continues: a path on this site only (`/…`, never
@@ -306,7 +321,15 @@ impl LoginService {
                 if needs_rehash {
                     self.rehash(&account, &hash, attempt.password).await;
                 }
-                self.signed_in(account, attempt).await
+                let id = account.id.clone();
+                match self.signed_in(account, attempt).await {
+                    // Disabled while the password was being checked.
+                    Err(AccountsError::Storage(StorageError::Conflict)) => {
+                        self.failed(Some(id), "disabled").await?;
+                        Ok(LoginOutcome::Disabled)
+                    }
+                    other => other,
+                }
             }
             (_, account, stored) => {
                 let reason = match (&account, &stored) {
@@ -341,14 +364,27 @@ impl LoginService {
         account: AccountRecord,
         attempt: LoginAttempt<'_>,
     ) -> Result<LoginOutcome, AccountsError> {
-        if let Some(previous) = &attempt.previous_session {
-            self.sessions.end(previous).await?;
-        }
         let from = attempt.origin.client_ip.clone();
-        let (cookie, session) = self
-            .sessions
-            .open(&account.id, &[AMR_PASSWORD], attempt.kind, attempt.origin)
-            .await?;
+        let (cookie, session) = match &attempt.previous_session {
+            // Never the old cookie value (no fixation); the same person keeps the session's
+            // applications (a CAS renew must not log them out).
+            Some(previous) => {
+                self.sessions
+                    .reopen(
+                        previous,
+                        &account.id,
+                        &[AMR_PASSWORD],
+                        attempt.kind,
+                        attempt.origin,
+                    )
+                    .await?
+            }
+            None => {
+                self.sessions
+                    .open(&account.id, &[AMR_PASSWORD], attempt.kind, attempt.origin)
+                    .await?
+            }
+        };
         self.store
             .record_login(&account.id, self.clock.unix_now(), from.as_deref())
             .await?;

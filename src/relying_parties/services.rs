@@ -240,8 +240,16 @@ impl CasService {
                 url.strip_prefix(base)
                     .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
             }
-            MatchMode::Regex => regex::Regex::new(&format!("^(?:{})$", self.pattern))
-                .is_ok_and(|re| re.is_match(canonical)),
+            // Anchored, and the URL's host must also be the pattern's literal host: whatever the
+            // rest of the expression says (`(.*)`, `[^/]*`, a `|`), no other host matches.
+            MatchMode::Regex => {
+                let host = Url::parse(canonical)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_ascii_lowercase));
+                literal_host(&self.pattern).is_some_and(|literal| host == Some(literal))
+                    && regex::Regex::new(&format!("^(?:{})$", self.pattern))
+                        .is_ok_and(|re| re.is_match(canonical))
+            }
         }
     }
 
@@ -313,6 +321,24 @@ impl CasService {
     }
 }
 
+/// The host a regex pattern starts with (`https://ent\.uca\.fr/…` → `ent.uca.fr`), unescaped and
+/// lower-case; `None` if it does not start with a literal host.
+fn literal_host(pattern: &str) -> Option<String> {
+    let body = pattern.strip_prefix('^').unwrap_or(pattern);
+    let rest = body
+        .strip_prefix("https://")
+        .or_else(|| body.strip_prefix("http://"))?;
+    let end = rest
+        .find(['/', '(', '[', '?', '$', ':', '|', '*', '+', '{', ')'])
+        .unwrap_or(rest.len());
+    let host = rest[..end].replace("\\.", ".").replace("\\-", "-");
+    (!host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-'))
+    .then(|| host.to_ascii_lowercase())
+}
+
 /// Refuses the regular expressions that let other sites in (DESIGN.md §7): an unescaped `.` in
 /// the host (`https://moodle.uca.fr` also matches `https://moodleXuca.fr`), a trailing `.*`
 /// (`https://moodle\.uca\.fr.*` matches `moodle.uca.fr.evil.example`; for "every path under",
@@ -351,8 +377,25 @@ fn check_regex(pattern: &str, allow_http: bool) -> Result<(), String> {
             "pattern `{pattern}` ends with `.*`: for every path under a URL, use the `prefix` match"
         ));
     }
-    if host.is_empty() {
-        return Err(format!("pattern `{pattern}` has no host"));
+    if host.is_empty() || literal_host(pattern).is_none() {
+        return Err(format!("pattern `{pattern}` has no literal host"));
+    }
+    // A top-level alternative would escape the host: `https://a\.fr/x|.+`.
+    let mut depth = 0i32;
+    let mut escaped = false;
+    for c in pattern.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth -= 1,
+            '|' if depth == 0 => {
+                return Err(format!(
+                    "pattern `{pattern}`: a top-level `|` lets other URLs in; group the alternatives"
+                ));
+            }
+            _ => {}
+        }
     }
     Ok(())
 }
@@ -458,6 +501,29 @@ mod tests {
         assert!(s.matches(&canonical_service("https://APP.uca.fr/cas?x=1&ticket=ST-9").unwrap()));
         assert!(!s.matches(&canonical_service("https://app.uca.fr/cas?x=2").unwrap()));
         assert!(!s.matches(&canonical_service("https://app.uca.fr/cas/x?x=1").unwrap()));
+    }
+
+    #[test]
+    fn a_regex_never_reaches_another_host() {
+        for pattern in [
+            r"https://ent\.uca\.fr(.*)",
+            r"https://ent\.uca\.fr[^/]*/x",
+            r"https://ent\.uca\.fr/x|.+",
+        ] {
+            let s = service(pattern, MatchMode::Regex);
+            for evil in [
+                "https://ent.uca.fr.evil.example/x",
+                "https://evil.example/",
+                "https://ent.uca.frx/x",
+            ] {
+                assert!(
+                    !s.matches(&canonical_service(evil).unwrap()),
+                    "{pattern} ~ {evil}"
+                );
+            }
+        }
+        let s = service(r"https://ent\.uca\.fr(/.*)?", MatchMode::Regex);
+        assert!(s.matches(&canonical_service("https://ent.uca.fr/a").unwrap()));
     }
 
     #[test]

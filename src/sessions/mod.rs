@@ -120,7 +120,20 @@ pub struct ServedApplication {
 /// The storage port of this room.
 #[async_trait]
 pub trait SessionStore: Send + Sync {
+    /// Inserts a session for an account that is active at this instant;
+    /// [`StorageError::Conflict`] otherwise.
     async fn insert_session(&self, session: &Session, digest: &[u8]) -> Result<(), StorageError>;
+    /// Gives the live session of `old_digest`, if it belongs to `session.account_id`, a new
+    /// cookie digest and the fresh authentication of `session` (kind, `auth_time`, factors,
+    /// limits, origin), keeping its id — and with it the applications it served, their
+    /// single-logout targets and proxy-granting tickets. `None` if there was no such session.
+    async fn rotate_session(
+        &self,
+        old_digest: &[u8],
+        new_digest: &[u8],
+        session: &Session,
+        now: i64,
+    ) -> Result<Option<Session>, StorageError>;
     /// The session whose cookie has this digest, if it is live at `now`.
     async fn find_session_by_digest(
         &self,
@@ -251,6 +264,43 @@ impl Sessions {
         };
         self.store.insert_session(&session, &token.digest()).await?;
         Ok((token, session))
+    }
+
+    /// A new login in a browser that already has a session. The same person's session gets a new
+    /// cookie value and the new authentication in place, so its applications stay signed in (a
+    /// CAS `renew` or a step-up must not log them out); another person's session ends.
+    pub async fn reopen(
+        &self,
+        previous: &SecretToken,
+        account_id: &str,
+        factors: &[&str],
+        kind: SessionKind,
+        origin: SessionOrigin,
+    ) -> Result<(SecretToken, Session), StorageError> {
+        let now = self.clock.unix_now();
+        let (idle, absolute) = self.limits(kind);
+        let token = SecretToken::new(format!("TGT-{}", self.entropy.hex(20)));
+        let fresh = Session {
+            id: String::new(),
+            account_id: account_id.to_string(),
+            kind,
+            auth_time: now,
+            factors: factors.iter().map(|f| f.to_string()).collect(),
+            last_seen_at: now,
+            idle_expires_at: (now + idle).min(now + absolute),
+            expires_at: now + absolute,
+            client_ip: origin.client_ip.clone(),
+            user_agent: origin.user_agent.clone(),
+        };
+        if let Some(session) = self
+            .store
+            .rotate_session(&previous.digest(), &token.digest(), &fresh, now)
+            .await?
+        {
+            return Ok((token, session));
+        }
+        self.end(previous).await?;
+        self.open(account_id, factors, kind, origin).await
     }
 
     /// The live session of a cookie value, recording the activity.

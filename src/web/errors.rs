@@ -35,6 +35,9 @@ pub enum WebError {
     /// redirect (DESIGN.md §7).
     #[error("the application is not registered: {0}")]
     UnknownService(String),
+    /// The application requires a second factor the session does not have.
+    #[error("the application {0} requires a second factor")]
+    SecondFactorRequired(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
     #[error("internal error: {0}")]
@@ -49,6 +52,7 @@ pub enum ErrorKind {
     Forbidden,
     TooManyRequests,
     UnknownService,
+    SecondFactorRequired,
     WrongHost,
     BadRequest,
     MethodNotAllowed,
@@ -81,6 +85,7 @@ impl ErrorKind {
             Self::Forbidden => (t.forbidden_title, t.forbidden_body),
             Self::TooManyRequests => (t.throttled_title, t.throttled_body),
             Self::UnknownService => (t.unknown_service_title, t.unknown_service_body),
+            Self::SecondFactorRequired => (t.mfa_required_title, t.mfa_required_body),
             Self::WrongHost => (t.wrong_host_title, t.wrong_host_body),
             Self::BadRequest => (t.bad_request_title, t.bad_request_body),
             Self::MethodNotAllowed => (t.method_title, t.method_body),
@@ -117,8 +122,17 @@ impl IntoResponse for WebError {
                 marked(StatusCode::FORBIDDEN, ErrorKind::Forbidden)
             }
             WebError::UnknownService(service) => {
-                tracing::info!(%service, "refused an unregistered service");
+                // Only the host: the URL is the client's and may carry secrets or line breaks.
+                let host = url::Url::parse(&service)
+                    .ok()
+                    .and_then(|u| u.host_str().map(str::to_string))
+                    .unwrap_or_else(|| "-".into());
+                tracing::info!(%host, "refused an unregistered service");
                 marked(StatusCode::FORBIDDEN, ErrorKind::UnknownService)
+            }
+            WebError::SecondFactorRequired(service) => {
+                tracing::info!(%service, "refused a password-only session for an MFA service");
+                marked(StatusCode::FORBIDDEN, ErrorKind::SecondFactorRequired)
             }
             WebError::BadRequest(reason) => {
                 tracing::info!(%reason, "bad request");

@@ -72,6 +72,8 @@ pub struct Texts {
     pub throttled_title: &'static str,
     pub unknown_service_title: &'static str,
     pub unknown_service_body: &'static str,
+    pub mfa_required_title: &'static str,
+    pub mfa_required_body: &'static str,
     pub throttled_body: &'static str,
     pub activation: ActivationTexts,
     pub recovery: RecoveryTexts,
@@ -222,6 +224,10 @@ pub static FR: Texts = Texts {
     unknown_service_body: "L'application qui vous a envoyé ici n'est pas autorisée à utiliser \
                            Sésame. Vous n'avez pas été connecté à cette application ; signalez-le \
                            à l'assistance informatique.",
+    mfa_required_title: "Double authentification exigée",
+    mfa_required_body: "Cette application exige une double authentification, qui n'est pas \
+                        encore disponible pour votre compte. Contactez l'assistance \
+                        informatique.",
     throttled_title: "Trop de tentatives",
     throttled_body: "Trop de demandes sont venues de votre connexion en peu de temps. Patientez \
                      une minute, puis réessayez.",
@@ -378,6 +384,9 @@ pub static EN: Texts = Texts {
     unknown_service_title: "Unknown application",
     unknown_service_body: "The application that sent you here is not allowed to use Sésame. You \
                            were not signed in to it; please tell the IT helpdesk.",
+    mfa_required_title: "Two-step verification required",
+    mfa_required_body: "This application requires two-step verification, which is not available \
+                        for your account yet. Please contact the IT helpdesk.",
     throttled_title: "Too many attempts",
     throttled_body: "Too many requests came from your connection in a short time. Wait a \
                      minute, then try again.",

@@ -286,6 +286,20 @@ async fn renew_asks_for_credentials_and_refuses_sso_tickets(backend: Backend) {
         "{}",
         ok.body
     );
+    // Dropping `renew=true` from the login page's URL does not let the session continue it.
+    let to_login = location(
+        &browser
+            .get(&format!("/cas/login?service={}&renew=true", encode(MOODLE)))
+            .await,
+    );
+    let edited = to_login.replace("&renew=true", "");
+    let page = browser.get(&edited).await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "no ticket without the password"
+    );
+    assert!(page.body.contains("name=\"password\""));
 }
 
 async fn gateway_without_a_session_returns_without_a_ticket(backend: Backend) {
@@ -343,6 +357,24 @@ async fn an_unregistered_service_gets_an_error_page_and_nothing_else(backend: Ba
         "not even with a session"
     );
     assert!(!page.body.contains("ST-"));
+    // A service that requires a second factor gets no ticket from a password-only session
+    // (fail closed until MFA exists).
+    let mut grades = service("grades", "https://notes.uca.fr/");
+    grades.mfa_required = true;
+    app.app.cas.add_service(&grades).await.unwrap();
+    let page = browser
+        .get(&format!(
+            "/cas/login?service={}",
+            encode("https://notes.uca.fr/")
+        ))
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(
+        page.body.contains("Double authentification"),
+        "{}",
+        page.body
+    );
+    assert!(page.header("location").is_none());
 }
 
 async fn every_failure_gets_the_answer_of_the_specification(backend: Backend) {
@@ -737,12 +769,21 @@ async fn single_logout_reaches_every_service_of_an_ended_session(backend: Backen
         0,
         "nothing yet"
     );
+    // The same person typing the password again (renew) keeps the session and its applications.
+    let renewed = ticket_of(&cas_login(&mut browser, BIB, "&renew=true").await);
+    validate(&app, "serviceValidate", BIB, &renewed).await;
+    assert_eq!(
+        app.app.cas_logouts.run_once().await.unwrap(),
+        Default::default(),
+        "a renew login logs no application out"
+    );
 
-    // Logout: moodle is told, with the ticket it validated; ent did not ask; bib fails.
+    // Logout: moodle is told, with the ticket it validated; ent did not ask; bib (one request
+    // per ticket it validated: two) fails.
     browser.get("/logout").await;
     browser.post("/logout", &[]).await;
     let report = app.app.cas_logouts.run_once().await.unwrap();
-    assert_eq!((report.delivered, report.retried), (1, 1));
+    assert_eq!((report.delivered, report.retried), (1, 2));
     let sent = seen.lock().unwrap().clone();
     assert_eq!(sent.len(), 1);
     let message = &sent[0]["logoutRequest"];

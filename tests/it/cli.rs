@@ -414,7 +414,7 @@ async fn the_helpdesk_commands_explain_and_act_on_an_account() {
         stdout(&admin(&["show", "emilie.dupre"]))
             .contains("state:         disabled (compte compromis)")
     );
-    let enabled = admin(&["enable", "emilie.dupre", "--json"]);
+    let enabled = admin(&["enable", "emilie.dupre", "--reason", "vérifié", "--json"]);
     let enabled: serde_json::Value = serde_json::from_str(&stdout(&enabled)).unwrap();
     assert_eq!(enabled["state"], "active");
 

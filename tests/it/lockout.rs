@@ -13,6 +13,7 @@ on_both_backends! {
     temporary_locks_start_at_five_double_and_a_success_resets,
     a_hundred_failures_hard_lock_until_an_unlock,
     unknown_identifiers_are_forgotten_after_the_reset_time,
+    an_old_count_restarts_for_real_and_unknown_identifiers_alike,
 }
 
 fn lockout(app: &TestApp) -> Lockout {
@@ -123,4 +124,25 @@ async fn unknown_identifiers_are_forgotten_after_the_reset_time(backend: Backend
     assert_eq!(lockout.purge().await.unwrap(), 1);
     assert!(lockout.counter("nobody.here").await.unwrap().is_none());
     assert!(lockout.counter("marie.martin").await.unwrap().is_some());
+}
+
+/// After the reset time, a real account's old failures no longer count: it must not behave
+/// differently from an unknown identifier, whose counter was purged.
+async fn an_old_count_restarts_for_real_and_unknown_identifiers_alike(backend: Backend) {
+    let app = TestApp::start(backend).await;
+    let lockout = lockout(&app);
+    for _ in 0..4 {
+        admitted(&lockout, "marie.martin", true).await;
+        admitted(&lockout, "nobody.here", false).await;
+    }
+    app.clock.advance(Duration::from_secs(12 * 3600 + 1));
+    lockout.purge().await.unwrap();
+    let known = admitted(&lockout, "marie.martin", true).await;
+    let unknown = admitted(&lockout, "nobody.here", false).await;
+    assert_eq!((known.failures, known.status), (1, LockStatus::Open));
+    assert_eq!((unknown.failures, unknown.status), (1, LockStatus::Open));
+    // Within the reset time, the count goes on.
+    for n in 2..=4 {
+        assert_eq!(admitted(&lockout, "marie.martin", true).await.failures, n);
+    }
 }

@@ -64,6 +64,20 @@ impl LockoutStore for SqliteStore {
         policy: &LockoutPolicy,
     ) -> Result<Option<FailureCounter>, StorageError> {
         let (first_lock, longest) = policy.lock_bounds();
+        // A counter whose last failure is older than the reset time starts again, for real and
+        // unknown identifiers alike (otherwise an old count would tell a real account from an
+        // unknown one, whose counter is purged). Never a hard lock, never during a lock.
+        sqlx::query(
+            "UPDATE failure_counters SET failures = 0, lock_seconds = 0, locked_until = NULL \
+             WHERE identifier = ?1 AND hard_locked_at IS NULL AND last_failure_at < ?2 \
+             AND (locked_until IS NULL OR locked_until <= ?3)",
+        )
+        .bind(identifier)
+        .bind(now - policy.failure_reset_time.as_secs() as i64)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(storage_error)?;
         // One statement (DESIGN.md §6): the lock test, the count and the new lock cannot be
         // separated by a concurrent attempt on any node. The `WHERE` of the upsert refuses a
         // locked identifier; all right-hand sides read the row as it was before this attempt.

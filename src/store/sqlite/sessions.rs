@@ -51,9 +51,12 @@ pub(super) async fn end_account_sessions(
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, s: &Session, digest: &[u8]) -> Result<(), StorageError> {
         sqlx::query(
+            // Only for an account still active at this instant: a disable committed while the
+            // password was being checked wins.
             "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
              last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')",
         )
         .bind(&s.id)
         .bind(digest)
@@ -68,8 +71,43 @@ impl SessionStore for SqliteStore {
         .bind(&s.user_agent)
         .execute(&self.pool)
         .await
-        .map(|_| ())
         .map_err(storage_error)
+        .and_then(|r| match r.rows_affected() {
+            0 => Err(StorageError::Conflict),
+            _ => Ok(()),
+        })
+    }
+
+    async fn rotate_session(
+        &self,
+        old_digest: &[u8],
+        new_digest: &[u8],
+        s: &Session,
+        now: i64,
+    ) -> Result<Option<Session>, StorageError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "UPDATE sessions SET digest = ?2, kind = ?4, auth_time = ?5, factors = ?6, \
+             last_seen_at = ?7, idle_expires_at = ?8, expires_at = ?9, client_ip = ?10, \
+             user_agent = ?11 WHERE digest = ?1 AND account_id = ?3 \
+             AND EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active') \
+             AND idle_expires_at > ?12 AND expires_at > ?12 RETURNING {COLUMNS}"
+        )))
+        .bind(old_digest)
+        .bind(new_digest)
+        .bind(&s.account_id)
+        .bind(s.kind.as_str())
+        .bind(s.auth_time)
+        .bind(s.factors.join(","))
+        .bind(s.last_seen_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(&s.client_ip)
+        .bind(&s.user_agent)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.as_ref().map(session).transpose()
     }
 
     async fn find_session_by_digest(

@@ -77,6 +77,7 @@ pub async fn login(
         .remember_destination(&Destination::Cas {
             service: known.url,
             post,
+            renew,
         })
         .await?
         .ok_or_else(|| WebError::Internal("a CAS destination was refused".into()))?;
@@ -98,6 +99,9 @@ pub async fn issue_and_return(
     let Some(known) = state.cas.known_service(service).await? else {
         return Err(WebError::UnknownService(service.to_string()));
     };
+    if !crate::cas::server::CasServer::session_suffices(session, &known.service) {
+        return Err(WebError::SecondFactorRequired(known.service.id.clone()));
+    }
     let ticket = state.cas.issue(session, &known, from_new_login).await?;
     if !post {
         return see_other(&with_ticket(&known.url, &ticket), None);

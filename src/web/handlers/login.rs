@@ -130,7 +130,7 @@ async fn continue_to(
 ) -> Result<Response, WebError> {
     match destination {
         Destination::Path { path } => see_other(&path, None),
-        Destination::Cas { service, post } => {
+        Destination::Cas { service, post, .. } => {
             super::cas::issue_and_return(
                 state,
                 locale,
@@ -173,10 +173,22 @@ pub async fn form(
         if let Some(path) = destination.filter(|p| crate::login::is_local_destination(p)) {
             return see_other(path, None);
         }
-        if let Some(flow) = &flow
-            && let Some(destination) = state.login.take_destination(flow).await?
-        {
-            return continue_to(&state, locale, nonce, &session, destination, false).await;
+        if let Some(flow) = &flow {
+            match state.login.take_destination(flow).await? {
+                // CAS `renew` (§2.1.1): the existing session may not continue it, whatever the
+                // URL says; the form is shown with a fresh reference to the same destination.
+                Some(destination @ Destination::Cas { renew: true, .. }) => {
+                    let mut view = View::new("form");
+                    if let Some(reference) = state.login.remember_destination(&destination).await? {
+                        view.flow = reference.expose().to_string();
+                    }
+                    return page(&state, locale, &headers, view, None);
+                }
+                Some(destination) => {
+                    return continue_to(&state, locale, nonce, &session, destination, false).await;
+                }
+                None => {}
+            }
         }
         return signed_in_page(&state, locale, &headers, &session).await;
     }
