@@ -1,0 +1,795 @@
+//! `sesame-bench`: measures Sésame against this machine's own ceilings, measured in the same run
+//! (issue 8; DESIGN.md §11). It builds nothing: it starts the given `sesame` binary (`sesame
+//! demo`, a fresh data directory, SQLite) and a floor server (this binary, `floor` subcommand: a
+//! minimal axum + sqlx endpoint on the same SQLite settings), and drives stateful flows with its
+//! own load driver (keep-alive, cookies, CSRF, many virtual users, hdrhistogram percentiles).
+//! Baselines and Sésame alternate three times; medians are reported, as ratios.
+//!
+//! Today: password logins vs raw Argon2id; `/healthz` during a login storm; RSS idle and in the
+//! storm; CAS `serviceValidate` alone (a pool of tickets) and the SSO-hit CAS flow vs the
+//! SELECT+INSERT floor; start-up time. OIDC flows join when OIDC exists.
+//!
+//! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
+//!        [--json bench-results.json]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use sesame::clock::Stopwatch;
+use sesame::entropy::{EntropyExt as _, OsEntropy};
+use tokio::sync::Mutex;
+
+const USER: &str = "ana.menard";
+const PASSWORD: &str = "cheval agrafe pile correcte";
+
+#[derive(Debug, Clone)]
+struct Options {
+    quick: bool,
+    sesame: PathBuf,
+    json: PathBuf,
+}
+
+fn options() -> Options {
+    let mut o = Options {
+        quick: false,
+        sesame: PathBuf::from("target/release/sesame"),
+        json: PathBuf::from("bench-results.json"),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--quick" => o.quick = true,
+            "--sesame" => o.sesame = args.next().expect("--sesame PATH").into(),
+            "--json" => o.json = args.next().expect("--json PATH").into(),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    o
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// utime + stime of a process, in clock ticks (/proc/PID/stat fields 14 and 15).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    field(11) + field(12)
+}
+
+/// Resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// What a measured flow gives.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Measure {
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: u64,
+    cpu_us_per_request: f64,
+}
+
+fn measure(
+    hist: &Histogram<u64>,
+    count: u64,
+    errors: u64,
+    seconds: f64,
+    cpu_ticks: u64,
+) -> Measure {
+    let ticks_per_second = 100.0;
+    Measure {
+        per_second: count as f64 / seconds,
+        p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
+        p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
+        max_ms: hist.max() as f64 / 1000.0,
+        errors,
+        cpu_us_per_request: if count == 0 {
+            0.0
+        } else {
+            cpu_ticks as f64 / ticks_per_second * 1e6 / count as f64
+        },
+    }
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(sesame::mail::sms::tls_config().expect("a TLS configuration"))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(1024)
+        .build()
+        .unwrap()
+}
+
+fn cookie_of(response: &reqwest::Response, name: &str) -> Option<String> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| {
+            v.split(';')
+                .next()
+                .and_then(|pair| pair.split_once('='))
+                .filter(|(n, _)| *n == name)
+                .map(|(_, value)| value.to_string())
+        })
+}
+
+/// A browser of the load driver: its CSRF and session cookies.
+struct VirtualUser {
+    http: reqwest::Client,
+    base: String,
+    csrf: String,
+    session: Option<String>,
+}
+
+impl VirtualUser {
+    fn cookies(&self) -> String {
+        let mut c = format!("sesame-csrf={}", self.csrf);
+        if let Some(s) = &self.session {
+            c.push_str(&format!("; sesame={s}"));
+        }
+        c
+    }
+
+    async fn new(http: reqwest::Client, base: &str) -> Self {
+        let page = http.get(format!("{base}/login")).send().await.unwrap();
+        let csrf = cookie_of(&page, "sesame-csrf").unwrap_or_default();
+        VirtualUser {
+            http,
+            base: base.to_string(),
+            csrf,
+            session: None,
+        }
+    }
+
+    /// GET the form then POST it; the POST's latency and whether it signed in.
+    async fn login(&mut self) -> (Duration, bool) {
+        let _ = self
+            .http
+            .get(format!("{}/login", self.base))
+            .header("cookie", self.cookies())
+            .send()
+            .await
+            .map(|r| r.bytes());
+        let watch = Stopwatch::start();
+        let response = self
+            .http
+            .post(format!("{}/login", self.base))
+            .header("cookie", format!("sesame-csrf={}", self.csrf))
+            .form(&[
+                ("username", USER),
+                ("password", PASSWORD),
+                ("csrf", self.csrf.as_str()),
+            ])
+            .send()
+            .await;
+        let elapsed = watch.elapsed();
+        match response {
+            Ok(r) if r.status() == reqwest::StatusCode::SEE_OTHER => {
+                self.session = cookie_of(&r, "sesame");
+                (elapsed, true)
+            }
+            _ => (elapsed, false),
+        }
+    }
+
+    /// `/cas/login` with the session: the ticket.
+    async fn cas_ticket(&self, service: &str) -> Option<String> {
+        let r = self
+            .http
+            .get(format!("{}/cas/login", self.base))
+            .query(&[("service", service)])
+            .header("cookie", self.cookies())
+            .send()
+            .await
+            .ok()?;
+        let location = r.headers().get("location")?.to_str().ok()?.to_string();
+        location.split("ticket=").nth(1).map(str::to_string)
+    }
+}
+
+/// Validates a ticket; `true` only for an `authenticationSuccess`.
+async fn validate(http: &reqwest::Client, base: &str, service: &str, ticket: &str) -> bool {
+    match http
+        .get(format!("{base}/cas/p3/serviceValidate"))
+        .query(&[("service", service), ("ticket", ticket)])
+        .send()
+        .await
+    {
+        Ok(r) => r
+            .text()
+            .await
+            .is_ok_and(|body| body.contains("<cas:authenticationSuccess>")),
+        Err(_) => false,
+    }
+}
+
+/// Runs `workers` copies of `step` for `duration`; each step returns (latency, ok).
+async fn drive<F, Fut>(workers: usize, duration: Duration, pid: Option<u32>, step: F) -> Measure
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static + Clone,
+    Fut: std::future::Future<Output = Option<(Duration, bool)>> + Send,
+{
+    let hist = Arc::new(Mutex::new(Histogram::<u64>::new(3).unwrap()));
+    let count = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let cpu_before = pid.map(cpu_ticks).unwrap_or(0);
+    let watch = Stopwatch::start();
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (hist, count, errors, stop, step) = (
+            hist.clone(),
+            count.clone(),
+            errors.clone(),
+            stop.clone(),
+            step.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut local = Histogram::<u64>::new(3).unwrap();
+            while !stop.load(Ordering::Relaxed) {
+                match step(w).await {
+                    Some((latency, true)) => {
+                        let _ = local.record(latency.as_micros() as u64);
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some((_, false)) => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    None => break,
+                }
+            }
+            hist.lock().await.add(&local).unwrap();
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let seconds = watch.elapsed().as_secs_f64();
+    let cpu = pid.map(cpu_ticks).unwrap_or(0).saturating_sub(cpu_before);
+    let hist = hist.lock().await;
+    measure(
+        &hist,
+        count.load(Ordering::Relaxed),
+        errors.load(Ordering::Relaxed),
+        seconds,
+        cpu,
+    )
+}
+
+/// Raw Argon2id hashes per second at Sésame's default parameters, on every core, memory reused.
+fn argon2_baseline(duration: Duration) -> f64 {
+    use argon2::{Algorithm, Argon2, Block, Params, Version};
+    let params = Params::new(19 * 1024, 2, 1, Some(32)).unwrap();
+    let total = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..cores())
+        .map(|_| {
+            let (params, total, stop) = (params.clone(), total.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let argon2 = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+                let mut memory = vec![Block::default(); argon2.params().block_count()];
+                let mut out = [0u8; 32];
+                while !stop.load(Ordering::Relaxed) {
+                    argon2
+                        .hash_password_into_with_memory(
+                            PASSWORD.as_bytes(),
+                            b"bench-salt-16byt",
+                            &mut out,
+                            &mut memory,
+                        )
+                        .unwrap();
+                    total.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let watch = Stopwatch::start();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    total.load(Ordering::Relaxed) as f64 / watch.elapsed().as_secs_f64()
+}
+
+/// The floor server (`sesame-bench floor PORT DB`): axum + sqlx on SQLite with Sésame's settings
+/// (WAL, synchronous=FULL, foreign keys, busy timeout): `/write` = one indexed SELECT and one
+/// INSERT, `/read` = the SELECT, `/static` = a constant.
+async fn floor_server(port: u16, db: &Path) {
+    use axum::extract::State;
+    use axum::routing::get;
+    use sqlx::sqlite::{
+        SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
+    };
+    let options = SqliteConnectOptions::new()
+        .filename(db)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    let pool = SqlitePoolOptions::new()
+        .max_connections(10)
+        .connect_with(options)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS t (id TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    async fn write(State(pool): State<sqlx::SqlitePool>) -> &'static str {
+        let id = OsEntropy.hex(16);
+        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = ?")
+            .bind(&id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (id, v) VALUES (?, ?)")
+            .bind(&id)
+            .bind("x")
+            .execute(&pool)
+            .await
+            .unwrap();
+        "ok"
+    }
+    async fn read(State(pool): State<sqlx::SqlitePool>) -> &'static str {
+        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = ?")
+            .bind(OsEntropy.hex(16))
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/write", get(write))
+        .route("/read", get(read))
+        .route("/static", get(|| async { "static" }))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+
+async fn wait_until_up(url: &str) {
+    let http = client();
+    for _ in 0..600 {
+        if http.get(url).send().await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{url} did not come up");
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
+}
+
+fn median_measure(list: &[Measure]) -> Measure {
+    Measure {
+        per_second: median(list.iter().map(|m| m.per_second).collect()),
+        p50_ms: median(list.iter().map(|m| m.p50_ms).collect()),
+        p99_ms: median(list.iter().map(|m| m.p99_ms).collect()),
+        max_ms: median(list.iter().map(|m| m.max_ms).collect()),
+        errors: list.iter().map(|m| m.errors).sum(),
+        cpu_us_per_request: median(list.iter().map(|m| m.cpu_us_per_request).collect()),
+    }
+}
+
+struct Servers {
+    sesame: Child,
+    floor: Child,
+    base: String,
+    floor_base: String,
+    dir: PathBuf,
+    startup_ms: f64,
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        for child in [&mut self.sesame, &mut self.floor] {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+async fn start(options: &Options) -> Servers {
+    let dir = std::env::temp_dir().join(format!("sesame-bench-{}", OsEntropy.hex(8)));
+    std::fs::create_dir_all(&dir).unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let watch = Stopwatch::start();
+    let sesame = Command::new(&options.sesame)
+        .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SESAME_DATA_DIR", dir.join("data"))
+        .env("SESAME_KEYS__DIR", dir.join("keys"))
+        .env("SESAME_LOG__LEVEL", "error")
+        .env("SESAME_LIMITS__PER_ADDRESS_PER_MINUTE", "100000000")
+        .env("SESAME_LIMITS__GLOBAL_PER_SECOND", "100000000")
+        .env("SESAME_CAS__TICKET_LIFETIME", "5m")
+        // Every virtual user signs in as the same demo account: with the default thresholds, the
+        // lockout (which counts an attempt before checking it) would refuse a 6th concurrent
+        // attempt. The benchmark measures the hashing pipeline, not the lockout.
+        .env("SESAME_LOCKOUT__MAX_LOGIN_FAILURES", "1000000")
+        .env("SESAME_LOCKOUT__PERMANENT_LOCKOUT_AFTER", "1000000")
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", options.sesame.display()));
+    wait_until_up(&format!("{base}/healthz")).await;
+    let startup_ms = watch.elapsed().as_secs_f64() * 1000.0;
+    let floor_port = free_port();
+    let floor = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "floor",
+            &floor_port.to_string(),
+            &dir.join("floor.db").display().to_string(),
+        ])
+        .spawn()
+        .unwrap();
+    let floor_base = format!("http://127.0.0.1:{floor_port}");
+    wait_until_up(&format!("{floor_base}/static")).await;
+    Servers {
+        sesame,
+        floor,
+        base,
+        floor_base,
+        dir,
+        startup_ms,
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() == Some("floor") {
+        let port: u16 = args.next().unwrap().parse().unwrap();
+        let db = PathBuf::from(args.next().unwrap());
+        floor_server(port, &db).await;
+        return;
+    }
+    let mut options = options();
+    options.sesame = std::fs::canonicalize(&options.sesame).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (build it with cargo build --release)",
+            options.sesame.display()
+        )
+    });
+    let (round, rounds) = if options.quick {
+        (Duration::from_secs(3), 1)
+    } else {
+        (Duration::from_secs(15), 3)
+    };
+    let servers = start(&options).await;
+    let pid = servers.sesame.id();
+    let floor_pid = servers.floor.id();
+    let base = servers.base.clone();
+    let service = format!("{base}/demo/cas");
+    let workers = cores() * 8;
+    let rss_idle = rss_kib(pid);
+    let http = client();
+
+    let mut argon = Vec::new();
+    let mut logins = Vec::new();
+    let mut health = Vec::new();
+    let mut rss_storm = 0;
+    let mut floor_write = Vec::new();
+    let mut floor_read = Vec::new();
+    let mut floor_static = Vec::new();
+    let mut validate_alone = Vec::new();
+    let mut sso_flow = Vec::new();
+    let mut healthz_plain = Vec::new();
+
+    for r in 0..rounds {
+        eprintln!("round {}/{rounds}", r + 1);
+        // Argon2 ceiling, then the login storm (with /healthz probed meanwhile).
+        argon.push(
+            tokio::task::spawn_blocking(move || argon2_baseline(round))
+                .await
+                .unwrap(),
+        );
+        let users: Vec<Arc<Mutex<VirtualUser>>> = {
+            let mut v = Vec::new();
+            for _ in 0..workers {
+                v.push(Arc::new(Mutex::new(
+                    VirtualUser::new(http.clone(), &base).await,
+                )));
+            }
+            v
+        };
+        let probe_stop = Arc::new(AtomicBool::new(false));
+        let probe = {
+            let (http, base, stop) = (http.clone(), base.clone(), probe_stop.clone());
+            tokio::spawn(async move {
+                let mut hist = Histogram::<u64>::new(3).unwrap();
+                let mut max_rss = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let watch = Stopwatch::start();
+                    let ok = http
+                        .get(format!("{base}/healthz"))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    if ok {
+                        let _ = hist.record(watch.elapsed().as_micros() as u64);
+                    }
+                    max_rss = max_rss.max(rss_kib(pid));
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                (hist, max_rss)
+            })
+        };
+        let storm_users = users.clone();
+        logins.push(
+            drive(workers, round, Some(pid), move |w| {
+                let user = storm_users[w].clone();
+                async move { Some(user.lock().await.login().await) }
+            })
+            .await,
+        );
+        probe_stop.store(true, Ordering::Relaxed);
+        let (hist, max_rss) = probe.await.unwrap();
+        rss_storm = rss_storm.max(max_rss);
+        health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0));
+
+        // Floors.
+        for (path, into) in [
+            ("/write", &mut floor_write),
+            ("/read", &mut floor_read),
+            ("/static", &mut floor_static),
+        ] {
+            let (http, url) = (http.clone(), format!("{}{path}", servers.floor_base));
+            into.push(
+                drive(workers, round, Some(floor_pid), move |_| {
+                    let (http, url) = (http.clone(), url.clone());
+                    async move {
+                        let watch = Stopwatch::start();
+                        let ok = http
+                            .get(&url)
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        Some((watch.elapsed(), ok))
+                    }
+                })
+                .await,
+            );
+        }
+        let (http2, url) = (http.clone(), format!("{base}/healthz"));
+        healthz_plain.push(
+            drive(workers, round, Some(pid), move |_| {
+                let (http, url) = (http2.clone(), url.clone());
+                async move {
+                    let watch = Stopwatch::start();
+                    let ok = http
+                        .get(&url)
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status().is_success());
+                    Some((watch.elapsed(), ok))
+                }
+            })
+            .await,
+        );
+
+        // serviceValidate alone, over a pool of tickets issued beforehand.
+        let signed_in: Vec<Arc<Mutex<VirtualUser>>> = users.iter().take(workers).cloned().collect();
+        let pool_size = if options.quick { 3_000 } else { 20_000 };
+        let tickets = Arc::new(Mutex::new(Vec::with_capacity(pool_size)));
+        {
+            let mut fill = Vec::new();
+            for user in &signed_in {
+                let (user, tickets, service) = (user.clone(), tickets.clone(), service.clone());
+                fill.push(tokio::spawn(async move {
+                    let user = user.lock().await;
+                    for _ in 0..pool_size / workers {
+                        if let Some(t) = user.cas_ticket(&service).await {
+                            tickets.lock().await.push(t);
+                        }
+                    }
+                }));
+            }
+            for f in fill {
+                f.await.unwrap();
+            }
+        }
+        let (http3, base3, service3, pool) =
+            (http.clone(), base.clone(), service.clone(), tickets.clone());
+        validate_alone.push(
+            drive(workers, round, Some(pid), move |_| {
+                let (http, base, service, pool) =
+                    (http3.clone(), base3.clone(), service3.clone(), pool.clone());
+                async move {
+                    let ticket = pool.lock().await.pop()?;
+                    let watch = Stopwatch::start();
+                    let ok = validate(&http, &base, &service, &ticket).await;
+                    Some((watch.elapsed(), ok))
+                }
+            })
+            .await,
+        );
+        // The SSO-hit flow: /cas/login with a session, then validation.
+        let (http4, base4, service4, users4) = (
+            http.clone(),
+            base.clone(),
+            service.clone(),
+            signed_in.clone(),
+        );
+        sso_flow.push(
+            drive(workers, round, Some(pid), move |w| {
+                let (http, base, service, user) = (
+                    http4.clone(),
+                    base4.clone(),
+                    service4.clone(),
+                    users4[w].clone(),
+                );
+                async move {
+                    let watch = Stopwatch::start();
+                    let ticket = user.lock().await.cas_ticket(&service).await;
+                    let ok = match ticket {
+                        Some(t) => validate(&http, &base, &service, &t).await,
+                        None => false,
+                    };
+                    Some((watch.elapsed(), ok))
+                }
+            })
+            .await,
+        );
+    }
+
+    let argon = median(argon);
+    let login = median_measure(&logins);
+    let health = median_measure(&health);
+    let write = median_measure(&floor_write);
+    let read = median_measure(&floor_read);
+    let stat = median_measure(&floor_static);
+    let alone = median_measure(&validate_alone);
+    let sso = median_measure(&sso_flow);
+    let plain = median_measure(&healthz_plain);
+
+    let rows: Vec<(&str, f64, String, f64, &Measure, &str)> = vec![
+        (
+            "password login (GET form + POST)",
+            login.per_second,
+            "Argon2id hashes/s".into(),
+            argon,
+            &login,
+            "≥ 0.9",
+        ),
+        (
+            "CAS serviceValidate (ticket pool)",
+            alone.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &alone,
+            "≥ 0.7",
+        ),
+        (
+            "CAS SSO hit: /cas/login + validate",
+            sso.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &sso,
+            "≥ 0.5",
+        ),
+        (
+            "/healthz (idle)",
+            plain.per_second,
+            "static floor".into(),
+            stat.per_second,
+            &plain,
+            "—",
+        ),
+    ];
+    println!(
+        "| flow | Sésame /s | baseline | baseline /s | ratio | target | p50 ms | p99 ms | max ms | CPU µs/req | errors |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    for (name, value, baseline, base_value, m, target) in &rows {
+        println!(
+            "| {name} | {value:.0} | {baseline} | {base_value:.0} | {:.2} | {target} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+            value / base_value,
+            m.p50_ms,
+            m.p99_ms,
+            m.max_ms,
+            m.cpu_us_per_request,
+            m.errors
+        );
+    }
+    println!();
+    println!(
+        "- login p99 ÷ p50 under saturation: {:.2} (target ≤ 1.5)",
+        login.p99_ms / login.p50_ms.max(0.001)
+    );
+    println!(
+        "- /healthz during the login storm: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms (target p99 < 50 ms)",
+        health.p50_ms, health.p99_ms, health.max_ms
+    );
+    println!(
+        "- RSS: idle {} MiB, during the login storm {} MiB (target ≤ idle + {} cores × 19 MiB + 32 MiB = {} MiB)",
+        rss_idle / 1024,
+        rss_storm / 1024,
+        cores(),
+        rss_idle / 1024 + cores() as u64 * 19 + 32
+    );
+    println!(
+        "- start-up (spawn to /healthz answering): {:.0} ms",
+        servers.startup_ms
+    );
+    println!(
+        "- floors: SELECT+INSERT {:.0}/s (p99 {:.1} ms), SELECT {:.0}/s, static {:.0}/s",
+        write.per_second, write.p99_ms, read.per_second, stat.per_second
+    );
+    println!(
+        "- machine: {} cores; {} round(s) of {} s, interleaved; medians",
+        cores(),
+        rounds,
+        round.as_secs()
+    );
+
+    let mut json = BTreeMap::new();
+    json.insert("argon2_hashes_per_second", serde_json::json!(argon));
+    json.insert("login", serde_json::to_value(&login).unwrap());
+    json.insert(
+        "healthz_during_login_storm",
+        serde_json::to_value(&health).unwrap(),
+    );
+    json.insert("floor_select_insert", serde_json::to_value(&write).unwrap());
+    json.insert("floor_select", serde_json::to_value(&read).unwrap());
+    json.insert("floor_static", serde_json::to_value(&stat).unwrap());
+    json.insert(
+        "cas_service_validate",
+        serde_json::to_value(&alone).unwrap(),
+    );
+    json.insert("cas_sso_flow", serde_json::to_value(&sso).unwrap());
+    json.insert("healthz", serde_json::to_value(&plain).unwrap());
+    json.insert("rss_idle_kib", serde_json::json!(rss_idle));
+    json.insert("rss_login_storm_kib", serde_json::json!(rss_storm));
+    json.insert("startup_ms", serde_json::json!(servers.startup_ms));
+    json.insert("cores", serde_json::json!(cores()));
+    json.insert("rounds", serde_json::json!(rounds));
+    std::fs::write(&options.json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
+    eprintln!("JSON written to {}", options.json.display());
+}
