@@ -274,12 +274,20 @@ where
             hist.lock().await.add(&local).unwrap();
         }));
     }
-    tokio::time::sleep(duration).await;
-    stop.store(true, Ordering::Relaxed);
+    // Stops after `duration`, or earlier when every worker ran out of work (a ticket pool
+    // emptied): the rate is over the time actually spent.
+    let timer = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            stop.store(true, Ordering::Relaxed);
+        })
+    };
     for t in tasks {
         let _ = t.await;
     }
     let seconds = watch.elapsed().as_secs_f64();
+    timer.abort();
     let cpu = pid.map(cpu_ticks).unwrap_or(0).saturating_sub(cpu_before);
     let hist = hist.lock().await;
     measure(
@@ -616,7 +624,7 @@ async fn main() {
 
         // serviceValidate alone, over a pool of tickets issued beforehand.
         let signed_in: Vec<Arc<Mutex<VirtualUser>>> = users.iter().take(workers).cloned().collect();
-        let pool_size = if options.quick { 3_000 } else { 20_000 };
+        let pool_size = if options.quick { 6_000 } else { 40_000 };
         let tickets = Arc::new(Mutex::new(Vec::with_capacity(pool_size)));
         {
             let mut fill = Vec::new();

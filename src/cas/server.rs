@@ -39,7 +39,13 @@ pub struct CasSettings {
     pub staff_domain: String,
 }
 
+/// How long a node keeps the registry it read (a change by another node or the CLI is seen within
+/// this time; the node's own changes at once).
+const REGISTRY_CACHE: Duration = Duration::from_secs(1);
+
 pub struct CasServer {
+    /// The registry as last read, and when.
+    cache: std::sync::Mutex<Option<(crate::clock::Stopwatch, ServiceRegistry)>>,
     tickets: Arc<dyn TicketStore>,
     logouts: Arc<dyn LogoutStore>,
     callback: Arc<dyn ProxyCallback>,
@@ -75,6 +81,7 @@ impl CasServer {
         settings: CasSettings,
     ) -> Self {
         Self {
+            cache: std::sync::Mutex::new(None),
             tickets,
             logouts,
             callback,
@@ -88,9 +95,29 @@ impl CasServer {
         }
     }
 
-    /// The services of the configuration and the database (read each time: another node or the
-    /// CLI may have changed them).
+    /// The services of the configuration and the database, read again after
+    /// [`REGISTRY_CACHE`] (another node or the CLI may have changed them).
     pub async fn registry(&self) -> Result<ServiceRegistry, StorageError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((read_at, registry)) = cache.as_ref()
+            && read_at.elapsed() < REGISTRY_CACHE
+        {
+            return Ok(registry.clone());
+        }
+        let registry = self.read_registry().await?;
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((crate::clock::Stopwatch::start(), registry.clone()));
+        }
+        Ok(registry)
+    }
+
+    fn forget_registry(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = None;
+        }
+    }
+
+    async fn read_registry(&self) -> Result<ServiceRegistry, StorageError> {
         let mut all = self.settings.config_services.clone();
         all.extend(
             self.services
@@ -425,11 +452,12 @@ impl CasServer {
                 service.id
             ));
         }
-        match self
+        let inserted = self
             .services
             .insert_cas_service(service, self.clock.unix_now())
-            .await
-        {
+            .await;
+        self.forget_registry();
+        match inserted {
             Ok(()) => Ok(()),
             Err(StorageError::Conflict) => Err(format!("`{}` exists already", service.id)),
             Err(e) => Err(e.to_string()),
@@ -443,9 +471,12 @@ impl CasServer {
                 "`{id}` is declared in the configuration file: remove it there"
             ));
         }
-        self.services
+        let removed = self
+            .services
             .delete_cas_service(id)
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        self.forget_registry();
+        removed
     }
 }
