@@ -11,7 +11,6 @@ a second service without a password, CAS 1, a replayed ticket refused, logout wi
 Usage: cas_e2e.py SESAME_BINARY   (needs python-cas importable). Only 127.0.0.1 is contacted.
 """
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ import urllib.parse
 from cas import CASClient
 
 import e2e_support
-from e2e_support import Browser, check, free_port, session_cookie, wait_for_banner
+from e2e_support import Browser, check, field, free_port, session_cookie, wait_for_banner
 
 USER, PASSWORD = "ana.menard", "cheval agrafe pile correcte"
 
@@ -37,7 +36,7 @@ def login_through_form(browser, base, login_url):
           f"CAS login sends an unknown browser to the login form ({status})")
     form_path = headers["location"]
     status, _, page = browser.request(form_path)
-    flow = re.search(r'name="flow" value="([^"]+)"', page).group(1)
+    flow = field(page, "flow")
     status, headers, _ = browser.request("/login", {
         "csrf": browser.csrf(page), "flow": flow, "username": USER, "password": PASSWORD})
     check(status == 303 and "ticket=ST-" in headers.get("location", ""),

@@ -47,8 +47,7 @@ class Browser:
             return error.code, lower(error.headers), error.read().decode()
 
     def csrf(self, body):
-        match = re.search(r'name="csrf" value="([^"]+)"', body)
-        return match.group(1) if match else ""
+        return field(body, "csrf")
 
     def form(self, path, fields, headers=None):
         status, _, page = self.request(path)
@@ -65,6 +64,12 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+
+
+def field(page, name):
+    """The value of the hidden (or filled) form field `name` of a page, or ""."""
+    match = re.search(r'name="' + re.escape(name) + r'" value="([^"]*)"', page)
+    return match.group(1) if match else ""
 
 
 def session_cookie(browser):

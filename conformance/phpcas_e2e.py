@@ -26,7 +26,7 @@ import requests
 import urllib3
 
 import e2e_support
-from e2e_support import check, free_port, wait_for_banner
+from e2e_support import check, field, free_port, wait_for_banner
 
 urllib3.disable_warnings()
 USER, PASSWORD = "ana.menard", "cheval agrafe pile correcte"
@@ -89,21 +89,12 @@ def login(session, sesame, start_url):
           f"phpCAS sends the browser to Sésame ({response.status_code})")
     response = follow(session, response.headers["location"])
     check('name="password"' in response.text, "Sésame shows its login form")
-    form = {name: value for name, value in (
-        ("csrf", e2e_support_field(response.text, "csrf")),
-        ("flow", e2e_support_field(response.text, "flow")),
-    )}
-    form.update(username=USER, password=PASSWORD)
+    form = {"csrf": field(response.text, "csrf"), "flow": field(response.text, "flow"),
+            "username": USER, "password": PASSWORD}
     response = session.post(sesame + "/login", data=form, allow_redirects=False, verify=False, timeout=30)
     check(response.status_code == 303 and "ticket=ST-" in response.headers.get("location", ""),
           "the form returns to the application with a ticket")
     return follow(session, response.headers["location"])
-
-
-def e2e_support_field(page, name):
-    marker = f'name="{name}" value="'
-    start = page.find(marker)
-    return page[start + len(marker):].split('"', 1)[0] if start >= 0 else ""
 
 
 def main():

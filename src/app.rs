@@ -283,6 +283,15 @@ impl Admin {
         ))
     }
 
+    fn sessions(&self) -> Arc<Sessions> {
+        Arc::new(Sessions::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.entropy.clone(),
+            session_policy(&self.config),
+        ))
+    }
+
     /// The helpdesk's account service.
     pub fn helpdesk(&self) -> Helpdesk {
         Helpdesk::new(
@@ -293,12 +302,7 @@ impl Admin {
                 self.clock.clone(),
                 lockout_policy(&self.config),
             )),
-            Arc::new(Sessions::new(
-                self.store.clone(),
-                self.clock.clone(),
-                self.entropy.clone(),
-                session_policy(&self.config),
-            )),
+            self.sessions(),
             self.audit.clone(),
             self.clock.clone(),
             our_domains(&self.config),
@@ -307,18 +311,12 @@ impl Admin {
 
     /// The CAS server, for `sesame service …`.
     pub fn cas(&self) -> CasServer {
-        let sessions = Arc::new(Sessions::new(
-            self.store.clone(),
-            self.clock.clone(),
-            self.entropy.clone(),
-            session_policy(&self.config),
-        ));
         // The CLI validates no ticket: a callback that never calls out.
         cas_server(
             &self.config,
             Arc::new(NoCallbacks),
             self.store.clone(),
-            sessions,
+            self.sessions(),
             self.audit.clone(),
             self.clock.clone(),
             self.entropy.clone(),

@@ -44,29 +44,24 @@ pub async fn distrust_request_id(
 
 /// Makes the audit trail know where the request came from (client address, user agent, request
 /// id): every event recorded while handling it carries them (`audit::with_origin`).
-pub async fn audit_origin(State(state): State<WebState>, request: Request, next: Next) -> Response {
-    let (mut parts, body) = request.into_parts();
-    let super::ClientIp(ip) =
-        <super::ClientIp as axum::extract::FromRequestParts<WebState>>::from_request_parts(
-            &mut parts, &state,
-        )
-        .await
-        .unwrap_or(super::ClientIp(None));
-    let client_ip = ip.map(|ip| ip.to_string());
+pub async fn audit_origin(
+    super::ClientIp(client_ip): super::ClientIp,
+    request: Request,
+    next: Next,
+) -> Response {
     let origin = crate::audit::Origin {
-        client_ip,
-        user_agent: parts
-            .headers
+        client_ip: client_ip.map(|ip| ip.to_string()),
+        user_agent: request
+            .headers()
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(crate::audit::Origin::clean_user_agent),
-        request_id: parts
-            .extensions
+        request_id: request
+            .extensions()
             .get::<RequestId>()
             .and_then(|id| id.header_value().to_str().ok())
             .map(str::to_string),
     };
-    let request = Request::from_parts(parts, body);
     crate::audit::with_origin(origin, next.run(request)).await
 }
 

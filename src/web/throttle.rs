@@ -19,7 +19,7 @@ use governor::state::keyed::DefaultKeyedStateStore;
 use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
-use super::{PeerAddr, WebState, client_ip};
+use super::{ClientIp, WebState};
 use crate::web::errors::ErrorKind;
 
 type KeyedLimiter = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
@@ -63,21 +63,16 @@ impl Throttle {
 /// Applies the throttle to the POSTs of the routes it wraps.
 pub async fn throttle_posts(
     State(state): State<WebState>,
-    PeerAddr(peer): PeerAddr,
+    ClientIp(client): ClientIp,
     request: Request,
     next: Next,
 ) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
-    let Some(peer) = peer else {
+    let Some(client) = client else {
         return next.run(request).await;
     };
-    let forwarded = request
-        .headers()
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok());
-    let client = client_ip(peer.ip(), forwarded, &state.trusted_proxies);
     match state.throttle.check(client) {
         Ok(()) => next.run(request).await,
         Err(wait) => {
