@@ -673,6 +673,7 @@ async fn a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others(
         code(&not_proxy.body).as_deref(),
         Some("UNAUTHORIZED_SERVICE_PROXY")
     );
+    insta::assert_snapshot!("unauthorized_service_proxy", not_proxy.body);
     let ticket = ticket_of(&location(
         &browser
             .get(&format!("/cas/login?service={}", encode(PORTAIL)))
@@ -689,6 +690,7 @@ async fn a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others(
         code(&unregistered.body).as_deref(),
         Some("INVALID_PROXY_CALLBACK")
     );
+    insta::assert_snapshot!("invalid_proxy_callback", unregistered.body);
     // A callback that redirects gets no PGT; the validation itself succeeds (§2.5.4).
     let ticket = ticket_of(&location(
         &browser
@@ -714,8 +716,11 @@ async fn a_proxying_service_gets_a_pgt_by_callback_and_proxy_tickets_for_others(
         code(&unknown_target.body).as_deref(),
         Some("UNAUTHORIZED_SERVICE")
     );
+    insta::assert_snapshot!("unauthorized_service", unknown_target.body);
     let missing = app.get(&format!("/cas/proxy?pgt={pgt}")).await;
     assert_eq!(code(&missing.body).as_deref(), Some("INVALID_REQUEST"));
+    let missing_json = app.get(&format!("/cas/proxy?pgt={pgt}&format=JSON")).await;
+    insta::assert_snapshot!("proxy_invalid_request_json", missing_json.body);
 
     // The PGT dies with the SSO session.
     browser.get("/cas/logout").await;
