@@ -85,6 +85,7 @@ pub struct App {
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginService>,
     pub cas: Arc<CasServer>,
+    pub oidc: Arc<crate::oidc::server::OidcServer>,
     /// Sends CAS single-logout requests (run by the jobs; tests call it directly).
     pub cas_logouts: Arc<crate::cas::logout::LogoutSender>,
     /// This node's throttles of the credential forms.
@@ -188,6 +189,52 @@ pub fn cas_server(
             config_services: config.cas.services.clone(),
             allow_http_services: config.cas.allow_http_services,
             ticket_lifetime: config.cas.ticket_lifetime.0,
+            student_domain: config.university.student_domain.clone(),
+            staff_domain: config.university.staff_domain.clone(),
+        },
+    )
+}
+
+/// The OIDC issuer: the public URL without its trailing slash (OIDC Discovery 1.0 §3: compared
+/// byte for byte by relying parties).
+pub fn issuer(config: &Config) -> String {
+    config
+        .public_url()
+        .as_str()
+        .trim_end_matches('/')
+        .to_string()
+}
+
+/// The OpenID Connect provider over a store.
+#[allow(clippy::too_many_arguments)]
+pub fn oidc_server(
+    config: &Config,
+    store: Arc<dyn Store>,
+    sessions: Arc<Sessions>,
+    keys: Arc<KeyRing>,
+    audit: Arc<Auditor>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+) -> crate::oidc::server::OidcServer {
+    crate::oidc::server::OidcServer::new(
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        store.clone(),
+        sessions,
+        store,
+        keys,
+        audit,
+        clock,
+        entropy,
+        crate::oidc::server::OidcSettings {
+            issuer: issuer(config),
+            config_clients: config.oidc.clients.clone(),
+            allow_http_redirects: config.oidc.allow_http_redirects,
+            code_lifetime: config.oidc.code_lifetime.0,
+            id_token_lifetime: config.oidc.id_token_lifetime.0,
+            access_token_lifetime: config.oidc.access_token_lifetime.0,
+            refresh_token_lifetime: config.oidc.refresh_token_lifetime.0,
             student_domain: config.university.student_domain.clone(),
             staff_domain: config.university.staff_domain.clone(),
         },
@@ -317,6 +364,18 @@ impl Admin {
             Arc::new(NoCallbacks),
             self.store.clone(),
             self.sessions(),
+            self.audit.clone(),
+            self.clock.clone(),
+            self.entropy.clone(),
+        )
+    }
+
+    /// The OIDC client registry, for `sesame client …`.
+    pub fn clients(&self) -> crate::relying_parties::clients::ClientAdmin {
+        crate::relying_parties::clients::ClientAdmin::new(
+            self.store.clone(),
+            self.config.oidc.clients.clone(),
+            self.config.oidc.allow_http_redirects,
             self.audit.clone(),
             self.clock.clone(),
             self.entropy.clone(),
@@ -468,12 +527,25 @@ impl App {
             crate::outbound::HttpCallbacks::new(crate::outbound::CALLBACK_TIMEOUT)
                 .map_err(StartError::Callbacks)?,
         );
-        let cas_logouts = Arc::new(crate::cas::logout::LogoutSender::new(
+        let keys = Arc::new(keys);
+        let oidc = Arc::new(oidc_server(
+            &config,
             store.clone(),
-            callbacks.clone(),
+            sessions.clone(),
+            keys.clone(),
+            audit.clone(),
             clock.clone(),
             entropy.clone(),
         ));
+        let cas_logouts = Arc::new(
+            crate::cas::logout::LogoutSender::new(
+                store.clone(),
+                callbacks.clone(),
+                clock.clone(),
+                entropy.clone(),
+            )
+            .with_tokens(oidc.clone()),
+        );
         let cas = Arc::new(cas_server(
             &config,
             callbacks,
@@ -485,6 +557,7 @@ impl App {
         ));
         Ok(Self {
             cas,
+            oidc,
             cas_logouts,
             lockout,
             sessions,
@@ -499,7 +572,7 @@ impl App {
             entropy,
             store,
             audit,
-            keys: Arc::new(keys),
+            keys,
             one_time,
             metrics: Metrics::new(),
             outbox,
@@ -544,6 +617,7 @@ impl App {
                 recovery: self.recovery.clone(),
                 login: self.login.clone(),
                 cas: self.cas.clone(),
+                oidc: self.oidc.clone(),
                 throttle: self.throttle.clone(),
             }),
         }
@@ -561,6 +635,7 @@ impl App {
             .with_account_secrets(self.store.clone(), self.clock.clone())
             .with_login(self.sessions.clone(), self.lockout.clone())
             .with_cas(self.cas.clone(), self.cas_logouts.clone())
+            .with_oidc(self.oidc.clone())
             .with_sweep({
                 let throttle = self.throttle.clone();
                 Arc::new(move || throttle.forget_idle())

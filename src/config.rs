@@ -352,6 +352,25 @@ section! {
 }
 
 section! {
+    /// `[oidc]`: the OpenID Connect provider (DESIGN.md §7).
+    pub struct Oidc {
+        /// Allow `http://` redirect URIs on any host (the demo and tests); loopback hosts are
+        /// always allowed (RFC 8252 §7.3). Never in production.
+        allow_http_redirects: bool = false,
+        /// Life of an authorization code (at most 10 minutes, RFC 6749 §4.1.2).
+        code_lifetime: HumanDuration = HumanDuration(Duration::from_secs(60)),
+        /// Life of an ID token.
+        id_token_lifetime: HumanDuration = HumanDuration(Duration::from_secs(300)),
+        /// Life of an access token.
+        access_token_lifetime: HumanDuration = HumanDuration(Duration::from_secs(600)),
+        /// Absolute life of a refresh-token family; it also ends with its SSO session.
+        refresh_token_lifetime: HumanDuration = HumanDuration(Duration::from_secs(30 * 24 * 3600)),
+        /// Clients declared here (`[[oidc.clients]]`); `sesame client add` adds more.
+        clients: Vec<crate::relying_parties::clients::OidcClient> = Vec::new(),
+    }
+}
+
+section! {
     /// `[log]`: diagnostics.
     pub struct Log {
         /// `text` or `json`.
@@ -400,6 +419,7 @@ pub struct Config {
     pub lockout: Lockout,
     pub sessions: Sessions,
     pub cas: Cas,
+    pub oidc: Oidc,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -486,6 +506,7 @@ impl Config {
             "lockout",
             "sessions",
             "cas",
+            "oidc",
             "log",
             "maintenance",
         ];
@@ -527,6 +548,7 @@ impl Config {
             lockout: Lockout::load(section("lockout"), "lockout", &mut problems),
             sessions: Sessions::load(section("sessions"), "sessions", &mut problems),
             cas: Cas::load(section("cas"), "cas", &mut problems),
+            oidc: Oidc::load(section("oidc"), "oidc", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -758,6 +780,46 @@ impl Config {
             if !ids.insert(service.id.as_str()) {
                 problem(
                     &format!("cas.services.{}", service.id),
+                    "declared twice".into(),
+                );
+            }
+        }
+        for (key, value, max) in [
+            ("oidc.code_lifetime", self.oidc.code_lifetime.0, 600),
+            (
+                "oidc.id_token_lifetime",
+                self.oidc.id_token_lifetime.0,
+                24 * 3600,
+            ),
+            (
+                "oidc.access_token_lifetime",
+                self.oidc.access_token_lifetime.0,
+                24 * 3600,
+            ),
+            (
+                "oidc.refresh_token_lifetime",
+                self.oidc.refresh_token_lifetime.0,
+                366 * 24 * 3600,
+            ),
+        ] {
+            if value < Duration::from_secs(1) || value > Duration::from_secs(max) {
+                problem(
+                    key,
+                    format!(
+                        "must be between 1 second and {}",
+                        humantime::format_duration(Duration::from_secs(max))
+                    ),
+                );
+            }
+        }
+        let mut client_ids = std::collections::BTreeSet::new();
+        for client in &self.oidc.clients {
+            if let Err(message) = client.check(self.oidc.allow_http_redirects) {
+                problem(&format!("oidc.clients.{}", client.id), message);
+            }
+            if !client_ids.insert(client.id.as_str()) {
+                problem(
+                    &format!("oidc.clients.{}", client.id),
                     "declared twice".into(),
                 );
             }
@@ -1013,7 +1075,7 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 13] = [
+    let sections: [(&str, &[&str]); 14] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
@@ -1025,6 +1087,7 @@ pub fn all_keys() -> Vec<String> {
         ("lockout", Lockout::KEYS),
         ("sessions", Sessions::KEYS),
         ("cas", Cas::KEYS),
+        ("oidc", Oidc::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];

@@ -4,6 +4,7 @@
 //! - foundation: [`config`], [`clock`], [`entropy`], [`locale`], [`storage`] (the vocabulary of storage ports);
 //! - domain: [`accounts`], [`login`], [`sessions`], [`keys`], [`audit`], [`one_time`] — each declares
 //!   the storage port it needs;
+//! - protocols: [`cas`] and [`oidc`] — no HTTP, no SQL; [`relying_parties`] holds their registries;
 //! - adapters: [`store`] (SQLite and PostgreSQL), [`web`], [`cli`], [`jobs`], [`mail`] (the outbox,
 //!   SMTP and file transports, SMS);
 //! - [`app`]: the composition root.
@@ -21,6 +22,7 @@ pub mod keys;
 pub mod locale;
 pub mod login;
 pub mod mail;
+pub mod oidc;
 pub mod one_time;
 pub mod outbound;
 pub mod relying_parties;

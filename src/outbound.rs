@@ -67,4 +67,22 @@ impl LogoutDelivery for HttpCallbacks {
             Err(format!("answered {}", response.status()))
         }
     }
+
+    /// Back-Channel Logout 1.0 §2.5: POST `logout_token`; a 200 (or any 2xx) counts, a redirect
+    /// is not followed.
+    async fn post_backchannel(&self, url: &str, logout_token: &str) -> Result<(), String> {
+        let response = self
+            .client
+            .post(url)
+            .header(reqwest::header::CACHE_CONTROL, "no-store")
+            .form(&[("logout_token", logout_token)])
+            .send()
+            .await
+            .map_err(|e| e.without_url().to_string())?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("answered {}", response.status()))
+        }
+    }
 }

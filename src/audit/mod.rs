@@ -125,6 +125,22 @@ audit_actions! {
     /// A CAS service was registered or removed with the CLI.
     CasServiceAdded = "cas.service_added",
     CasServiceRemoved = "cas.service_removed",
+    /// An OIDC authorization code was redeemed and tokens issued (details: client, grant).
+    OidcTokensIssued = "oidc.tokens_issued",
+    /// A token request was refused (details: client, grant, error).
+    OidcTokenRefused = "oidc.token_refused",
+    /// A code or refresh token was presented again: its family was revoked (RFC 9700 §4.14).
+    OidcReplayDetected = "oidc.replay_detected",
+    /// A user allowed a client (details: client, scopes).
+    OidcConsentGranted = "oidc.consent_granted",
+    /// A user's consents were revoked.
+    OidcConsentRevoked = "oidc.consent_revoked",
+    /// A token was revoked by its client (RFC 7009).
+    OidcTokenRevoked = "oidc.token_revoked",
+    /// An OIDC client was registered, changed or removed with the CLI.
+    OidcClientAdded = "oidc.client_added",
+    OidcClientRemoved = "oidc.client_removed",
+    OidcClientSecretRotated = "oidc.client_secret_rotated",
     /// An activation started (dossier pair or staff code accepted).
     ActivationStarted = "accounts.activation_started",
     /// Activation contacts were submitted and a code sent.

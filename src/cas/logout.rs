@@ -5,6 +5,10 @@
 //! The targets are recorded when a ticket is validated; the store moves them into an outbox in
 //! the same transaction as the session's deletion (a database trigger, so no code path can end a
 //! session without it); [`LogoutSender`] posts them with retries, for a bounded time.
+//!
+//! The same outbox carries OpenID Connect back-channel logout (Back-Channel Logout 1.0 §2.5): a
+//! target of protocol `oidc` is sent as a POST `logout_token=<JWT>`, the token made (and signed)
+//! by [`LogoutTokens`] at each attempt.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,9 +20,45 @@ use crate::clock::{Clock, from_unix, rfc3339};
 use crate::entropy::{Entropy, EntropyExt};
 use crate::storage::StorageError;
 
+/// Which protocol a logout target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogoutProtocol {
+    /// CAS SAML `LogoutRequest` (`name_id` = the `cas:user`, `session_index` = the ticket).
+    Cas,
+    /// OIDC back-channel logout token (`service_id` = the client, `name_id` = `sub`; the `sid`
+    /// is the session id).
+    Oidc,
+}
+
+impl LogoutProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cas => "cas",
+            Self::Oidc => "oidc",
+        }
+    }
+}
+
+impl std::str::FromStr for LogoutProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cas" => Ok(Self::Cas),
+            "oidc" => Ok(Self::Oidc),
+            other => Err(format!("unknown logout protocol `{other}`")),
+        }
+    }
+}
+
+/// Makes the signed back-channel logout token of an OIDC target.
+pub trait LogoutTokens: Send + Sync {
+    fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String, String>;
+}
+
 /// Where and what to send when a session ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogoutTarget {
+    pub protocol: LogoutProtocol,
     pub session_id: String,
     pub account_id: String,
     pub service_id: String,
@@ -89,6 +129,8 @@ pub trait LogoutStore: Send + Sync {
 #[async_trait]
 pub trait LogoutDelivery: Send + Sync {
     async fn post_logout(&self, url: &str, logout_request: &str) -> Result<(), String>;
+    /// Back-Channel Logout 1.0 §2.5: a POST with the form field `logout_token`.
+    async fn post_backchannel(&self, url: &str, logout_token: &str) -> Result<(), String>;
 }
 
 /// The `LogoutRequest` message (Appendix C).
@@ -138,9 +180,16 @@ pub struct LogoutSender {
     delivery: Arc<dyn LogoutDelivery>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
+    tokens: Option<Arc<dyn LogoutTokens>>,
 }
 
 impl LogoutSender {
+    /// Lets the sender make OIDC logout tokens (without, OIDC targets fail and are retried).
+    pub fn with_tokens(mut self, tokens: Arc<dyn LogoutTokens>) -> Self {
+        self.tokens = Some(tokens);
+        self
+    }
+
     pub fn new(
         store: Arc<dyn LogoutStore>,
         delivery: Arc<dyn LogoutDelivery>,
@@ -152,6 +201,7 @@ impl LogoutSender {
             delivery,
             clock,
             entropy,
+            tokens: None,
         }
     }
 
@@ -164,17 +214,30 @@ impl LogoutSender {
             .claim_due_logouts(now, now + LEASE.as_secs() as i64, BATCH)
             .await?;
         for pending in due {
-            let message = logout_request(
-                &format!("LR-{}", self.entropy.hex(16)),
-                now,
-                &pending.target.name_id,
-                &pending.target.session_index,
-            );
-            match self
-                .delivery
-                .post_logout(&pending.target.url, &message)
-                .await
-            {
+            let target = &pending.target;
+            let sent = match target.protocol {
+                LogoutProtocol::Cas => {
+                    let message = logout_request(
+                        &format!("LR-{}", self.entropy.hex(16)),
+                        now,
+                        &target.name_id,
+                        &target.session_index,
+                    );
+                    self.delivery.post_logout(&target.url, &message).await
+                }
+                LogoutProtocol::Oidc => match &self.tokens {
+                    Some(tokens) => match tokens.logout_token(
+                        &target.service_id,
+                        &target.name_id,
+                        &target.session_id,
+                    ) {
+                        Ok(token) => self.delivery.post_backchannel(&target.url, &token).await,
+                        Err(e) => Err(e),
+                    },
+                    None => Err("no logout token signer".to_string()),
+                },
+            };
+            match sent {
                 Ok(()) => {
                     self.store
                         .mark_logout_delivered(pending.id, self.clock.unix_now())

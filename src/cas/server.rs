@@ -306,6 +306,7 @@ impl CasServer {
             self.logouts
                 .record_logout_target(
                     &LogoutTarget {
+                        protocol: super::logout::LogoutProtocol::Cas,
                         session_id: stored.session_id.clone(),
                         account_id: account.id.clone(),
                         service_id: service.id.clone(),

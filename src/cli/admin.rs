@@ -1,6 +1,7 @@
 //! `sesame admin …`: the helpdesk's account commands (every one audited).
 
 use crate::app::Admin;
+use crate::audit::AuditAction;
 use crate::config::Config;
 
 /// `sesame admin activation-code LOGIN`: prints a single-use staff activation code (valid 7
@@ -228,6 +229,66 @@ pub async fn revoke_sessions(
         print_json(&serde_json::json!({"login": login.trim(), "sessions_ended": ended}))
     } else {
         println!("{ended} session(s) of {} ended.", login.trim());
+        Ok(())
+    }
+}
+
+/// `sesame admin consents LOGIN`.
+pub async fn consents(config: Config, login: &str, json: bool) -> anyhow::Result<()> {
+    let admin = Admin::open(config).await?;
+    let account = admin.helpdesk().account(login).await?;
+    let consents = admin.store.list_consents(&account.id).await?;
+    if json {
+        let list: Vec<_> = consents
+            .iter()
+            .map(|(client, scopes, at)| {
+                serde_json::json!({"client": client, "scopes": scopes,
+                    "granted_at": crate::clock::rfc3339(crate::clock::from_unix(*at))})
+            })
+            .collect();
+        return print_json(&serde_json::json!({"login": account.login, "consents": list}));
+    }
+    if consents.is_empty() {
+        println!("{} has allowed no OIDC client.", account.login);
+    }
+    for (client, scopes, at) in &consents {
+        println!(
+            "{client:<24} {}  since {}",
+            scopes.join(" "),
+            crate::clock::rfc3339(crate::clock::from_unix(*at))
+        );
+    }
+    Ok(())
+}
+
+/// `sesame admin revoke-consent LOGIN [--client ID] --reason …`.
+pub async fn revoke_consent(
+    config: Config,
+    login: &str,
+    client: Option<&str>,
+    reason: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        anyhow::bail!("--reason must say why (it is recorded in the audit trail)");
+    }
+    let admin = Admin::open(config).await?;
+    let account = admin.helpdesk().account(login).await?;
+    let revoked = admin.store.delete_consents(&account.id, client).await?;
+    admin
+        .audit
+        .record_from(
+            super::operator(),
+            AuditAction::OidcConsentRevoked,
+            Some(account.id.clone()),
+            Some("cli".into()),
+            serde_json::json!({"client": client, "count": revoked, "reason": reason.trim()}),
+        )
+        .await?;
+    if json {
+        print_json(&serde_json::json!({"login": account.login, "consents_revoked": revoked}))
+    } else {
+        println!("{revoked} consent(s) of {} revoked.", account.login);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use crate::accounts::activation::NewContact;
 use crate::accounts::provisioning::{Importer, parse_staff, parse_students};
 use crate::app::App;
 use crate::config::Config;
+use crate::relying_parties::clients::{AuthMethod, OidcClient};
 use crate::relying_parties::{CasService, MatchMode};
 
 const STUDENTS: &str = include_str!("../../demo/students.csv");
@@ -35,7 +36,7 @@ pub const DEMO_PENDING_STUDENT: (&str, &str) = ("22000000", "2003-09-28");
 pub const DEMO_SERVICE_ID: &str = "demo";
 
 /// The demo's configuration: the given one, plus `http` services allowed on the loopback issuer
-/// and the demo CAS service.
+/// and the demo CAS service and OIDC client.
 pub fn configure(mut config: Config) -> Config {
     let public = config.public_url().clone();
     if public.scheme() == "http" {
@@ -67,6 +68,19 @@ pub fn configure(mut config: Config) -> Config {
         .map(String::from)
         .to_vec();
         config.cas.services.push(service);
+    }
+    if public.scheme() == "http" {
+        config.oidc.allow_http_redirects = true;
+    }
+    let client_id = crate::web::handlers::demo::DEMO_CLIENT_ID;
+    if !config.oidc.clients.iter().any(|c| c.id == client_id) {
+        let mut client = OidcClient::new(client_id, "Démonstration OpenID Connect");
+        client.public = true;
+        client.auth_method = AuthMethod::None;
+        client.first_party = true;
+        client.redirect_uris = vec![format!("{public}demo/oidc")];
+        client.post_logout_redirect_uris = vec![public.to_string()];
+        config.oidc.clients.push(client);
     }
     config
 }

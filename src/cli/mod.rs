@@ -3,6 +3,7 @@
 //! database as the server. Admin commands take `--json` for scripts.
 
 mod admin;
+mod client;
 mod demo;
 mod import;
 mod keys;
@@ -53,6 +54,9 @@ pub enum Command {
     /// CAS services (relying parties) registered in the database.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// OpenID Connect clients (relying parties) registered in the database.
+    #[command(subcommand)]
+    Client(ClientCommand),
     /// Import a registrar (students) or HR (staff) export. Exit code 3 when some lines were
     /// rejected (the others are imported).
     Import {
@@ -135,6 +139,24 @@ pub enum AdminCommand {
         login: String,
         /// Why (recorded in the audit trail).
         #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the OIDC clients an account allowed (consent page).
+    Consents {
+        login: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Forget an account's consents (all, or one client's) and revoke the tokens they allowed.
+    RevokeConsent {
+        login: String,
+        /// Only this client.
+        #[arg(long)]
+        client: Option<String>,
+        /// Why (recorded in the audit trail).
+        #[arg(long)]
         reason: String,
         #[command(flatten)]
         json: JsonFlag,
@@ -231,6 +253,75 @@ pub enum ServiceCommand {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
+pub enum ClientCommand {
+    /// Register an OIDC client. A confidential client gets a secret, printed once.
+    Add {
+        /// The client_id (letters, digits, `-`, `_`, `.`).
+        id: String,
+        /// Name shown to people (consent page).
+        #[arg(long)]
+        name: String,
+        /// A redirect URI (exact string; repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Where RP-initiated logout may return (repeat for several).
+        #[arg(long = "post-logout-redirect-uri")]
+        post_logout_redirect_uris: Vec<String>,
+        /// Receives back-channel logout tokens.
+        #[arg(long)]
+        backchannel_logout_uri: Option<String>,
+        /// A public client (no secret; PKCE required; implies --auth-method none).
+        #[arg(long)]
+        public: bool,
+        /// client_secret_basic, client_secret_post or none.
+        #[arg(long)]
+        auth_method: Option<String>,
+        /// A grant (authorization_code, refresh_token, client_credentials); repeat for several.
+        /// Default: authorization_code and refresh_token.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// A scope it may ask (openid, profile, email, phone, supann); repeat. Default: all.
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// The university's own application: no consent page.
+        #[arg(long)]
+        first_party: bool,
+        /// RS256, ES256 or EdDSA.
+        #[arg(long, default_value = "RS256")]
+        signing_alg: String,
+        /// opaque or jwt.
+        #[arg(long, default_value = "opaque")]
+        access_token_format: String,
+        /// Logins to it need a second factor.
+        #[arg(long)]
+        mfa_required: bool,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// List the clients (configuration file and database).
+    List(JsonFlag),
+    /// Show one client.
+    Show {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Remove a client registered with `client add` (its tokens and consents go with it).
+    Remove {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+    /// Give a confidential client a new secret, printed once; the old one stops working.
+    RotateSecret {
+        id: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum KeysCommand {
     /// List signing keys and their states.
     List(JsonFlag),
@@ -295,6 +386,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 admin::activation_code(config, &login, json.json).await
             }
             Command::Service(command) => service::run(config, command).await,
+            Command::Client(command) => client::run(config, command).await,
             Command::Admin(AdminCommand::Show { login, json }) => {
                 admin::show(config, &login, json.json).await
             }
@@ -318,6 +410,17 @@ pub fn run(cli: Cli) -> ExitCode {
                 reason,
                 json,
             }) => admin::revoke_sessions(config, &login, &reason, json.json).await,
+            Command::Admin(AdminCommand::Consents { login, json }) => {
+                admin::consents(config, &login, json.json).await
+            }
+            Command::Admin(AdminCommand::RevokeConsent {
+                login,
+                client,
+                reason,
+                json,
+            }) => {
+                admin::revoke_consent(config, &login, client.as_deref(), &reason, json.json).await
+            }
             Command::Admin(AdminCommand::Sessions { login, json }) => {
                 admin::sessions(config, &login, json.json).await
             }

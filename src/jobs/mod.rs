@@ -28,6 +28,7 @@ pub struct Maintenance {
     account_secrets: Option<(Arc<dyn AccountSecretsPurge>, Arc<dyn Clock>)>,
     login: Option<(Arc<Sessions>, Arc<Lockout>)>,
     cas: Option<(Arc<CasServer>, Arc<LogoutSender>)>,
+    oidc: Option<Arc<crate::oidc::server::OidcServer>>,
     /// Called on each pass (the web layer's throttle forgets idle addresses).
     sweeps: Vec<Arc<dyn Fn() + Send + Sync>>,
 }
@@ -60,6 +61,7 @@ impl Maintenance {
             account_secrets: None,
             login: None,
             cas: None,
+            oidc: None,
             sweeps: Vec::new(),
         }
     }
@@ -74,6 +76,12 @@ impl Maintenance {
     /// short interval).
     pub fn with_cas(mut self, cas: Arc<CasServer>, logouts: Arc<LogoutSender>) -> Self {
         self.cas = Some((cas, logouts));
+        self
+    }
+
+    /// Adds the purge of expired OIDC codes, tokens and grants.
+    pub fn with_oidc(mut self, oidc: Arc<crate::oidc::server::OidcServer>) -> Self {
+        self.oidc = Some(oidc);
         self
     }
 
@@ -127,6 +135,14 @@ impl Maintenance {
             }
             if let Err(error) = logouts.purge().await {
                 tracing::error!(%error, "purging finished single logouts failed");
+            }
+        }
+        if let Some(oidc) = &self.oidc {
+            match oidc.purge().await {
+                Ok(purged) => outcome.purged_tickets += purged,
+                Err(error) => {
+                    tracing::error!(%error, "purging expired OIDC codes and tokens failed")
+                }
             }
         }
         for sweep in &self.sweeps {

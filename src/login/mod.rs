@@ -140,6 +140,32 @@ pub enum Destination {
         #[serde(default)]
         renew: bool,
     },
+    /// An OpenID Connect authorization request (the checked request, as JSON: this room does
+    /// not read it). With `reauthenticate` (`prompt=login`, `max_age`), only a login with
+    /// credentials may continue it; `authenticated` marks a request whose login requirement was
+    /// met earlier in the same flow (before its consent page).
+    Oidc {
+        request: String,
+        #[serde(default)]
+        reauthenticate: bool,
+        #[serde(default)]
+        authenticated: bool,
+    },
+}
+
+impl Destination {
+    /// Whether an existing session may not continue this destination: the user must type
+    /// credentials (CAS `renew`, OIDC `prompt=login` / `max_age`).
+    pub fn requires_credentials(&self) -> bool {
+        matches!(
+            self,
+            Destination::Cas { renew: true, .. }
+                | Destination::Oidc {
+                    reauthenticate: true,
+                    ..
+                }
+        )
+    }
 }
 
 /// Whether `path` may be where a login continues: a path on this site only (`/…`, never
@@ -232,8 +258,20 @@ impl LoginService {
             .and_then(|payload| serde_json::from_str::<Destination>(&payload).ok())
             .filter(|destination| match destination {
                 Destination::Path { path } => is_local_destination(path),
-                Destination::Cas { .. } => true,
+                Destination::Cas { .. } | Destination::Oidc { .. } => true,
             }))
+    }
+
+    /// Where a login form will continue, without using the reference up.
+    pub async fn peek_destination(
+        &self,
+        reference: &SecretToken,
+    ) -> Result<Option<Destination>, StorageError> {
+        Ok(self
+            .one_time
+            .peek(DESTINATION_PURPOSE, reference)
+            .await?
+            .and_then(|payload| serde_json::from_str::<Destination>(&payload).ok()))
     }
 
     /// The current login of an account (for the "signed in as" page).

@@ -79,6 +79,14 @@ pub trait OneTimeStore: Send + Sync {
         now: i64,
     ) -> Result<Option<String>, StorageError>;
 
+    /// The payload of a live value, without consuming it.
+    async fn find_one_time_value(
+        &self,
+        purpose: &str,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<Option<String>, StorageError>;
+
     /// Deletes every value expired at `now`; returns how many.
     async fn purge_expired_one_time_values(&self, now: i64) -> Result<u64, StorageError>;
 }
@@ -133,6 +141,17 @@ impl OneTimeValues {
     ) -> Result<Option<String>, StorageError> {
         self.store
             .redeem_one_time_value(purpose, &token.digest(), self.clock.unix_now())
+            .await
+    }
+
+    /// Reads `token`'s payload without redeeming it (to show where a form will lead).
+    pub async fn peek(
+        &self,
+        purpose: &str,
+        token: &SecretToken,
+    ) -> Result<Option<String>, StorageError> {
+        self.store
+            .find_one_time_value(purpose, &token.digest(), self.clock.unix_now())
             .await
     }
 

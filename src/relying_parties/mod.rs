@@ -1,4 +1,4 @@
-//! Relying parties: the CAS services (and, later, the OIDC clients) allowed to use Sésame, and
+//! Relying parties: the CAS services and the OIDC clients allowed to use Sésame, and
 //! the pure rules that match a request to one of them (DESIGN.md §7).
 //!
 //! A CAS service is found by its URL pattern: `exact`, `prefix` (scheme, host and port exact;
@@ -10,6 +10,7 @@
 //! either case (`%3a` = `%3A`), the client's own query string kept, a stale `ticket=` parameter
 //! dropped.
 
+pub mod clients;
 pub mod services;
 
 pub use services::{CasService, MatchMode, ServiceRegistry, ServiceStore, canonical_service};

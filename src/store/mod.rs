@@ -28,8 +28,10 @@ use crate::cas::logout::LogoutStore;
 use crate::keys::KeyStore;
 use crate::login::LoginStore;
 use crate::mail::MailStore;
+use crate::oidc::OidcStore;
 use crate::one_time::OneTimeStore;
 use crate::relying_parties::ServiceStore;
+use crate::relying_parties::clients::ClientStore;
 use crate::sessions::SessionStore;
 use crate::storage::{HealthProbe, StorageError};
 
@@ -49,6 +51,8 @@ pub trait Store:
     + ServiceStore
     + TicketStore
     + LogoutStore
+    + OidcStore
+    + ClientStore
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -72,6 +76,8 @@ impl<T> Store for T where
         + ServiceStore
         + TicketStore
         + LogoutStore
+        + OidcStore
+        + ClientStore
         + ProvisioningStore
         + MailStore
         + HealthProbe

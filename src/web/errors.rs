@@ -35,6 +35,10 @@ pub enum WebError {
     /// redirect (DESIGN.md §7).
     #[error("the application is not registered: {0}")]
     UnknownService(String),
+    /// An OIDC authorization request whose client or redirect URI cannot be trusted: an error
+    /// page, never a redirect (RFC 6749 §4.1.2.1).
+    #[error("the OIDC client or redirect URI is not registered: {0}")]
+    UnknownClient(String),
     /// The application requires a second factor the session does not have.
     #[error("the application {0} requires a second factor")]
     SecondFactorRequired(String),
@@ -129,6 +133,10 @@ impl IntoResponse for WebError {
                     .unwrap_or_else(|| "-".into());
                 tracing::info!(%host, "refused an unregistered service");
                 marked(StatusCode::FORBIDDEN, ErrorKind::UnknownService)
+            }
+            WebError::UnknownClient(reason) => {
+                tracing::info!(%reason, "refused an OIDC authorization request");
+                marked(StatusCode::BAD_REQUEST, ErrorKind::UnknownService)
             }
             WebError::SecondFactorRequired(service) => {
                 tracing::info!(%service, "refused a password-only session for an MFA service");

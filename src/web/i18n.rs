@@ -79,6 +79,38 @@ pub struct Texts {
     pub recovery: RecoveryTexts,
     pub login: LoginTexts,
     pub cas: CasTexts,
+    pub oidc: OidcTexts,
+}
+
+/// Texts of the OpenID Connect consent page.
+#[derive(Debug)]
+pub struct OidcTexts {
+    pub consent_title: &'static str,
+    /// Followed by the application's name.
+    pub consent_lead: &'static str,
+    pub consent_scopes: &'static str,
+    pub scope_openid: &'static str,
+    pub scope_profile: &'static str,
+    pub scope_email: &'static str,
+    pub scope_phone: &'static str,
+    pub scope_supann: &'static str,
+    pub consent_remembered: &'static str,
+    pub allow: &'static str,
+    pub deny: &'static str,
+}
+
+impl OidcTexts {
+    /// What a scope lets the application see.
+    pub fn scope(&self, scope: &str) -> Option<&'static str> {
+        Some(match scope {
+            "openid" => self.scope_openid,
+            "profile" => self.scope_profile,
+            "email" => self.scope_email,
+            "phone" => self.scope_phone,
+            "supann" => self.scope_supann,
+            _ => return None,
+        })
+    }
 }
 
 /// Texts of the CAS pages.
@@ -343,6 +375,20 @@ pub static FR: Texts = Texts {
         lead: "Votre navigateur n'exécute pas JavaScript : cliquez pour continuer.",
         button: "Continuer",
     },
+    oidc: OidcTexts {
+        consent_title: "Autoriser l'application",
+        consent_lead: "Cette application demande à vous connecter avec votre compte :",
+        consent_scopes: "Elle pourra connaître :",
+        scope_openid: "un identifiant de votre compte, qui ne change jamais",
+        scope_profile: "vos nom, prénom et identifiant de connexion",
+        scope_email: "votre adresse électronique de l'université",
+        scope_phone: "votre numéro de téléphone de récupération",
+        scope_supann: "votre statut (étudiant, personnel), votre numéro d'étudiant ou d'agent et \
+                       votre composante",
+        consent_remembered: "Votre choix sera retenu pour cette application.",
+        allow: "Autoriser",
+        deny: "Refuser",
+    },
 };
 
 pub static EN: Texts = Texts {
@@ -494,5 +540,19 @@ pub static EN: Texts = Texts {
         title: "Back to the application",
         lead: "Your browser does not run JavaScript: click to continue.",
         button: "Continue",
+    },
+    oidc: OidcTexts {
+        consent_title: "Allow the application",
+        consent_lead: "This application asks to sign you in with your account:",
+        consent_scopes: "It will be able to see:",
+        scope_openid: "an identifier of your account that never changes",
+        scope_profile: "your names and your login",
+        scope_email: "your university e-mail address",
+        scope_phone: "your recovery phone number",
+        scope_supann: "your status (student, staff), your student or employee number and your \
+                       department",
+        consent_remembered: "Your choice will be remembered for this application.",
+        allow: "Allow",
+        deny: "Deny",
     },
 };

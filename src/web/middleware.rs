@@ -91,6 +91,26 @@ pub async fn limit_body(request: Request, next: Next) -> Response {
 /// Paths that answer whatever the `Host` (load balancers and scrapers probe by address).
 const HOST_AGNOSTIC_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
+/// The page policy of DESIGN.md §9. Forms post to this site only, except — `extra_form_action` —
+/// to the origin a login or consent page sends the browser back to: browsers apply
+/// `form-action` to the redirects that follow a form submission (CSP Level 3 §6.3.1), and the
+/// answer to a login form is a 303 to the application.
+pub fn content_security_policy(nonce: &str, extra_form_action: Option<&str>) -> String {
+    let extra = extra_form_action
+        .filter(|o| {
+            o.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b':' | b'/' | b'.' | b'-' | b'[' | b']')
+            })
+        })
+        .map(|o| format!(" {o}"))
+        .unwrap_or_default();
+    format!(
+        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self'; form-action 'self'{extra}; frame-ancestors 'none'; base-uri 'none'; \
+         object-src 'none'"
+    )
+}
+
 /// Sets the security headers of DESIGN.md §9 on every response, errors included. A handler that
 /// needs another policy (e.g. `form-action` to a CAS service) sets its own header; the defaults
 /// only fill what is missing.
@@ -103,11 +123,7 @@ pub async fn security_headers(
     request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let csp = format!(
-        "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self'; img-src 'self' data:; \
-         connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'; \
-         object-src 'none'"
-    );
+    let csp = content_security_policy(&nonce, None);
     let defaults: [(HeaderName, Option<HeaderValue>); 7] = [
         (
             header::CONTENT_SECURITY_POLICY,

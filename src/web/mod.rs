@@ -46,6 +46,7 @@ pub struct WebServices {
     pub recovery: Arc<crate::accounts::recovery::RecoveryService>,
     pub login: Arc<crate::login::LoginService>,
     pub cas: Arc<crate::cas::server::CasServer>,
+    pub oidc: Arc<crate::oidc::server::OidcServer>,
     pub throttle: throttle::Throttle,
 }
 

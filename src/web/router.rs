@@ -14,7 +14,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::handlers::{activation, assets, cas, demo, health, home, login, recovery};
+use super::handlers::{activation, assets, cas, demo, health, home, login, oidc, recovery};
 use super::middleware::{
     RandomRequestId, audit_origin, distrust_request_id, limit_body, record_metrics,
     require_public_host, security_headers,
@@ -29,7 +29,7 @@ pub fn router(state: WebState) -> Router {
     let timeout: Duration = state.request_timeout;
     // Credential forms: throttled by client address (DESIGN.md §6).
     let credential_forms = Router::new()
-        // Login (DESIGN.md §5); /cas/login and /oidc/authorize will lead here
+        // Login (DESIGN.md §5); /cas/login and /oidc/authorize lead here
         .route("/login", get(login::form).post(login::submit))
         // Activation (DESIGN.md §4), one page per step
         .route(
@@ -74,6 +74,22 @@ pub fn router(state: WebState) -> Router {
         .route("/cas/p3/proxyValidate", get(cas::p3_proxy_validate))
         .route("/cas/proxy", get(cas::proxy))
         .route("/cas/samlValidate", axum::routing::post(cas::saml_validate))
+        // OpenID Connect (Core 1.0, Discovery 1.0, RP-Initiated and Back-Channel Logout 1.0)
+        .route("/.well-known/openid-configuration", get(oidc::discovery))
+        .route("/oidc/jwks", get(oidc::jwks))
+        .route(
+            "/oidc/authorize",
+            get(oidc::authorize).post(oidc::authorize),
+        )
+        .route("/oidc/consent", axum::routing::post(oidc::consent))
+        .route("/oidc/token", axum::routing::post(oidc::token))
+        .route("/oidc/userinfo", get(oidc::userinfo).post(oidc::userinfo))
+        .route("/oidc/introspect", axum::routing::post(oidc::introspect))
+        .route("/oidc/revoke", axum::routing::post(oidc::revoke))
+        .route(
+            "/oidc/logout",
+            get(oidc::end_session).post(oidc::end_session),
+        )
         // Operations
         .route("/healthz", get(health::live))
         .route("/readyz", get(health::ready))
@@ -81,7 +97,10 @@ pub fn router(state: WebState) -> Router {
         .fallback(errors::not_found);
     if state.demo {
         // The demo's own CAS application (`sesame demo` only).
-        routes = routes.route("/demo/cas", get(demo::cas).post(demo::cas_post));
+        routes = routes
+            .route("/demo/cas", get(demo::cas).post(demo::cas_post))
+            // The demo's own OIDC client.
+            .route("/demo/oidc", get(demo::oidc));
     }
 
     // Outermost first: the id exists before anything logs; security headers and metrics see

@@ -156,3 +156,29 @@ pub struct DemoCasPage {
     pub again: String,
     pub logout: String,
 }
+
+/// The OIDC consent page: which application, what it will see, allow or deny.
+#[derive(Template)]
+#[template(path = "oidc_consent.html")]
+pub struct OidcConsentPage {
+    pub page: PageContext,
+    pub o: &'static super::i18n::OidcTexts,
+    pub client: String,
+    pub scopes: Vec<&'static str>,
+    pub csrf: String,
+    pub flow: String,
+}
+
+/// `/demo/oidc`: what an OIDC application receives.
+#[derive(Template)]
+#[template(path = "demo_oidc.html")]
+pub struct DemoOidcPage {
+    pub page: PageContext,
+    pub lang: &'static str,
+    pub error: Option<String>,
+    /// The ID token's claims, pretty-printed JSON.
+    pub id_token_claims: String,
+    pub userinfo: String,
+    pub again: String,
+    pub logout: String,
+}

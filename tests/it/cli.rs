@@ -579,3 +579,188 @@ fn services_are_added_listed_shown_and_removed_and_dangerous_ones_refused() {
         .collect();
     assert!(actions.contains(&"cas.service_added") && actions.contains(&"cas.service_removed"));
 }
+
+#[test]
+fn oidc_clients_are_added_with_a_secret_shown_once_listed_rotated_and_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = test_env(dir.path(), Backend::Sqlite);
+    env.insert(
+        "SESAME_CONFIG".into(),
+        dir.path().join("sesame.toml").display().to_string(),
+    );
+    std::fs::write(
+        dir.path().join("sesame.toml"),
+        "[oidc]\n[[oidc.clients]]\nid = \"ent\"\nname = \"ENT\"\nredirect_uris = [\"https://ent.uca.fr/cb\"]\npublic = true\nauth_method = \"none\"\n",
+    )
+    .unwrap();
+    let client = |args: &[&str]| {
+        let mut all = vec!["client"];
+        all.extend_from_slice(args);
+        run(dir.path(), &env, &all)
+    };
+    let added = client(&[
+        "add",
+        "moodle",
+        "--name",
+        "Moodle",
+        "--redirect-uri",
+        "https://moodle.uca.fr/auth/oidc/",
+        "--backchannel-logout-uri",
+        "https://moodle.uca.fr/auth/oidc/logout.php",
+        "--scope",
+        "profile",
+        "--json",
+    ]);
+    assert!(added.status.success(), "{}", stderr(&added));
+    let added: serde_json::Value = serde_json::from_str(&stdout(&added)).unwrap();
+    let secret = added["client_secret"].as_str().unwrap().to_string();
+    assert!(secret.len() >= 43, "256 bits");
+    assert_eq!(
+        added["client"]["scopes"],
+        serde_json::json!(["openid", "profile"])
+    );
+    assert!(
+        added["client"].get("secret_sha256").is_none(),
+        "never shown"
+    );
+    let shown = stdout(&client(&["show", "moodle", "--json"]));
+    assert!(
+        !shown.contains(&secret) && !shown.contains("secret_sha256"),
+        "{shown}"
+    );
+    let listed = stdout(&client(&["list"]));
+    assert!(
+        listed.contains("ent") && listed.contains("config"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("moodle") && listed.contains("database"),
+        "{listed}"
+    );
+    // Only the digest is stored.
+    let db = std::fs::read(dir.path().join("data/sesame.db")).unwrap_or_default();
+    assert!(!String::from_utf8_lossy(&db).contains(&secret));
+    let rotated = client(&["rotate-secret", "moodle", "--json"]);
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let rotated: serde_json::Value = serde_json::from_str(&stdout(&rotated)).unwrap();
+    assert_ne!(rotated["client_secret"].as_str().unwrap(), secret);
+    let public = client(&[
+        "add",
+        "spa",
+        "--name",
+        "SPA",
+        "--public",
+        "--redirect-uri",
+        "http://127.0.0.1:5173/cb",
+    ]);
+    assert!(public.status.success(), "{}", stderr(&public));
+    assert!(
+        !stdout(&public).contains("client secret"),
+        "a public client has none"
+    );
+    for (args, message) in [
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "http://app.uca.fr/cb",
+            ],
+            "must be https",
+        ),
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://app.uca.fr/cb#f",
+            ],
+            "fragment",
+        ),
+        (vec!["add", "x", "--name", "X"], "needs a redirect URI"),
+        (
+            vec![
+                "add",
+                "moodle",
+                "--name",
+                "M",
+                "--redirect-uri",
+                "https://m.uca.fr/",
+            ],
+            "already exists",
+        ),
+        (
+            vec![
+                "add",
+                "ent",
+                "--name",
+                "M",
+                "--redirect-uri",
+                "https://m.uca.fr/",
+            ],
+            "configuration",
+        ),
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.uca.fr/",
+                "--scope",
+                "offline",
+            ],
+            "unknown scope",
+        ),
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.uca.fr/",
+                "--signing-alg",
+                "HS256",
+            ],
+            "unknown signing algorithm",
+        ),
+        (
+            vec![
+                "add",
+                "x",
+                "--name",
+                "X",
+                "--redirect-uri",
+                "https://x.uca.fr/",
+                "--public",
+                "--grant",
+                "client_credentials",
+            ],
+            "client_credentials",
+        ),
+        (vec!["rotate-secret", "spa"], "public"),
+        (vec!["remove", "ent"], "configuration file"),
+        (vec!["remove", "nothing"], "no OIDC client"),
+    ] {
+        let refused = client(&args);
+        assert!(!refused.status.success(), "{args:?} was accepted");
+        assert!(
+            stderr(&refused).contains(message),
+            "{args:?}: {}",
+            stderr(&refused)
+        );
+    }
+    assert!(
+        !stdout(&client(&["list"])).contains(" x "),
+        "nothing half-made"
+    );
+    let removed = client(&["remove", "moodle"]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(!stdout(&client(&["list"])).contains("moodle"));
+}

@@ -11,6 +11,7 @@ mod keys;
 mod lockout;
 mod login;
 mod mail;
+mod oidc;
 mod readiness;
 mod recovery;
 mod tls;

@@ -13,6 +13,10 @@ fn pending(row: &PgRow) -> Result<PendingLogout, StorageError> {
     Ok(PendingLogout {
         id: row.try_get("id").map_err(storage_error)?,
         target: LogoutTarget {
+            protocol: crate::store::parse_column(
+                &row.try_get::<String, _>("protocol")
+                    .map_err(storage_error)?,
+            )?,
             session_id: row.try_get("session_id").map_err(storage_error)?,
             account_id: row.try_get("account_id").map_err(storage_error)?,
             service_id: row.try_get("service_id").map_err(storage_error)?,
@@ -34,7 +38,7 @@ impl LogoutStore for PostgresStore {
     ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO cas_logout_targets (session_id, service_id, url, name_id, session_index, \
-             account_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             account_id, created_at, protocol) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
              ON CONFLICT (session_id, session_index) DO NOTHING",
         )
         .bind(&target.session_id)
@@ -44,6 +48,7 @@ impl LogoutStore for PostgresStore {
         .bind(&target.session_index)
         .bind(&target.account_id)
         .bind(now)
+        .bind(target.protocol.as_str())
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -62,7 +67,7 @@ impl LogoutStore for PostgresStore {
              WHERE id IN (SELECT id FROM cas_logout_outbox \
                  WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= $2 \
                  ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED) \
-             RETURNING id, session_id, account_id, service_id, url, name_id, session_index, \
+             RETURNING id, protocol, session_id, account_id, service_id, url, name_id, session_index, \
              attempts, created_at",
         )
         .bind(lease_until)

@@ -48,6 +48,24 @@ impl OneTimeStore for PostgresStore {
         .map_err(storage_error)
     }
 
+    async fn find_one_time_value(
+        &self,
+        purpose: &str,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<Option<String>, StorageError> {
+        sqlx::query_scalar(
+            "SELECT payload FROM one_time_values WHERE purpose = $1 AND digest = $2 \
+             AND expires_at > $3",
+        )
+        .bind(purpose)
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)
+    }
+
     async fn purge_expired_one_time_values(&self, now: i64) -> Result<u64, StorageError> {
         sqlx::query("DELETE FROM one_time_values WHERE expires_at <= $1")
             .bind(now)

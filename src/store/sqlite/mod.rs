@@ -10,6 +10,7 @@ mod keys;
 mod lockout;
 mod login;
 mod mail;
+mod oidc;
 mod one_time;
 mod recovery;
 mod sessions;
@@ -68,6 +69,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         9,
         "cas_single_logout",
         include_str!("../../../migrations/sqlite/0009_cas_single_logout.sql"),
+    ),
+    (
+        10,
+        "oidc",
+        include_str!("../../../migrations/sqlite/0010_oidc.sql"),
     ),
 ];
 

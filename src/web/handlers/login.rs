@@ -29,6 +29,8 @@ struct View {
     username: String,
     error: Option<String>,
     status: StatusCode,
+    /// The origin the form's answer may redirect to (the application of the flow).
+    form_action: Option<String>,
 }
 
 impl View {
@@ -39,6 +41,7 @@ impl View {
             username: String::new(),
             error: None,
             status: StatusCode::OK,
+            form_action: None,
         }
     }
 }
@@ -56,6 +59,7 @@ fn page(
         "/logout"
     };
     let status = view.status;
+    let form_action = view.form_action.clone();
     let mut response = form_page(state, headers, extra_cookie, |csrf| LoginPage {
         page: PageContext::new(locale, state.demo, path),
         l: &locale.texts().login,
@@ -66,7 +70,51 @@ fn page(
         error: view.error,
     })?;
     *response.status_mut() = status;
+    if let Some(origin) = form_action {
+        allow_form_action(state, &mut response, &origin);
+    }
     Ok(response)
+}
+
+/// Lets a page's form lead to `origin`: the answer to the form is a redirect there, and browsers
+/// check redirects after a form submission against `form-action`. (This page has no script; the
+/// nonce is fresh and unused.)
+pub(crate) fn allow_form_action(state: &WebState, response: &mut Response, origin: &str) {
+    use crate::entropy::EntropyExt as _;
+    let policy =
+        crate::web::middleware::content_security_policy(&state.entropy.token(16), Some(origin));
+    if let Ok(value) = HeaderValue::from_str(&policy) {
+        response
+            .headers_mut()
+            .insert(axum::http::header::CONTENT_SECURITY_POLICY, value);
+    }
+}
+
+/// The origin of the application a destination returns to, if it is not this site.
+fn destination_origin(destination: &Destination) -> Option<String> {
+    let url = match destination {
+        Destination::Path { .. } => return None,
+        Destination::Cas { service, .. } => service.clone(),
+        Destination::Oidc { request, .. } => serde_json::from_str::<serde_json::Value>(request)
+            .ok()?
+            .get("redirect_uri")?
+            .as_str()?
+            .to_string(),
+    };
+    url::Url::parse(&url)
+        .ok()
+        .map(|u| u.origin().ascii_serialization())
+        .filter(|o| o != "null")
+}
+
+/// Where a flow's form leads (the flow stays usable).
+async fn flow_origin(state: &WebState, flow: &SecretToken) -> Result<Option<String>, WebError> {
+    Ok(state
+        .login
+        .peek_destination(flow)
+        .await?
+        .as_ref()
+        .and_then(destination_origin))
 }
 
 pub(crate) fn session_cookie_name(state: &WebState) -> String {
@@ -117,18 +165,37 @@ pub struct LoginQuery {
     /// Ask for credentials even with a live session.
     #[serde(default)]
     renew: bool,
+    /// The identifier to fill in (OIDC `login_hint`).
+    #[serde(default)]
+    login_hint: Option<String>,
 }
 
 /// Where a successful login (or an SSO visit with a flow) continues.
 async fn continue_to(
     state: &WebState,
     locale: Locale,
+    headers: &HeaderMap,
     nonce: Option<Extension<CspNonce>>,
     session: &Session,
     destination: Destination,
     from_new_login: bool,
 ) -> Result<Response, WebError> {
     match destination {
+        Destination::Oidc {
+            request,
+            authenticated,
+            ..
+        } => {
+            super::oidc::continue_authorization(
+                state,
+                locale,
+                headers,
+                session,
+                &request,
+                from_new_login || authenticated,
+            )
+            .await
+        }
         Destination::Path { path } => see_other(&path, None),
         Destination::Cas { service, post, .. } => {
             super::cas::issue_and_return(
@@ -177,15 +244,25 @@ pub async fn form(
             match state.login.take_destination(flow).await? {
                 // CAS `renew` (§2.1.1): the existing session may not continue it, whatever the
                 // URL says; the form is shown with a fresh reference to the same destination.
-                Some(destination @ Destination::Cas { renew: true, .. }) => {
+                Some(destination) if destination.requires_credentials() => {
                     let mut view = View::new("form");
+                    view.form_action = destination_origin(&destination);
                     if let Some(reference) = state.login.remember_destination(&destination).await? {
                         view.flow = reference.expose().to_string();
                     }
                     return page(&state, locale, &headers, view, None);
                 }
                 Some(destination) => {
-                    return continue_to(&state, locale, nonce, &session, destination, false).await;
+                    return continue_to(
+                        &state,
+                        locale,
+                        &headers,
+                        nonce,
+                        &session,
+                        destination,
+                        false,
+                    )
+                    .await;
                 }
                 None => {}
             }
@@ -203,7 +280,14 @@ pub async fn form(
     {
         view.flow = reference.expose().to_string();
     } else if let Some(flow) = flow {
+        view.form_action = flow_origin(&state, &flow).await?;
         view.flow = flow.expose().to_string();
+    }
+    if let Some(hint) = query
+        .login_hint
+        .filter(|h| h.len() <= 320 && !h.chars().any(char::is_control))
+    {
+        view.username = hint;
     }
     page(&state, locale, &headers, view, None)
 }
@@ -301,7 +385,8 @@ pub async fn submit(
             };
             let mut response = match destination {
                 Some(destination) => {
-                    continue_to(&state, locale, nonce, &session, destination, true).await?
+                    continue_to(&state, locale, &headers, nonce, &session, destination, true)
+                        .await?
                 }
                 None => see_other("/login", None)?,
             };
@@ -338,6 +423,9 @@ pub async fn submit(
     };
     view.error = Some(message);
     view.status = status;
+    if let Some(flow) = &flow {
+        view.form_action = flow_origin(&state, flow).await?;
+    }
     page(&state, locale, &headers, view, None)
 }
 

@@ -7,4 +7,5 @@ pub mod demo;
 pub mod health;
 pub mod home;
 pub mod login;
+pub mod oidc;
 pub mod recovery;

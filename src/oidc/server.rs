@@ -1,0 +1,1110 @@
+//! The OpenID Connect provider's flows: what an authorization request leads to, codes, the token
+//! endpoint's grants, userinfo, introspection, revocation, ID-token hints and logout tokens. The
+//! web adapter calls it; it never sees HTTP.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use openidconnect::core::{
+    CoreGenderClaim, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
+};
+use openidconnect::{
+    AccessToken, AdditionalClaims, Audience, AuthenticationContextClass,
+    AuthenticationMethodReference, IdToken, IdTokenClaims, IssuerUrl, Nonce, StandardClaims,
+    SubjectIdentifier,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::jose::{self, SigningKey};
+use super::{
+    ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR, AuthorizationRequest, AuthorizeError, ClientCredentials,
+    CodeRedemption, ErrorRedirect, Grant, NewToken, OAuthError, OidcStore, Params, RefreshOutcome,
+    StoredCode, TokenKind, claims, code_redirect, form_value, pkce_matches,
+};
+use crate::accounts::{AccountAdminStore, AccountState, AccountStore, attributes};
+use crate::audit::{Actor, AuditAction, Auditor};
+use crate::cas::logout::{LogoutProtocol, LogoutStore, LogoutTarget, LogoutTokens};
+use crate::clock::{Clock, Stopwatch};
+use crate::entropy::{Entropy, EntropyExt};
+use crate::keys::{KeyRing, SigningAlgorithm};
+use crate::one_time::SecretToken;
+use crate::relying_parties::clients::{
+    AccessTokenFormat, ClientRegistry, ClientStore, GrantType, OidcClient,
+};
+use crate::sessions::{Session, Sessions};
+use crate::storage::StorageError;
+
+/// Settings of the provider.
+#[derive(Debug, Clone)]
+pub struct OidcSettings {
+    /// The issuer: the public URL without a trailing slash, byte-exact in every token.
+    pub issuer: String,
+    pub config_clients: Vec<OidcClient>,
+    pub allow_http_redirects: bool,
+    pub code_lifetime: Duration,
+    pub id_token_lifetime: Duration,
+    pub access_token_lifetime: Duration,
+    /// Absolute life of a refresh-token family (it also ends with its SSO session).
+    pub refresh_token_lifetime: Duration,
+    pub student_domain: String,
+    pub staff_domain: String,
+}
+
+/// How long a node keeps the client registry it read.
+const REGISTRY_CACHE: Duration = Duration::from_secs(1);
+/// How long a logout token is valid (Back-Channel Logout 1.0 §2.4 recommends ≤ 2 minutes).
+const LOGOUT_TOKEN_LIFETIME: i64 = 120;
+
+/// The ID token's own claims beyond the standard ones: `sid` (Back-Channel Logout 1.0 §2.1).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AdditionalClaims for SessionClaims {}
+
+type SesameIdToken = IdToken<
+    SessionClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+
+/// What an authorization request leads to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Back to the client: a code or an error.
+    Redirect(String),
+    /// The login page; with `reauthenticate`, an existing session may not continue the request
+    /// (`prompt=login`, `max_age`).
+    Login { reauthenticate: bool },
+    /// The consent page for this client.
+    Consent(OidcClient),
+    /// The client (or `acr_values`) needs a second factor the session does not have.
+    SecondFactorRequired(String),
+    /// The client vanished from the registry meanwhile: an error page.
+    UnknownClient,
+}
+
+/// A verified `id_token_hint` (signature and issuer checked; expiry tolerated, as RP-Initiated
+/// Logout 1.0 §2 allows).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdTokenHint {
+    pub sub: String,
+    pub audiences: Vec<String>,
+    pub sid: Option<String>,
+}
+
+/// A bearer-token failure (RFC 6750 §3.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BearerError {
+    /// No token: 401 with a bare challenge.
+    Missing,
+    /// 401 `invalid_token`.
+    InvalidToken,
+    /// 403 `insufficient_scope`.
+    InsufficientScope,
+    /// 400 `invalid_request` (e.g. two methods at once).
+    InvalidRequest,
+}
+
+pub struct OidcServer {
+    cache: std::sync::Mutex<Option<(Stopwatch, ClientRegistry)>>,
+    store: Arc<dyn OidcStore>,
+    clients: Arc<dyn ClientStore>,
+    accounts: Arc<dyn AccountStore>,
+    admin: Arc<dyn AccountAdminStore>,
+    sessions: Arc<Sessions>,
+    logouts: Arc<dyn LogoutStore>,
+    keys: Arc<KeyRing>,
+    audit: Arc<Auditor>,
+    clock: Arc<dyn Clock>,
+    entropy: Arc<dyn Entropy>,
+    settings: OidcSettings,
+}
+
+/// A bearer value's stored digest.
+fn digest_of(value: &str) -> [u8; 32] {
+    SecretToken::new(value.to_string()).digest()
+}
+
+fn timestamp(seconds: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default()
+}
+
+/// `acr` of a session: several factors or one (REFEDS profiles).
+pub fn acr_of(factors: &[String]) -> &'static str {
+    if factors.iter().any(|f| f != "pwd") {
+        ACR_MULTI_FACTOR
+    } else {
+        ACR_SINGLE_FACTOR
+    }
+}
+
+impl OidcServer {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        store: Arc<dyn OidcStore>,
+        clients: Arc<dyn ClientStore>,
+        accounts: Arc<dyn AccountStore>,
+        admin: Arc<dyn AccountAdminStore>,
+        sessions: Arc<Sessions>,
+        logouts: Arc<dyn LogoutStore>,
+        keys: Arc<KeyRing>,
+        audit: Arc<Auditor>,
+        clock: Arc<dyn Clock>,
+        entropy: Arc<dyn Entropy>,
+        settings: OidcSettings,
+    ) -> Self {
+        Self {
+            cache: std::sync::Mutex::new(None),
+            store,
+            clients,
+            accounts,
+            admin,
+            sessions,
+            logouts,
+            keys,
+            audit,
+            clock,
+            entropy,
+            settings,
+        }
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    pub fn now(&self) -> i64 {
+        self.clock.unix_now()
+    }
+
+    /// The clients of the configuration and the database, read again after a second.
+    pub async fn registry(&self) -> Result<ClientRegistry, StorageError> {
+        if let Ok(cache) = self.cache.lock()
+            && let Some((read_at, registry)) = cache.as_ref()
+            && read_at.elapsed() < REGISTRY_CACHE
+        {
+            return Ok(registry.clone());
+        }
+        let mut all = self.settings.config_clients.clone();
+        all.extend(
+            self.clients
+                .list_oidc_clients()
+                .await?
+                .into_iter()
+                .filter(|c| c.check(self.settings.allow_http_redirects).is_ok()),
+        );
+        let registry = ClientRegistry::new(all);
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = Some((Stopwatch::start(), registry.clone()));
+        }
+        Ok(registry)
+    }
+
+    /// Drops the cached registry: the next request reads it again (after this node's own
+    /// registrations).
+    pub fn forget_registry(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            *cache = None;
+        }
+    }
+
+    pub async fn client(&self, id: &str) -> Result<Option<OidcClient>, StorageError> {
+        Ok(self.registry().await?.find(id).cloned())
+    }
+
+    /// Checks an authorization request against the registry.
+    pub async fn check_request(
+        &self,
+        params: &Params,
+    ) -> Result<Result<AuthorizationRequest, AuthorizeError>, StorageError> {
+        Ok(super::check_authorization(params, &self.registry().await?))
+    }
+
+    /// What an authorization request leads to, given the browser's session. `fresh`: the user
+    /// signed in during this request (so `prompt=login` and `max_age` are satisfied);
+    /// `consented`: the user just allowed the client on the consent page.
+    pub async fn decide(
+        &self,
+        request: &AuthorizationRequest,
+        session: Option<&Session>,
+        fresh: bool,
+        consented: bool,
+    ) -> Result<Decision, StorageError> {
+        let issuer = &self.settings.issuer;
+        let Some(client) = self.client(&request.client_id).await? else {
+            return Ok(Decision::UnknownClient);
+        };
+        let error = |code: &'static str, description: &str| {
+            Ok(Decision::Redirect(
+                ErrorRedirect::new(request, code, description).url(issuer),
+            ))
+        };
+        let Some(session) = session else {
+            // OIDC Core §3.1.2.1: with prompt=none the OP must not show a page.
+            if request.prompt.none {
+                return error("login_required", "the user is not signed in");
+            }
+            return Ok(Decision::Login {
+                reauthenticate: false,
+            });
+        };
+        let now = self.clock.unix_now();
+        if !fresh {
+            // OIDC Core §3.1.2.1: max_age=0 is prompt=login; an older authentication than
+            // max_age must be done again.
+            let too_old = request
+                .max_age
+                .is_some_and(|max| max == 0 || now - session.auth_time > max);
+            if request.prompt.login || too_old {
+                if request.prompt.none {
+                    return error("login_required", "the user must sign in again");
+                }
+                return Ok(Decision::Login {
+                    reauthenticate: true,
+                });
+            }
+        }
+        if request.prompt.none
+            && let Some(hint) = &request.id_token_hint
+        {
+            // OIDC Core §3.1.2.1 (id_token_hint): another user's session is not used silently.
+            match self.verify_id_token_hint(hint) {
+                Some(h) if h.sub == session.account_id => {}
+                _ => return error("login_required", "the signed-in user is not the hinted one"),
+            }
+        }
+        if (client.mfa_required || request.asks_mfa())
+            && acr_of(&session.factors) != ACR_MULTI_FACTOR
+        {
+            if request.prompt.none {
+                return error("interaction_required", "a second factor is required");
+            }
+            return Ok(Decision::SecondFactorRequired(client.id));
+        }
+        if !consented {
+            let remembered = if client.first_party {
+                true
+            } else {
+                self.store
+                    .find_consent(&session.account_id, &client.id)
+                    .await?
+                    .is_some_and(|granted| request.scopes.iter().all(|s| granted.contains(s)))
+            };
+            if !remembered || request.prompt.consent {
+                if request.prompt.none {
+                    return error("consent_required", "the user has not allowed this client");
+                }
+                return Ok(Decision::Consent(client));
+            }
+        }
+        let code = self.issue_code(request, session, &client).await?;
+        Ok(Decision::Redirect(code_redirect(request, &code, issuer)))
+    }
+
+    /// Remembers that a user allowed a client these scopes.
+    pub async fn grant_consent(
+        &self,
+        session: &Session,
+        request: &AuthorizationRequest,
+    ) -> Result<(), StorageError> {
+        self.store
+            .record_consent(
+                &session.account_id,
+                &request.client_id,
+                &request.scopes,
+                self.clock.unix_now(),
+            )
+            .await?;
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::OidcConsentGranted,
+                Some(session.account_id.clone()),
+                json!({"client": request.client_id, "scopes": request.scopes}),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The access-denied answer of the consent page.
+    pub fn denied(&self, request: &AuthorizationRequest) -> String {
+        ErrorRedirect::new(request, "access_denied", "the user refused").url(&self.settings.issuer)
+    }
+
+    /// Issues a code (single use, 60 s, bound to client, redirect URI and challenge) and notes
+    /// the client in the session, for back-channel logout.
+    async fn issue_code(
+        &self,
+        request: &AuthorizationRequest,
+        session: &Session,
+        client: &OidcClient,
+    ) -> Result<String, StorageError> {
+        let now = self.clock.unix_now();
+        let code = self.entropy.token(32);
+        let stored = StoredCode {
+            client_id: client.id.clone(),
+            redirect_uri: request.redirect_uri.clone(),
+            account_id: session.account_id.clone(),
+            session_id: session.id.clone(),
+            scope: request.scope(),
+            nonce: request.nonce.clone(),
+            code_challenge: request.code_challenge.clone(),
+            auth_time: session.auth_time,
+            amr: session.factors.clone(),
+            acr: acr_of(&session.factors).to_string(),
+            expires_at: now + self.settings.code_lifetime.as_secs() as i64,
+        };
+        self.store
+            .insert_code(&digest_of(&code), &stored, now)
+            .await?;
+        self.sessions
+            .record_service(session, "oidc", &client.id)
+            .await?;
+        if let Some(uri) = &client.backchannel_logout_uri {
+            self.logouts
+                .record_logout_target(
+                    &LogoutTarget {
+                        protocol: LogoutProtocol::Oidc,
+                        session_id: session.id.clone(),
+                        account_id: session.account_id.clone(),
+                        service_id: client.id.clone(),
+                        url: uri.clone(),
+                        name_id: session.account_id.clone(),
+                        session_index: format!("oidc:{}", client.id),
+                    },
+                    now,
+                )
+                .await?;
+        }
+        Ok(code)
+    }
+
+    /// The token endpoint (RFC 6749 §3.2, §4.1.3, §4.4, §6; OIDC Core §3.1.3, §12).
+    pub async fn token(
+        &self,
+        authorization: Option<&str>,
+        form: &Params,
+    ) -> Result<Result<Value, OAuthError>, StorageError> {
+        let registry = self.registry().await?;
+        let client = match ClientCredentials::read(authorization, form)
+            .and_then(|c| c.authenticate(&registry).cloned())
+        {
+            Ok(client) => client,
+            Err(error) => return Ok(Err(error)),
+        };
+        let grant_type = match form_value(form, "grant_type") {
+            Ok(Some(g)) => g,
+            Ok(None) => {
+                return Ok(Err(OAuthError::new(
+                    "invalid_request",
+                    "grant_type is required",
+                )));
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        let grant = match grant_type.parse::<GrantType>() {
+            Ok(grant) => grant,
+            Err(_) => {
+                return Ok(Err(OAuthError::new(
+                    "unsupported_grant_type",
+                    "supported: authorization_code, refresh_token, client_credentials",
+                )));
+            }
+        };
+        if !client.allows(grant) {
+            return Ok(Err(OAuthError::new(
+                "unauthorized_client",
+                format!("this client may not use {}", grant.as_str()),
+            )));
+        }
+        let result = match grant {
+            GrantType::AuthorizationCode => self.redeem_code(&client, form).await?,
+            GrantType::RefreshToken => self.refresh(&client, form).await?,
+            GrantType::ClientCredentials => self.client_credentials(&client, form).await?,
+        };
+        if let Err(error) = &result {
+            self.audit
+                .record(
+                    Actor::System,
+                    AuditAction::OidcTokenRefused,
+                    None,
+                    json!({"client": client.id, "grant": grant.as_str(), "error": error.error}),
+                )
+                .await?;
+        }
+        Ok(result)
+    }
+
+    async fn redeem_code(
+        &self,
+        client: &OidcClient,
+        form: &Params,
+    ) -> Result<Result<Value, OAuthError>, StorageError> {
+        let invalid = |d: &str| Ok(Err(OAuthError::new("invalid_grant", d)));
+        let (code, redirect_uri, verifier) = match (
+            form_value(form, "code"),
+            form_value(form, "redirect_uri"),
+            form_value(form, "code_verifier"),
+        ) {
+            (Ok(Some(c)), Ok(r), Ok(v)) => (c, r, v),
+            (Ok(None), _, _) => {
+                return Ok(Err(OAuthError::new("invalid_request", "code is required")));
+            }
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Ok(Err(e)),
+        };
+        let now = self.clock.unix_now();
+        let digest = digest_of(code);
+        let stored = match self.store.redeem_code(&digest, now).await? {
+            CodeRedemption::Redeemed(stored) => stored,
+            CodeRedemption::Replayed { grant_revoked } => {
+                // RFC 6749 §4.1.2: a code used twice revokes what it gave (RFC 9700 §4.14.2).
+                self.audit
+                    .record(
+                        Actor::System,
+                        AuditAction::OidcReplayDetected,
+                        None,
+                        json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
+                    )
+                    .await?;
+                return invalid("the code was already used");
+            }
+            CodeRedemption::Unknown => return invalid("unknown or expired code"),
+        };
+        // Every check below fails with the code already spent.
+        if stored.expires_at <= now {
+            return invalid("the code has expired");
+        }
+        if stored.client_id != client.id {
+            return invalid("the code was issued to another client");
+        }
+        // RFC 6749 §4.1.3: the same redirect_uri as the authorization request, exactly.
+        if redirect_uri != Some(stored.redirect_uri.as_str()) {
+            return invalid("redirect_uri differs from the authorization request");
+        }
+        match (&stored.code_challenge, verifier) {
+            (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
+            (Some(_), _) => return invalid("the code_verifier does not match the code_challenge"),
+            // RFC 9700 §2.1.1 / DESIGN.md §7: a verifier without a challenge is refused (PKCE
+            // downgrade).
+            (None, Some(_)) => return invalid("code_verifier sent but no code_challenge was"),
+            (None, None) => {}
+        }
+        let Some(account) = self.active_account(&stored.account_id).await? else {
+            return invalid("the account is no longer active");
+        };
+        let grant = Grant {
+            id: self.entropy.hex(16),
+            client_id: client.id.clone(),
+            account_id: Some(account.id.clone()),
+            session_id: Some(stored.session_id.clone()),
+            scope: stored.scope.clone(),
+            auth_time: Some(stored.auth_time),
+            amr: stored.amr.clone(),
+            acr: Some(stored.acr.clone()),
+            created_at: now,
+            expires_at: now + self.settings.refresh_token_lifetime.as_secs() as i64,
+        };
+        let issued = self.new_tokens(client, &grant, now)?;
+        match self
+            .store
+            .insert_grant(&grant, &issued.rows, Some(&digest))
+            .await
+        {
+            Ok(()) => {}
+            // The session ended between the code and now (logout, reset…).
+            Err(StorageError::Conflict) => return invalid("the session has ended"),
+            Err(e) => return Err(e),
+        }
+        let id_token =
+            self.id_token(client, &grant, stored.nonce.as_deref(), &issued.access, now)?;
+        self.audit
+            .record(
+                Actor::System,
+                AuditAction::OidcTokensIssued,
+                Some(account.id),
+                json!({"client": client.id, "grant": "authorization_code"}),
+            )
+            .await?;
+        Ok(Ok(issued.response(&grant, Some(id_token))))
+    }
+
+    async fn refresh(
+        &self,
+        client: &OidcClient,
+        form: &Params,
+    ) -> Result<Result<Value, OAuthError>, StorageError> {
+        let invalid = |d: &str| Ok(Err(OAuthError::new("invalid_grant", d)));
+        let token = match form_value(form, "refresh_token") {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                return Ok(Err(OAuthError::new(
+                    "invalid_request",
+                    "refresh_token is required",
+                )));
+            }
+            Err(e) => return Ok(Err(e)),
+        };
+        let now = self.clock.unix_now();
+        let digest = digest_of(token);
+        // The grant is read first to make the successors; the rotation below is the atomic,
+        // single-use step (a concurrent use of the same token loses there).
+        let live = self
+            .store
+            .find_token(&digest, now)
+            .await?
+            .filter(|f| f.kind == TokenKind::Refresh && f.grant.client_id == client.id);
+        let Some(found) = live else {
+            // Spent, unknown or another client's: a spent one revokes its family.
+            return match self
+                .store
+                .rotate_refresh_token(&digest, &client.id, &[], now)
+                .await?
+            {
+                RefreshOutcome::Replayed => {
+                    self.audit
+                        .record(
+                            Actor::System,
+                            AuditAction::OidcReplayDetected,
+                            None,
+                            json!({"client": client.id, "what": "refresh_token", "revoked": true}),
+                        )
+                        .await?;
+                    invalid("the refresh token was already used; its family is revoked")
+                }
+                _ => invalid("unknown, expired or revoked refresh token"),
+            };
+        };
+        let grant = found.grant;
+        if let Some(scope) = form_value(form, "scope").ok().flatten() {
+            // RFC 6749 §6: never more than the original grant.
+            let granted: Vec<&str> = grant.scope.split(' ').collect();
+            if !scope.split(' ').all(|s| granted.contains(&s)) {
+                return Ok(Err(OAuthError::new(
+                    "invalid_scope",
+                    "the scope exceeds the original grant",
+                )));
+            }
+        }
+        let Some(account_id) = grant.account_id.clone() else {
+            return invalid("not a user grant");
+        };
+        if self.active_account(&account_id).await?.is_none() {
+            return invalid("the account is no longer active");
+        }
+        let issued = self.new_tokens(client, &grant, now)?;
+        match self
+            .store
+            .rotate_refresh_token(&digest, &client.id, &issued.rows, now)
+            .await?
+        {
+            RefreshOutcome::Rotated(_) => {}
+            _ => return invalid("the refresh token was already used"),
+        }
+        // OIDC Core §12.2: a new ID token, same auth_time, no nonce.
+        let id_token = self.id_token(client, &grant, None, &issued.access, now)?;
+        self.audit
+            .record(
+                Actor::System,
+                AuditAction::OidcTokensIssued,
+                Some(account_id),
+                json!({"client": client.id, "grant": "refresh_token"}),
+            )
+            .await?;
+        Ok(Ok(issued.response(&grant, Some(id_token))))
+    }
+
+    async fn client_credentials(
+        &self,
+        client: &OidcClient,
+        form: &Params,
+    ) -> Result<Result<Value, OAuthError>, StorageError> {
+        let asked = match form_value(form, "scope") {
+            Ok(s) => s.unwrap_or(""),
+            Err(e) => return Ok(Err(e)),
+        };
+        // No user: `openid` and the user scopes mean nothing here.
+        let scope: Vec<&str> = asked
+            .split(' ')
+            .filter(|s| !s.is_empty() && *s != "openid" && client.scopes.iter().any(|c| c == s))
+            .collect();
+        let now = self.clock.unix_now();
+        let grant = Grant {
+            id: self.entropy.hex(16),
+            client_id: client.id.clone(),
+            account_id: None,
+            session_id: None,
+            scope: scope.join(" "),
+            auth_time: None,
+            amr: Vec::new(),
+            acr: None,
+            created_at: now,
+            expires_at: now + self.settings.access_token_lifetime.as_secs() as i64,
+        };
+        let mut issued = self.new_tokens(client, &grant, now)?;
+        // RFC 6749 §4.4.3: no refresh token.
+        issued.rows.retain(|r| r.kind == TokenKind::Access);
+        issued.refresh = None;
+        self.store.insert_grant(&grant, &issued.rows, None).await?;
+        self.audit
+            .record(
+                Actor::System,
+                AuditAction::OidcTokensIssued,
+                None,
+                json!({"client": client.id, "grant": "client_credentials"}),
+            )
+            .await?;
+        Ok(Ok(issued.response(&grant, None)))
+    }
+
+    async fn active_account(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::accounts::AccountRecord>, StorageError> {
+        Ok(self
+            .accounts
+            .find_account_by_id(id)
+            .await?
+            .filter(|a| a.state == AccountState::Active))
+    }
+
+    /// New access (and, if the client may refresh, refresh) tokens for a grant.
+    fn new_tokens(
+        &self,
+        client: &OidcClient,
+        grant: &Grant,
+        now: i64,
+    ) -> Result<Issued, StorageError> {
+        let access_expires = (now + self.settings.access_token_lifetime.as_secs() as i64)
+            .min(grant.expires_at.max(now + 1));
+        let access = match client.access_token_format {
+            AccessTokenFormat::Opaque => self.entropy.token(32),
+            AccessTokenFormat::Jwt => self.jwt_access_token(client, grant, now, access_expires)?,
+        };
+        let refresh = (client.allows(GrantType::RefreshToken) && grant.account_id.is_some())
+            .then(|| self.entropy.token(32));
+        let mut rows = vec![NewToken {
+            digest: digest_of(&access).to_vec(),
+            kind: TokenKind::Access,
+            expires_at: access_expires,
+        }];
+        if let Some(refresh) = &refresh {
+            rows.push(NewToken {
+                digest: digest_of(refresh).to_vec(),
+                kind: TokenKind::Refresh,
+                expires_at: grant.expires_at,
+            });
+        }
+        Ok(Issued {
+            access,
+            access_expires_in: access_expires - now,
+            refresh,
+            rows,
+        })
+    }
+
+    /// An RFC 9068 access token.
+    fn jwt_access_token(
+        &self,
+        client: &OidcClient,
+        grant: &Grant,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<String, StorageError> {
+        let key = self.signing_key(client.algorithm())?;
+        let mut claims = json!({
+            "iss": self.settings.issuer,
+            "aud": client.id,
+            "client_id": client.id,
+            "iat": now,
+            "exp": expires_at,
+            "jti": self.entropy.hex(16),
+            "scope": grant.scope,
+        });
+        if let Some(sub) = &grant.account_id {
+            claims["sub"] = json!(sub);
+        }
+        if let Some(auth_time) = grant.auth_time {
+            claims["auth_time"] = json!(auth_time);
+        }
+        key.sign_compact("at+jwt", &claims)
+            .map_err(|e| StorageError::Other(format!("signing: {e}")))
+    }
+
+    fn signing_key(&self, algorithm: SigningAlgorithm) -> Result<SigningKey, StorageError> {
+        SigningKey::current(&self.keys.snapshot(), algorithm)
+            .ok_or_else(|| StorageError::Other(format!("no current {algorithm} key")))
+    }
+
+    /// The ID token (OIDC Core §2, §3.1.3.6), built with `openidconnect`'s types and signed with
+    /// the client's algorithm through aws-lc-rs.
+    fn id_token(
+        &self,
+        client: &OidcClient,
+        grant: &Grant,
+        nonce: Option<&str>,
+        access_token: &str,
+        now: i64,
+    ) -> Result<String, StorageError> {
+        let failed = |e: String| StorageError::Other(format!("ID token: {e}"));
+        let issuer =
+            IssuerUrl::new(self.settings.issuer.clone()).map_err(|e| failed(e.to_string()))?;
+        let sub = grant.account_id.clone().unwrap_or_default();
+        let mut claims = IdTokenClaims::new(
+            issuer,
+            vec![Audience::new(client.id.clone())],
+            timestamp(now + self.settings.id_token_lifetime.as_secs() as i64),
+            timestamp(now),
+            StandardClaims::<CoreGenderClaim>::new(SubjectIdentifier::new(sub)),
+            SessionClaims {
+                sid: grant.session_id.clone(),
+            },
+        )
+        .set_authorized_party(Some(openidconnect::ClientId::new(client.id.clone())))
+        .set_auth_time(grant.auth_time.map(timestamp))
+        .set_nonce(nonce.map(|n| Nonce::new(n.to_string())))
+        .set_auth_context_ref(grant.acr.clone().map(AuthenticationContextClass::new));
+        if !grant.amr.is_empty() {
+            claims = claims.set_auth_method_refs(Some(
+                grant
+                    .amr
+                    .iter()
+                    .cloned()
+                    .map(AuthenticationMethodReference::new)
+                    .collect(),
+            ));
+        }
+        let algorithm = client.algorithm();
+        let key = self.signing_key(algorithm)?;
+        let token = SesameIdToken::new(
+            claims,
+            &key,
+            jose::core_alg(algorithm),
+            Some(&AccessToken::new(access_token.to_string())),
+            None,
+        )
+        .map_err(|e| failed(e.to_string()))?;
+        Ok(token.to_string())
+    }
+
+    /// The live grant behind a bearer access token.
+    async fn bearer_grant(&self, token: &str) -> Result<Option<(Grant, i64, i64)>, StorageError> {
+        let now = self.clock.unix_now();
+        if let Some(found) = self.store.find_token(&digest_of(token), now).await? {
+            return Ok((found.kind == TokenKind::Access).then_some((
+                found.grant,
+                found.expires_at,
+                found.created_at,
+            )));
+        }
+        Ok(None)
+    }
+
+    /// Userinfo (OIDC Core §5.3): the claims of the token's scopes.
+    pub async fn userinfo(
+        &self,
+        token: &str,
+    ) -> Result<Result<super::Claims, BearerError>, StorageError> {
+        let Some((grant, _, _)) = self.bearer_grant(token).await? else {
+            return Ok(Err(BearerError::InvalidToken));
+        };
+        let Some(account_id) = &grant.account_id else {
+            return Ok(Err(BearerError::InvalidToken));
+        };
+        let scopes: Vec<String> = grant.scope.split(' ').map(str::to_string).collect();
+        if !scopes.iter().any(|s| s == "openid") {
+            return Ok(Err(BearerError::InsufficientScope));
+        }
+        let Some(account) = self.active_account(account_id).await? else {
+            return Ok(Err(BearerError::InvalidToken));
+        };
+        let all = attributes::of_account(
+            self.accounts.as_ref(),
+            &account,
+            &self.settings.student_domain,
+            &self.settings.staff_domain,
+        )
+        .await?;
+        let phone = if scopes.iter().any(|s| s == "phone") {
+            self.admin
+                .list_recovery_contacts(&account.id)
+                .await?
+                .into_iter()
+                .find(|c| c.kind == "phone" && c.confirmed)
+                .map(|c| c.value)
+        } else {
+            None
+        };
+        Ok(Ok(claims::for_scopes(
+            &scopes,
+            &account,
+            &all,
+            phone.as_deref(),
+            "fr",
+        )))
+    }
+
+    /// Introspection (RFC 7662 §2): confidential clients only; an unknown, expired or revoked
+    /// token is just `{"active": false}`.
+    pub async fn introspect(
+        &self,
+        authorization: Option<&str>,
+        form: &Params,
+    ) -> Result<Result<Value, OAuthError>, StorageError> {
+        let registry = self.registry().await?;
+        let client = match ClientCredentials::read(authorization, form)
+            .and_then(|c| c.authenticate(&registry).cloned())
+        {
+            Ok(client) if !client.public => client,
+            Ok(_) => return Ok(Err(OAuthError::invalid_client(false))),
+            Err(e) => return Ok(Err(e)),
+        };
+        let token = match form_value(form, "token") {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Err(OAuthError::new("invalid_request", "token is required"))),
+            Err(e) => return Ok(Err(e)),
+        };
+        let now = self.clock.unix_now();
+        let Some(found) = self.store.find_token(&digest_of(token), now).await? else {
+            return Ok(Ok(json!({"active": false})));
+        };
+        let grant = &found.grant;
+        let mut answer = json!({
+            "active": true,
+            "scope": grant.scope,
+            "client_id": grant.client_id,
+            "token_type": if found.kind == TokenKind::Access { "Bearer" } else { "refresh_token" },
+            "exp": found.expires_at,
+            "iat": found.created_at,
+            "iss": self.settings.issuer,
+            "aud": grant.client_id,
+        });
+        if let Some(account_id) = &grant.account_id {
+            match self.active_account(account_id).await? {
+                Some(account) => {
+                    answer["sub"] = json!(account.id);
+                    answer["username"] = json!(account.login);
+                }
+                None => return Ok(Ok(json!({"active": false}))),
+            }
+        }
+        if let Some(sid) = &grant.session_id {
+            answer["sid"] = json!(sid);
+        }
+        let _ = client;
+        Ok(Ok(answer))
+    }
+
+    /// Revocation (RFC 7009 §2): a token of the client is revoked (a refresh token with its
+    /// whole grant); anything else, including an unknown token, is a success too (§2.2).
+    pub async fn revoke(
+        &self,
+        authorization: Option<&str>,
+        form: &Params,
+    ) -> Result<Result<(), OAuthError>, StorageError> {
+        let registry = self.registry().await?;
+        let client = match ClientCredentials::read(authorization, form)
+            .and_then(|c| c.authenticate(&registry).cloned())
+        {
+            Ok(client) => client,
+            Err(e) => return Ok(Err(e)),
+        };
+        let token = match form_value(form, "token") {
+            Ok(Some(t)) => t,
+            Ok(None) => return Ok(Err(OAuthError::new("invalid_request", "token is required"))),
+            Err(e) => return Ok(Err(e)),
+        };
+        if self
+            .store
+            .revoke_token(&digest_of(token), &client.id)
+            .await?
+        {
+            self.audit
+                .record(
+                    Actor::System,
+                    AuditAction::OidcTokenRevoked,
+                    None,
+                    json!({"client": client.id}),
+                )
+                .await?;
+        }
+        Ok(Ok(()))
+    }
+
+    /// Verifies an ID token Sésame issued: signature by a published key and issuer; expiry is
+    /// tolerated (RP-Initiated Logout 1.0 §2).
+    pub fn verify_id_token_hint(&self, token: &str) -> Option<IdTokenHint> {
+        let keys = self.keys.snapshot();
+        let (header, claims) = jose::verify_compact(token, &keys)?;
+        if header
+            .get("typ")
+            .and_then(Value::as_str)
+            .is_some_and(|t| t != "JWT")
+        {
+            return None;
+        }
+        if claims.get("iss")?.as_str()? != self.settings.issuer {
+            return None;
+        }
+        let audiences = match claims.get("aud")? {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(list) => list
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect(),
+            _ => return None,
+        };
+        Some(IdTokenHint {
+            sub: claims.get("sub")?.as_str()?.to_string(),
+            audiences,
+            sid: claims
+                .get("sid")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+        })
+    }
+
+    /// Where RP-initiated logout may send the browser: the exact registered URI of the hint's
+    /// client, with `state` (RP-Initiated Logout 1.0 §3).
+    pub async fn post_logout_redirect(
+        &self,
+        hint: &IdTokenHint,
+        client_id: Option<&str>,
+        uri: &str,
+        state: Option<&str>,
+    ) -> Result<Option<String>, StorageError> {
+        if client_id.is_some_and(|c| !hint.audiences.iter().any(|a| a == c)) {
+            return Ok(None);
+        }
+        let registry = self.registry().await?;
+        let allowed = hint.audiences.iter().any(|aud| {
+            registry
+                .find(aud)
+                .is_some_and(|c| c.post_logout_redirect_uris.iter().any(|u| u == uri))
+        });
+        if !allowed {
+            return Ok(None);
+        }
+        let mut pairs = Vec::new();
+        if let Some(state) = state {
+            pairs.push(("state", state));
+        }
+        Ok(Some(if pairs.is_empty() {
+            uri.to_string()
+        } else {
+            super::append_query(uri, &pairs)
+        }))
+    }
+
+    /// The discovery document (OIDC Discovery 1.0 §3), with the logout, revocation and
+    /// introspection metadata.
+    pub fn discovery(&self) -> Value {
+        super::discovery::document(&self.settings.issuer)
+    }
+
+    /// The JWK Set.
+    pub fn jwks(&self) -> Value {
+        jose::jwks(&self.keys.snapshot())
+    }
+
+    /// Deletes expired codes, tokens and grants.
+    pub async fn purge(&self) -> Result<u64, StorageError> {
+        self.store.purge_oidc(self.clock.unix_now()).await
+    }
+
+    /// Forgets a user's consents (all, or one client's) and revokes what they allowed.
+    pub async fn revoke_consents(
+        &self,
+        actor: Actor,
+        account_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<u64, StorageError> {
+        let n = self.store.delete_consents(account_id, client_id).await?;
+        self.audit
+            .record(
+                actor,
+                AuditAction::OidcConsentRevoked,
+                Some(account_id.to_string()),
+                json!({"client": client_id, "count": n}),
+            )
+            .await?;
+        Ok(n)
+    }
+
+    pub async fn consents(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(String, Vec<String>, i64)>, StorageError> {
+        self.store.list_consents(account_id).await
+    }
+}
+
+impl LogoutTokens for OidcServer {
+    /// A back-channel logout token (Back-Channel Logout 1.0 §2.4): `typ` `logout+jwt`, `iss`,
+    /// `aud`, `iat`, `exp`, `jti`, `sub`, `sid`, `events`, and never a `nonce`.
+    fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String, String> {
+        let registry = self
+            .cache
+            .lock()
+            .ok()
+            .and_then(|c| c.as_ref().map(|(_, r)| r.clone()));
+        let algorithm = registry
+            .as_ref()
+            .and_then(|r| r.find(client_id).map(OidcClient::algorithm))
+            .or_else(|| {
+                self.settings
+                    .config_clients
+                    .iter()
+                    .find(|c| c.id == client_id)
+                    .map(OidcClient::algorithm)
+            })
+            .unwrap_or(SigningAlgorithm::Rs256);
+        let key = SigningKey::current(&self.keys.snapshot(), algorithm)
+            .ok_or_else(|| format!("no current {algorithm} key"))?;
+        let now = self.clock.unix_now();
+        key.sign_compact(
+            "logout+jwt",
+            &json!({
+                "iss": self.settings.issuer,
+                "aud": client_id,
+                "iat": now,
+                "exp": now + LOGOUT_TOKEN_LIFETIME,
+                "jti": self.entropy.hex(16),
+                "sub": sub,
+                "sid": sid,
+                "events": {"http://schemas.openid.net/event/backchannel-logout": {}},
+            }),
+        )
+    }
+}
+
+/// Tokens made for one response.
+struct Issued {
+    access: String,
+    access_expires_in: i64,
+    refresh: Option<String>,
+    rows: Vec<NewToken>,
+}
+
+impl Issued {
+    /// The successful token response (RFC 6749 §5.1; OIDC Core §3.1.3.3).
+    fn response(&self, grant: &Grant, id_token: Option<String>) -> Value {
+        let mut body = json!({
+            "access_token": self.access,
+            "token_type": "Bearer",
+            "expires_in": self.access_expires_in,
+            "scope": grant.scope,
+        });
+        if let Some(refresh) = &self.refresh {
+            body["refresh_token"] = json!(refresh);
+        }
+        if let Some(id_token) = id_token {
+            body["id_token"] = json!(id_token);
+        }
+        body
+    }
+}

@@ -1,0 +1,501 @@
+//! OpenID Connect clients, codes, grants, tokens and consents, on PostgreSQL.
+
+use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
+use sqlx::Row as _;
+use sqlx::postgres::PgRow;
+
+use super::PostgresStore;
+use crate::oidc::{
+    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode,
+};
+use crate::relying_parties::clients::{ClientStore, OidcClient};
+use crate::storage::StorageError;
+use crate::store::{parse_column, storage_error};
+
+fn list_of(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn grant_of(row: &PgRow) -> Result<Grant, StorageError> {
+    Ok(Grant {
+        id: row.try_get("id").map_err(storage_error)?,
+        client_id: row.try_get("client_id").map_err(storage_error)?,
+        account_id: row.try_get("account_id").map_err(storage_error)?,
+        session_id: row.try_get("session_id").map_err(storage_error)?,
+        scope: row.try_get("scope").map_err(storage_error)?,
+        auth_time: row.try_get("auth_time").map_err(storage_error)?,
+        amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+        acr: row.try_get("acr").map_err(storage_error)?,
+        created_at: row.try_get("created_at").map_err(storage_error)?,
+        expires_at: row.try_get("expires_at").map_err(storage_error)?,
+    })
+}
+
+const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.session_id, g.scope, \
+    g.auth_time, g.amr, g.acr, g.created_at, g.expires_at";
+
+#[async_trait]
+impl ClientStore for PostgresStore {
+    async fn list_oidc_clients(&self) -> Result<Vec<OidcClient>, StorageError> {
+        sqlx::query_scalar::<_, String>("SELECT definition FROM oidc_clients ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(storage_error)?
+            .iter()
+            .map(|text| {
+                serde_json::from_str(text)
+                    .map_err(|e| StorageError::Corrupt(format!("oidc client: {e}")))
+            })
+            .collect()
+    }
+
+    async fn insert_oidc_client(&self, client: &OidcClient, now: i64) -> Result<(), StorageError> {
+        let definition = serde_json::to_string(client)
+            .map_err(|e| StorageError::Corrupt(format!("oidc client: {e}")))?;
+        sqlx::query("INSERT INTO oidc_clients (id, definition, created_at) VALUES ($1, $2, $3)")
+            .bind(&client.id)
+            .bind(definition)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
+    }
+
+    async fn update_oidc_client(&self, client: &OidcClient) -> Result<bool, StorageError> {
+        let definition = serde_json::to_string(client)
+            .map_err(|e| StorageError::Corrupt(format!("oidc client: {e}")))?;
+        sqlx::query("UPDATE oidc_clients SET definition = $2 WHERE id = $1")
+            .bind(&client.id)
+            .bind(definition)
+            .execute(&self.pool)
+            .await
+            .map(|r| r.rows_affected() > 0)
+            .map_err(storage_error)
+    }
+
+    async fn delete_oidc_client(&self, id: &str) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        // A removed client keeps no token, no consent.
+        sqlx::query("DELETE FROM oidc_grants WHERE client_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        sqlx::query("DELETE FROM oidc_consents WHERE client_id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        let removed = sqlx::query("DELETE FROM oidc_clients WHERE id = $1")
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?
+            .rows_affected()
+            > 0;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl OidcStore for PostgresStore {
+    async fn insert_code(
+        &self,
+        digest: &[u8],
+        code: &StoredCode,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO oidc_codes (digest, client_id, redirect_uri, account_id, session_id, \
+             scope, nonce, code_challenge, auth_time, amr, acr, expires_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+        )
+        .bind(digest)
+        .bind(&code.client_id)
+        .bind(&code.redirect_uri)
+        .bind(&code.account_id)
+        .bind(&code.session_id)
+        .bind(&code.scope)
+        .bind(&code.nonce)
+        .bind(&code.code_challenge)
+        .bind(code.auth_time)
+        .bind(code.amr.join(" "))
+        .bind(&code.acr)
+        .bind(code.expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn redeem_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        let row = sqlx::query(
+            "UPDATE oidc_codes SET redeemed_at = $2 WHERE digest = $1 AND redeemed_at IS NULL \
+             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
+             code_challenge, auth_time, amr, acr, expires_at",
+        )
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        let outcome = match row {
+            Some(row) => CodeRedemption::Redeemed(Box::new(StoredCode {
+                client_id: row.try_get("client_id").map_err(storage_error)?,
+                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
+                account_id: row.try_get("account_id").map_err(storage_error)?,
+                session_id: row.try_get("session_id").map_err(storage_error)?,
+                scope: row.try_get("scope").map_err(storage_error)?,
+                nonce: row.try_get("nonce").map_err(storage_error)?,
+                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
+                auth_time: row.try_get("auth_time").map_err(storage_error)?,
+                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+                acr: row.try_get("acr").map_err(storage_error)?,
+                expires_at: row.try_get("expires_at").map_err(storage_error)?,
+            })),
+            None => {
+                let used: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT grant_id FROM oidc_codes WHERE digest = $1")
+                        .bind(digest)
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(storage_error)?;
+                match used {
+                    None => CodeRedemption::Unknown,
+                    Some(grant) => {
+                        let mut revoked = false;
+                        if let Some(grant) = grant {
+                            revoked = sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
+                                .bind(grant)
+                                .execute(&mut *tx)
+                                .await
+                                .map_err(storage_error)?
+                                .rows_affected()
+                                > 0;
+                        }
+                        CodeRedemption::Replayed {
+                            grant_revoked: revoked,
+                        }
+                    }
+                }
+            }
+        };
+        tx.commit().await.map_err(storage_error)?;
+        Ok(outcome)
+    }
+
+    async fn insert_grant(
+        &self,
+        grant: &Grant,
+        tokens: &[NewToken],
+        code_digest: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        if let Some(session_id) = &grant.session_id {
+            let live: Option<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
+                .bind(session_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(storage_error)?;
+            if live.is_none() {
+                return Err(StorageError::Conflict);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
+             amr, acr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&grant.id)
+        .bind(&grant.client_id)
+        .bind(&grant.account_id)
+        .bind(&grant.session_id)
+        .bind(&grant.scope)
+        .bind(grant.auth_time)
+        .bind(grant.amr.join(" "))
+        .bind(&grant.acr)
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        for token in tokens {
+            insert_token(&mut tx, &grant.id, token, grant.created_at).await?;
+        }
+        if let Some(digest) = code_digest {
+            sqlx::query("UPDATE oidc_codes SET grant_id = $2 WHERE digest = $1")
+                .bind(digest)
+                .bind(&grant.id)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage_error)?;
+        }
+        tx.commit().await.map_err(storage_error)
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        digest: &[u8],
+        client_id: &str,
+        successors: &[NewToken],
+        now: i64,
+    ) -> Result<RefreshOutcome, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        let spent: Option<String> = if successors.is_empty() {
+            None
+        } else {
+            sqlx::query_scalar(
+                "UPDATE oidc_tokens SET used_at = $2 WHERE digest = $1 AND kind = 'refresh' \
+                 AND used_at IS NULL AND expires_at > $2 \
+                 AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3 \
+                                  AND expires_at > $2) \
+                 RETURNING grant_id",
+            )
+            .bind(digest)
+            .bind(now)
+            .bind(client_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(storage_error)?
+        };
+        let outcome = match spent {
+            Some(grant_id) => {
+                for token in successors {
+                    insert_token(&mut tx, &grant_id, token, now).await?;
+                }
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = $1"
+                )))
+                .bind(&grant_id)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(storage_error)?;
+                RefreshOutcome::Rotated(grant_of(&row)?)
+            }
+            None => {
+                // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
+                let replayed: Option<String> = sqlx::query_scalar(
+                    "SELECT t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+                     WHERE t.digest = $1 AND t.kind = 'refresh' AND t.used_at IS NOT NULL \
+                     AND g.client_id = $2",
+                )
+                .bind(digest)
+                .bind(client_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(storage_error)?;
+                match replayed {
+                    Some(grant_id) => {
+                        sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
+                            .bind(grant_id)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(storage_error)?;
+                        RefreshOutcome::Replayed
+                    }
+                    None => RefreshOutcome::Unknown,
+                }
+            }
+        };
+        tx.commit().await.map_err(storage_error)?;
+        Ok(outcome)
+    }
+
+    async fn find_token(
+        &self,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<Option<FoundToken>, StorageError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT t.kind, t.expires_at AS token_expires_at, t.created_at AS token_created_at, \
+             {GRANT_COLUMNS} FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             WHERE t.digest = $1 AND t.used_at IS NULL AND t.expires_at > $2 \
+             AND g.expires_at > $2"
+        )))
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.map(|row| {
+            Ok(FoundToken {
+                kind: parse_column(&row.try_get::<String, _>("kind").map_err(storage_error)?)?,
+                expires_at: row.try_get("token_expires_at").map_err(storage_error)?,
+                created_at: row.try_get("token_created_at").map_err(storage_error)?,
+                grant: grant_of(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn revoke_token(&self, digest: &[u8], client_id: &str) -> Result<bool, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        let found: Option<(String, String)> = sqlx::query_as(
+            "SELECT t.kind, t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             WHERE t.digest = $1 AND g.client_id = $2",
+        )
+        .bind(digest)
+        .bind(client_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        let revoked = match found {
+            // RFC 7009 §2.1: revoking a refresh token revokes its grant's access tokens too.
+            Some((kind, grant_id)) if kind == "refresh" => {
+                sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
+                    .bind(grant_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage_error)?
+                    .rows_affected()
+                    > 0
+            }
+            Some(_) => {
+                sqlx::query("DELETE FROM oidc_tokens WHERE digest = $1")
+                    .bind(digest)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage_error)?
+                    .rows_affected()
+                    > 0
+            }
+            None => false,
+        };
+        tx.commit().await.map_err(storage_error)?;
+        Ok(revoked)
+    }
+
+    async fn find_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+    ) -> Result<Option<Vec<String>>, StorageError> {
+        let scopes: Option<String> = sqlx::query_scalar(
+            "SELECT scopes FROM oidc_consents WHERE account_id = $1 AND client_id = $2",
+        )
+        .bind(account_id)
+        .bind(client_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok(scopes.map(|s| list_of(&s)))
+    }
+
+    async fn record_consent(
+        &self,
+        account_id: &str,
+        client_id: &str,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<(), StorageError> {
+        sqlx::query(
+            "INSERT INTO oidc_consents (account_id, client_id, scopes, granted_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (account_id, client_id) \
+             DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",
+        )
+        .bind(account_id)
+        .bind(client_id)
+        .bind(scopes.join(" "))
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
+    }
+
+    async fn delete_consents(
+        &self,
+        account_id: &str,
+        client_id: Option<&str>,
+    ) -> Result<u64, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        let deleted = sqlx::query(
+            "DELETE FROM oidc_consents WHERE account_id = $1 AND ($2::TEXT IS NULL OR client_id = $2)",
+        )
+        .bind(account_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        sqlx::query(
+            "DELETE FROM oidc_grants WHERE account_id = $1 AND ($2::TEXT IS NULL OR client_id = $2)",
+        )
+        .bind(account_id)
+        .bind(client_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)?;
+        Ok(deleted)
+    }
+
+    async fn list_consents(
+        &self,
+        account_id: &str,
+    ) -> Result<Vec<(String, Vec<String>, i64)>, StorageError> {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT client_id, scopes, granted_at FROM oidc_consents WHERE account_id = $1 \
+             ORDER BY client_id",
+        )
+        .bind(account_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(c, s, at)| (c, list_of(&s), at))
+            .collect())
+    }
+
+    async fn purge_oidc(&self, now: i64) -> Result<u64, StorageError> {
+        // Codes are kept ten minutes past their expiry, to recognise a late replay.
+        let codes = sqlx::query("DELETE FROM oidc_codes WHERE expires_at < $1")
+            .bind(now - 600)
+            .execute(&self.pool)
+            .await
+            .map_err(storage_error)?
+            .rows_affected();
+        let grants = sqlx::query("DELETE FROM oidc_grants WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(storage_error)?
+            .rows_affected();
+        let tokens = sqlx::query("DELETE FROM oidc_tokens WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(storage_error)?
+            .rows_affected();
+        Ok(codes + grants + tokens)
+    }
+}
+
+async fn insert_token(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    grant_id: &str,
+    token: &NewToken,
+    now: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&token.digest)
+    .bind(grant_id)
+    .bind(token.kind.as_str())
+    .bind(token.expires_at)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map(|_| ())
+    .map_err(storage_error)
+}
