@@ -44,6 +44,7 @@ pub struct Metrics {
     pub latency: Family<RouteLabels, Histogram, fn() -> Histogram>,
     pub logins: Family<LoginLabels, Counter>,
     pub cas: Family<CasLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -51,6 +52,16 @@ fn latency_histogram() -> Histogram {
     Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
         0.001, 2.0, 15,
     ))
+}
+
+/// Labels of `sesame_oidc_tokens_total`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct TokenLabels {
+    /// The `grant_type` asked (`authorization_code`, `refresh_token`, `client_credentials`,
+    /// `other`).
+    pub grant: &'static str,
+    /// `success` or the RFC 6749 error code.
+    pub result: &'static str,
 }
 
 impl Metrics {
@@ -82,12 +93,19 @@ impl Metrics {
             "CAS ticket validations and proxy requests, by endpoint and result",
             cas.clone(),
         );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "oidc_tokens",
+            "OIDC token requests, by grant type and result",
+            tokens.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
             latency,
             logins,
             cas,
+            tokens,
         }
     }
 

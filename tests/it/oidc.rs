@@ -39,6 +39,7 @@ on_both_backends! {
     end_session_redirects_only_with_a_valid_hint,
     an_ended_session_sends_logout_tokens_and_revokes_its_tokens,
     es256_and_eddsa_clients_get_tokens_signed_with_their_algorithm,
+    a_key_rotation_never_shows_a_caching_client_an_unknown_kid,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -1412,4 +1413,50 @@ async fn logout_receiver() -> (
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     (base, seen)
+}
+
+async fn a_key_rotation_never_shows_a_caching_client_an_unknown_kid(backend: Backend) {
+    let (app, rp) = app_with_client(backend).await;
+    let mut browser = Browser::new(&app);
+    let kid_of = |tokens: &Value| {
+        header_of(tokens["id_token"].as_str().unwrap())["kid"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let published = |jwks: &Value, kid: &str| {
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == kid)
+    };
+    // The relying party caches the JWKS.
+    let mut cached = json_of(&app.get("/oidc/jwks").await);
+    let before = kid_of(&tokens(&app, &rp, &mut browser).await);
+    assert!(published(&cached, &before));
+    let rotated = app
+        .app
+        .keys
+        .rotate(
+            &[sesame::keys::SigningAlgorithm::Rs256],
+            sesame::audit::Actor::System,
+        )
+        .await
+        .unwrap();
+    let next = rotated[0].kid.clone();
+    // The new key is published at once, but does not sign yet.
+    let jwks = json_of(&app.get("/oidc/jwks").await);
+    assert!(published(&jwks, &next) && published(&jwks, &before));
+    assert_eq!(kid_of(&tokens(&app, &rp, &mut browser).await), before);
+    assert!(!published(&cached, &next), "the client's cache is older");
+    // Within the publication delay the client refreshes its cache; then the key signs.
+    cached = jwks;
+    app.clock.advance(Duration::from_secs(24 * 3600 + 1));
+    app.app.maintenance().run_once().await;
+    let after = kid_of(&tokens(&app, &rp, &mut browser).await);
+    assert_eq!(after, next);
+    assert!(published(&cached, &after), "never an unknown kid");
+    // The retired key stays published: tokens it signed still verify.
+    assert!(published(&json_of(&app.get("/oidc/jwks").await), &before));
 }

@@ -282,11 +282,27 @@ pub async fn consent(
 /// `POST /oidc/token` (RFC 6749 §3.2).
 pub async fn token(State(state): State<WebState>, headers: HeaderMap, body: Bytes) -> Response {
     let form = parse_params(&String::from_utf8_lossy(&body));
-    match state.oidc.token(authorization(&headers), &form).await {
-        Ok(Ok(answer)) => json(StatusCode::OK, &answer),
-        Ok(Err(error)) => oauth_error(&error),
-        Err(error) => WebError::from(error).into_response(),
-    }
+    let grant = match form
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.as_str())
+    {
+        Some("authorization_code") => "authorization_code",
+        Some("refresh_token") => "refresh_token",
+        Some("client_credentials") => "client_credentials",
+        _ => "other",
+    };
+    let (response, result) = match state.oidc.token(authorization(&headers), &form).await {
+        Ok(Ok(answer)) => (json(StatusCode::OK, &answer), "success"),
+        Ok(Err(error)) => (oauth_error(&error), error.error),
+        Err(error) => (WebError::from(error).into_response(), "server_error"),
+    };
+    state
+        .metrics
+        .tokens
+        .get_or_create(&crate::web::metrics::TokenLabels { grant, result })
+        .inc();
+    response
 }
 
 /// `GET|POST /oidc/userinfo` (OIDC Core §5.3; the token by header, or in a form body —
