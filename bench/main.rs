@@ -7,7 +7,9 @@
 //!
 //! Today: password logins vs raw Argon2id; `/healthz` during a login storm; RSS idle and in the
 //! storm; CAS `serviceValidate` alone (a pool of tickets) and the SSO-hit CAS flow vs the
-//! SELECT+INSERT floor; start-up time. OIDC flows join when OIDC exists.
+//! SELECT+INSERT floor; OIDC code→token (RS256 and ES256, over pools of codes) vs the floor and
+//! vs raw RSA-2048 / P-256 signatures/s; refresh vs the floor; userinfo and introspection vs the
+//! SELECT floor; discovery and JWKS vs the static floor; start-up time.
 //!
 //! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
 //!        [--json bench-results.json]
@@ -26,6 +28,12 @@ use tokio::sync::Mutex;
 
 const USER: &str = "ana.menard";
 const PASSWORD: &str = "cheval agrafe pile correcte";
+const RS_CLIENT: &str = "bench-rs256";
+const ES_CLIENT: &str = "bench-es256";
+const OIDC_CALLBACK: &str = "http://127.0.0.1:9/cb";
+/// RFC 7636 Appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 #[derive(Debug, Clone)]
 struct Options {
@@ -220,6 +228,70 @@ impl VirtualUser {
     }
 }
 
+impl VirtualUser {
+    /// `/oidc/authorize` with the session (SSO): the code.
+    async fn oidc_code(&self, client: &str) -> Option<String> {
+        let r = self
+            .http
+            .get(format!("{}/oidc/authorize", self.base))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", client),
+                ("redirect_uri", OIDC_CALLBACK),
+                ("scope", "openid profile email"),
+                ("state", "bench"),
+                ("nonce", "bench"),
+                ("code_challenge", CHALLENGE),
+                ("code_challenge_method", "S256"),
+            ])
+            .header("cookie", self.cookies())
+            .send()
+            .await
+            .ok()?;
+        let location = r.headers().get("location")?.to_str().ok()?.to_string();
+        location
+            .split("code=")
+            .nth(1)
+            .and_then(|rest| rest.split('&').next())
+            .map(str::to_string)
+    }
+}
+
+/// A token-endpoint request with client_secret_basic; the JSON answer if it was a success.
+async fn token_request(
+    http: &reqwest::Client,
+    base: &str,
+    client: &str,
+    secret: &str,
+    form: &[(&str, &str)],
+) -> Option<serde_json::Value> {
+    let r = http
+        .post(format!("{base}/oidc/token"))
+        .basic_auth(client, Some(secret))
+        .form(form)
+        .send()
+        .await
+        .ok()?;
+    if !r.status().is_success() {
+        return None;
+    }
+    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+}
+
+/// One timed GET; success when the status is 2xx.
+async fn timed_get(http: &reqwest::Client, url: &str, bearer: Option<&str>) -> (Duration, bool) {
+    let watch = Stopwatch::start();
+    let mut request = http.get(url);
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    let ok = match request.send().await {
+        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+        Err(_) => false,
+    };
+    (watch.elapsed(), ok)
+}
+
 /// Validates a ticket; `true` only for an `authenticationSuccess`.
 async fn validate(http: &reqwest::Client, base: &str, service: &str, ticket: &str) -> bool {
     match http
@@ -335,6 +407,62 @@ fn argon2_baseline(duration: Duration) -> f64 {
     total.load(Ordering::Relaxed) as f64 / watch.elapsed().as_secs_f64()
 }
 
+/// Raw signatures per second on every core with aws-lc-rs (the crypto backend of Sésame), over a
+/// message the size of an ID token's signing input: RSA-2048 PKCS#1 v1.5 SHA-256, or P-256.
+fn signature_baseline(rsa: bool, duration: Duration) -> f64 {
+    use aws_lc_rs::rand::SystemRandom;
+    use aws_lc_rs::signature::{self, EcdsaKeyPair, RsaKeyPair};
+    let rng = SystemRandom::new();
+    let pkcs8: Vec<u8> = if rsa {
+        use aws_lc_rs::encoding::AsDer as _;
+        let pair = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+        let der: aws_lc_rs::encoding::Pkcs8V1Der = pair.as_der().unwrap();
+        der.as_ref().to_vec()
+    } else {
+        EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+            .unwrap()
+            .as_ref()
+            .to_vec()
+    };
+    let total = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads: Vec<_> = (0..cores())
+        .map(|_| {
+            let (pkcs8, total, stop) = (pkcs8.clone(), total.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let rng = SystemRandom::new();
+                let message = [7u8; 400];
+                if rsa {
+                    let key = RsaKeyPair::from_pkcs8(&pkcs8).unwrap();
+                    let mut out = vec![0u8; key.public_modulus_len()];
+                    while !stop.load(Ordering::Relaxed) {
+                        key.sign(&signature::RSA_PKCS1_SHA256, &rng, &message, &mut out)
+                            .unwrap();
+                        total.fetch_add(1, Ordering::Relaxed);
+                    }
+                } else {
+                    let key = EcdsaKeyPair::from_pkcs8(
+                        &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                        &pkcs8,
+                    )
+                    .unwrap();
+                    while !stop.load(Ordering::Relaxed) {
+                        let _ = key.sign(&rng, &message).unwrap();
+                        total.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    let watch = Stopwatch::start();
+    std::thread::sleep(duration);
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    total.load(Ordering::Relaxed) as f64 / watch.elapsed().as_secs_f64()
+}
+
 /// The floor server (`sesame-bench floor PORT DB`): axum + sqlx on SQLite with Sésame's settings
 /// (WAL, synchronous=FULL, foreign keys, busy timeout): `/write` = one indexed SELECT and one
 /// INSERT, `/read` = the SELECT, `/static` = a constant.
@@ -406,6 +534,9 @@ async fn wait_until_up(url: &str) {
 }
 
 fn median(mut values: Vec<f64>) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
     values.sort_by(|a, b| a.partial_cmp(b).unwrap());
     values[values.len() / 2]
 }
@@ -422,6 +553,8 @@ fn median_measure(list: &[Measure]) -> Measure {
 }
 
 struct Servers {
+    /// client id → secret of the benchmark's OIDC clients.
+    secrets: BTreeMap<String, String>,
     sesame: Child,
     floor: Child,
     base: String,
@@ -445,17 +578,64 @@ async fn start(options: &Options) -> Servers {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let env = |command: &mut Command| {
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("SESAME_DATA_DIR", dir.join("data"))
+            .env("SESAME_KEYS__DIR", dir.join("keys"))
+            .env(
+                "SESAME_SERVER__PUBLIC_URL",
+                format!("http://127.0.0.1:{port}/"),
+            )
+            .env("SESAME_OIDC__ALLOW_HTTP_REDIRECTS", "true")
+            .current_dir(&dir);
+    };
+    // The OIDC clients, registered from the outside as an operator would.
+    let mut secrets = BTreeMap::new();
+    for (id, alg) in [(RS_CLIENT, "RS256"), (ES_CLIENT, "ES256")] {
+        let mut add = Command::new(&options.sesame);
+        env(&mut add);
+        let out = add
+            .args([
+                "client",
+                "add",
+                id,
+                "--name",
+                id,
+                "--redirect-uri",
+                OIDC_CALLBACK,
+                "--first-party",
+                "--signing-alg",
+                alg,
+                "--json",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let answer: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        secrets.insert(
+            id.to_string(),
+            answer["client_secret"].as_str().unwrap().to_string(),
+        );
+    }
     let watch = Stopwatch::start();
-    let sesame = Command::new(&options.sesame)
+    let mut command = Command::new(&options.sesame);
+    env(&mut command);
+    let sesame = command
         .args(["demo", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("SESAME_DATA_DIR", dir.join("data"))
         .env("SESAME_KEYS__DIR", dir.join("keys"))
         .env("SESAME_LOG__LEVEL", "error")
         .env("SESAME_LIMITS__PER_ADDRESS_PER_MINUTE", "100000000")
         .env("SESAME_LIMITS__GLOBAL_PER_SECOND", "100000000")
         .env("SESAME_CAS__TICKET_LIFETIME", "5m")
+        // Pools of codes are filled before they are redeemed.
+        .env("SESAME_OIDC__CODE_LIFETIME", "10m")
         // Every virtual user signs in as the same demo account: with the default thresholds, the
         // lockout (which counts an attempt before checking it) would refuse a 6th concurrent
         // attempt. The benchmark measures the hashing pipeline, not the lockout.
@@ -480,6 +660,7 @@ async fn start(options: &Options) -> Servers {
     let floor_base = format!("http://127.0.0.1:{floor_port}");
     wait_until_up(&format!("{floor_base}/static")).await;
     Servers {
+        secrets,
         sesame,
         floor,
         base,
@@ -529,6 +710,16 @@ async fn main() {
     let mut validate_alone = Vec::new();
     let mut sso_flow = Vec::new();
     let mut healthz_plain = Vec::new();
+    let mut rsa_sigs = Vec::new();
+    let mut ec_sigs = Vec::new();
+    let mut token_rs = Vec::new();
+    let mut token_es = Vec::new();
+    let mut refreshes = Vec::new();
+    let mut userinfos = Vec::new();
+    let mut introspections = Vec::new();
+    let mut discoveries = Vec::new();
+    let mut jwks_reads = Vec::new();
+    let secrets = Arc::new(servers.secrets.clone());
 
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
@@ -685,6 +876,182 @@ async fn main() {
             })
             .await,
         );
+
+        // Raw signature ceilings (the crypto backend of Sésame, every core).
+        let short = round / 3;
+        rsa_sigs.push(
+            tokio::task::spawn_blocking(move || signature_baseline(true, short))
+                .await
+                .unwrap(),
+        );
+        ec_sigs.push(
+            tokio::task::spawn_blocking(move || signature_baseline(false, short))
+                .await
+                .unwrap(),
+        );
+        // OIDC code→token, over pools of codes issued by SSO beforehand; the answers feed the
+        // refresh, userinfo and introspection flows.
+        let refresh_pool = Arc::new(Mutex::new(Vec::new()));
+        let access_pool = Arc::new(Mutex::new(Vec::new()));
+        for (client, into) in [(RS_CLIENT, &mut token_rs), (ES_CLIENT, &mut token_es)] {
+            let codes = Arc::new(Mutex::new(Vec::with_capacity(pool_size)));
+            let mut fill = Vec::new();
+            for user in &signed_in {
+                let (user, codes) = (user.clone(), codes.clone());
+                fill.push(tokio::spawn(async move {
+                    let user = user.lock().await;
+                    for _ in 0..pool_size / workers {
+                        if let Some(c) = user.oidc_code(client).await {
+                            codes.lock().await.push(c);
+                        }
+                    }
+                }));
+            }
+            for f in fill {
+                f.await.unwrap();
+            }
+            let (http5, base5, secrets5) = (http.clone(), base.clone(), secrets.clone());
+            let (refresh5, access5) = (refresh_pool.clone(), access_pool.clone());
+            into.push(
+                drive(workers, round, Some(pid), move |_| {
+                    let (http, base, secrets, codes) = (
+                        http5.clone(),
+                        base5.clone(),
+                        secrets5.clone(),
+                        codes.clone(),
+                    );
+                    let (refresh_pool, access_pool) = (refresh5.clone(), access5.clone());
+                    async move {
+                        let code = codes.lock().await.pop()?;
+                        let watch = Stopwatch::start();
+                        let answer = token_request(
+                            &http,
+                            &base,
+                            client,
+                            &secrets[client],
+                            &[
+                                ("grant_type", "authorization_code"),
+                                ("code", &code),
+                                ("redirect_uri", OIDC_CALLBACK),
+                                ("code_verifier", VERIFIER),
+                            ],
+                        )
+                        .await;
+                        let elapsed = watch.elapsed();
+                        let ok = answer.as_ref().is_some_and(|a| a["id_token"].is_string());
+                        if let Some(a) = answer
+                            && client == RS_CLIENT
+                        {
+                            if let Some(r) = a["refresh_token"].as_str() {
+                                refresh_pool.lock().await.push(r.to_string());
+                            }
+                            if let Some(t) = a["access_token"].as_str() {
+                                access_pool.lock().await.push(t.to_string());
+                            }
+                        }
+                        Some((elapsed, ok))
+                    }
+                })
+                .await,
+            );
+        }
+        // Refresh (rotation: each token once).
+        let (http6, base6, secrets6, pool6) = (
+            http.clone(),
+            base.clone(),
+            secrets.clone(),
+            refresh_pool.clone(),
+        );
+        refreshes.push(
+            drive(workers, round, Some(pid), move |_| {
+                let (http, base, secrets, pool) = (
+                    http6.clone(),
+                    base6.clone(),
+                    secrets6.clone(),
+                    pool6.clone(),
+                );
+                async move {
+                    let token = pool.lock().await.pop()?;
+                    let watch = Stopwatch::start();
+                    let answer = token_request(
+                        &http,
+                        &base,
+                        RS_CLIENT,
+                        &secrets[RS_CLIENT],
+                        &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                    )
+                    .await;
+                    Some((watch.elapsed(), answer.is_some()))
+                }
+            })
+            .await,
+        );
+        // Userinfo and introspection over the access tokens (not consumed).
+        let tokens: Arc<Vec<String>> = Arc::new(access_pool.lock().await.clone());
+        if !tokens.is_empty() {
+            let (http7, url7, tokens7) = (
+                http.clone(),
+                format!("{base}/oidc/userinfo"),
+                tokens.clone(),
+            );
+            userinfos.push(
+                drive(workers, round, Some(pid), move |w| {
+                    let (http, url, tokens) = (http7.clone(), url7.clone(), tokens7.clone());
+                    async move {
+                        let token =
+                            &tokens[(w * 7919 + OsEntropy.bytes::<2>()[0] as usize) % tokens.len()];
+                        Some(timed_get(&http, &url, Some(token)).await)
+                    }
+                })
+                .await,
+            );
+            let (http8, base8, secrets8, tokens8) =
+                (http.clone(), base.clone(), secrets.clone(), tokens.clone());
+            introspections.push(
+                drive(workers, round, Some(pid), move |w| {
+                    let (http, base, secrets, tokens) = (
+                        http8.clone(),
+                        base8.clone(),
+                        secrets8.clone(),
+                        tokens8.clone(),
+                    );
+                    async move {
+                        let token =
+                            &tokens[(w * 7919 + OsEntropy.bytes::<2>()[0] as usize) % tokens.len()];
+                        let watch = Stopwatch::start();
+                        let ok = match http
+                            .post(format!("{base}/oidc/introspect"))
+                            .basic_auth(RS_CLIENT, Some(&secrets[RS_CLIENT]))
+                            .form(&[("token", token.as_str())])
+                            .send()
+                            .await
+                        {
+                            Ok(r) => r.bytes().await.is_ok_and(|b| {
+                                serde_json::from_slice::<serde_json::Value>(&b)
+                                    .is_ok_and(|v| v["active"] == true)
+                            }),
+                            Err(_) => false,
+                        };
+                        Some((watch.elapsed(), ok))
+                    }
+                })
+                .await,
+            );
+        }
+        // Discovery and JWKS.
+        for (path, into) in [
+            ("/.well-known/openid-configuration", &mut discoveries),
+            ("/oidc/jwks", &mut jwks_reads),
+        ] {
+            let (http9, url9) = (http.clone(), format!("{base}{path}"));
+            into.push(
+                drive(workers, round, Some(pid), move |_| {
+                    let (http, url) = (http9.clone(), url9.clone());
+                    async move { Some(timed_get(&http, &url, None).await) }
+                })
+                .await,
+            );
+        }
     }
 
     let argon = median(argon);
@@ -696,6 +1063,15 @@ async fn main() {
     let alone = median_measure(&validate_alone);
     let sso = median_measure(&sso_flow);
     let plain = median_measure(&healthz_plain);
+    let rsa = median(rsa_sigs);
+    let ec = median(ec_sigs);
+    let token_rs = median_measure(&token_rs);
+    let token_es = median_measure(&token_es);
+    let refresh = median_measure(&refreshes);
+    let userinfo = median_measure(&userinfos);
+    let introspection = median_measure(&introspections);
+    let discovery = median_measure(&discoveries);
+    let jwks = median_measure(&jwks_reads);
 
     let rows: Vec<(&str, f64, String, f64, &Measure, &str)> = vec![
         (
@@ -721,6 +1097,70 @@ async fn main() {
             write.per_second,
             &sso,
             "≥ 0.5",
+        ),
+        (
+            "OIDC code→token, ES256 (code pool)",
+            token_es.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &token_es,
+            "≥ 0.6",
+        ),
+        (
+            "OIDC code→token, RS256 (code pool)",
+            token_rs.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &token_rs,
+            "—",
+        ),
+        (
+            "OIDC code→token, RS256 (code pool)",
+            token_rs.per_second,
+            "raw RSA-2048 signatures/s".into(),
+            rsa,
+            &token_rs,
+            "≥ 0.6",
+        ),
+        (
+            "OIDC refresh (rotation)",
+            refresh.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &refresh,
+            "≥ 0.5",
+        ),
+        (
+            "OIDC userinfo",
+            userinfo.per_second,
+            "SELECT floor".into(),
+            read.per_second,
+            &userinfo,
+            "≥ 0.5",
+        ),
+        (
+            "OIDC introspection",
+            introspection.per_second,
+            "SELECT floor".into(),
+            read.per_second,
+            &introspection,
+            "≥ 0.5",
+        ),
+        (
+            "OIDC discovery",
+            discovery.per_second,
+            "static floor".into(),
+            stat.per_second,
+            &discovery,
+            "≥ 0.7",
+        ),
+        (
+            "OIDC JWKS",
+            jwks.per_second,
+            "static floor".into(),
+            stat.per_second,
+            &jwks,
+            "≥ 0.7",
         ),
         (
             "/healthz (idle)",
@@ -770,6 +1210,7 @@ async fn main() {
         "- floors: SELECT+INSERT {:.0}/s (p99 {:.1} ms), SELECT {:.0}/s, static {:.0}/s",
         write.per_second, write.p99_ms, read.per_second, stat.per_second
     );
+    println!("- raw signatures on every core (aws-lc-rs): RSA-2048 {rsa:.0}/s, P-256 {ec:.0}/s");
     println!(
         "- machine: {} cores; {} round(s) of {} s, interleaved; medians",
         cores(),
@@ -793,6 +1234,18 @@ async fn main() {
     );
     json.insert("cas_sso_flow", serde_json::to_value(&sso).unwrap());
     json.insert("healthz", serde_json::to_value(&plain).unwrap());
+    json.insert("raw_rsa2048_signatures_per_second", serde_json::json!(rsa));
+    json.insert("raw_p256_signatures_per_second", serde_json::json!(ec));
+    json.insert("oidc_token_rs256", serde_json::to_value(&token_rs).unwrap());
+    json.insert("oidc_token_es256", serde_json::to_value(&token_es).unwrap());
+    json.insert("oidc_refresh", serde_json::to_value(&refresh).unwrap());
+    json.insert("oidc_userinfo", serde_json::to_value(&userinfo).unwrap());
+    json.insert(
+        "oidc_introspection",
+        serde_json::to_value(&introspection).unwrap(),
+    );
+    json.insert("oidc_discovery", serde_json::to_value(&discovery).unwrap());
+    json.insert("oidc_jwks", serde_json::to_value(&jwks).unwrap());
     json.insert("rss_idle_kib", serde_json::json!(rss_idle));
     json.insert("rss_login_storm_kib", serde_json::json!(rss_storm));
     json.insert("startup_ms", serde_json::json!(servers.startup_ms));
