@@ -281,6 +281,30 @@ impl Auditor {
         self.store.insert_audit_event(&event).await
     }
 
+    /// An event as [`Auditor::record`] would write it, for a caller that writes it in its own
+    /// transaction.
+    pub fn event(
+        &self,
+        actor: Actor,
+        action: AuditAction,
+        subject: Option<String>,
+        details: serde_json::Value,
+    ) -> NewAuditEvent {
+        let origin = current_origin().unwrap_or_default();
+        let event = NewAuditEvent {
+            at: self.clock.unix_now(),
+            actor,
+            action,
+            subject,
+            source: origin.client_ip,
+            user_agent: origin.user_agent,
+            request_id: origin.request_id,
+            details,
+        };
+        tracing::info!(action = event.action.as_str(), actor = %event.actor, subject = ?event.subject, "audit");
+        event
+    }
+
     pub async fn list(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
         self.store.list_audit_events(query).await
     }

@@ -658,25 +658,9 @@ pub trait OidcStore: Send + Sync {
         code: &StoredCode,
         now: i64,
     ) -> Result<(), StorageError>;
-    /// Marks a code used (one statement; the first caller wins). A code used before revokes the
-    /// grant it produced. An expired code is still consumed.
-    async fn redeem_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError>;
-    /// Stores a grant and its first tokens in one transaction, and ties the code (if any) to it.
-    /// [`StorageError::Conflict`] if the session ended meanwhile.
-    async fn insert_grant(
-        &self,
-        grant: &Grant,
-        tokens: &[NewToken],
-        code_digest: Option<&[u8]>,
-    ) -> Result<(), StorageError>;
-    /// Spends a live refresh token of `client_id` and stores its successors, in one transaction.
-    async fn rotate_refresh_token(
-        &self,
-        digest: &[u8],
-        client_id: &str,
-        successors: &[NewToken],
-        now: i64,
-    ) -> Result<RefreshOutcome, StorageError>;
+    /// Opens the transaction in which a token request writes: the code's redemption or the
+    /// refresh token's rotation, the new grant and tokens, and the audit event, committed once.
+    async fn begin_token_unit(&self) -> Result<Box<dyn TokenUnit>, StorageError>;
     /// A live token, with its grant.
     async fn find_token(&self, digest: &[u8], now: i64)
     -> Result<Option<FoundToken>, StorageError>;
@@ -709,6 +693,41 @@ pub trait OidcStore: Send + Sync {
     ) -> Result<Vec<(String, Vec<String>, i64)>, StorageError>;
     /// Deletes expired codes (after a replay window), tokens and grants.
     async fn purge_oidc(&self, now: i64) -> Result<u64, StorageError>;
+}
+
+/// The writes of one token request, in one transaction (one commit, one fsync on SQLite).
+/// Dropping the unit without [`TokenUnit::commit`] rolls it back.
+#[async_trait]
+pub trait TokenUnit: Send {
+    /// Marks a code used (the first caller wins). A code used before revokes the grant it
+    /// produced. An expired code is still consumed.
+    async fn redeem_code(
+        &mut self,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<CodeRedemption, StorageError>;
+    /// Whether an account is active.
+    async fn account_active(&mut self, account_id: &str) -> Result<bool, StorageError>;
+    /// Stores a grant and its first tokens, and ties the code (if any) to it.
+    /// [`StorageError::Conflict`] if its session has ended.
+    async fn insert_grant(
+        &mut self,
+        grant: &Grant,
+        tokens: &[NewToken],
+        code_digest: Option<&[u8]>,
+    ) -> Result<(), StorageError>;
+    /// Spends a live refresh token of `client_id` and stores its successors. A spent one
+    /// presented again revokes its family (RFC 9700 §4.14.2).
+    async fn rotate_refresh_token(
+        &mut self,
+        digest: &[u8],
+        client_id: &str,
+        successors: &[NewToken],
+        now: i64,
+    ) -> Result<RefreshOutcome, StorageError>;
+    /// Writes an audit event with the rest.
+    async fn record(&mut self, event: &crate::audit::NewAuditEvent) -> Result<(), StorageError>;
+    async fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
 /// The claims that userinfo and the ID token release, by scope (OIDC Core §5.4).

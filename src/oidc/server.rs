@@ -110,8 +110,15 @@ pub enum BearerError {
     InvalidRequest,
 }
 
+/// A key-ring snapshot and its serialised JWKS.
+type PublishedJwks = (Arc<Vec<crate::keys::LoadedKey>>, Arc<str>);
+
 pub struct OidcServer {
     cache: std::sync::Mutex<Option<(Stopwatch, ClientRegistry)>>,
+    /// The discovery document, serialised once (it depends only on the issuer).
+    discovery: std::sync::OnceLock<Arc<str>>,
+    /// The JWKS, serialised once per key-ring snapshot.
+    jwks: std::sync::Mutex<Option<PublishedJwks>>,
     store: Arc<dyn OidcStore>,
     clients: Arc<dyn ClientStore>,
     accounts: Arc<dyn AccountStore>,
@@ -160,6 +167,8 @@ impl OidcServer {
     ) -> Self {
         Self {
             cache: std::sync::Mutex::new(None),
+            discovery: std::sync::OnceLock::new(),
+            jwks: std::sync::Mutex::new(None),
             store,
             clients,
             accounts,
@@ -459,48 +468,57 @@ impl OidcServer {
         };
         let now = self.clock.unix_now();
         let digest = digest_of(code);
-        let stored = match self.store.redeem_code(&digest, now).await? {
-            CodeRedemption::Redeemed(stored) => stored,
+        // One transaction: the redemption, the grant with its tokens, and the audit event.
+        let mut unit = self.store.begin_token_unit().await?;
+        let stored = match unit.redeem_code(&digest, now).await? {
+            CodeRedemption::Redeemed(stored) => *stored,
             CodeRedemption::Replayed { grant_revoked } => {
                 // RFC 6749 §4.1.2: a code used twice revokes what it gave (RFC 9700 §4.14.2).
-                self.audit
-                    .record(
-                        Actor::System,
-                        AuditAction::OidcReplayDetected,
-                        None,
-                        json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
-                    )
-                    .await?;
+                unit.record(&self.audit.event(
+                    Actor::System,
+                    AuditAction::OidcReplayDetected,
+                    None,
+                    json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
+                ))
+                .await?;
+                unit.commit().await?;
                 return invalid("the code was already used");
             }
             CodeRedemption::Unknown => return invalid("unknown or expired code"),
         };
-        // Every check below fails with the code already spent.
-        if stored.expires_at <= now {
-            return invalid("the code has expired");
-        }
-        if stored.client_id != client.id {
-            return invalid("the code was issued to another client");
-        }
-        // RFC 6749 §4.1.3: the same redirect_uri as the authorization request, exactly.
-        if redirect_uri != Some(stored.redirect_uri.as_str()) {
-            return invalid("redirect_uri differs from the authorization request");
-        }
-        match (&stored.code_challenge, verifier) {
-            (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
-            (Some(_), _) => return invalid("the code_verifier does not match the code_challenge"),
-            // RFC 9700 §2.1.1 / DESIGN.md §7: a verifier without a challenge is refused (PKCE
-            // downgrade).
-            (None, Some(_)) => return invalid("code_verifier sent but no code_challenge was"),
-            (None, None) => {}
-        }
-        let Some(account) = self.active_account(&stored.account_id).await? else {
-            return invalid("the account is no longer active");
+        // Every check below fails with the code already spent (the unit is committed).
+        let refusal = if stored.expires_at <= now {
+            Some("the code has expired")
+        } else if stored.client_id != client.id {
+            Some("the code was issued to another client")
+        } else if redirect_uri != Some(stored.redirect_uri.as_str()) {
+            // RFC 6749 §4.1.3: the same redirect_uri as the authorization request, exactly.
+            Some("redirect_uri differs from the authorization request")
+        } else {
+            match (&stored.code_challenge, verifier) {
+                (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => None,
+                (Some(_), _) => Some("the code_verifier does not match the code_challenge"),
+                // RFC 9700 §2.1.1 / DESIGN.md §7: a verifier without a challenge is refused
+                // (PKCE downgrade).
+                (None, Some(_)) => Some("code_verifier sent but no code_challenge was"),
+                (None, None) => None,
+            }
         };
+        let refusal = match refusal {
+            Some(reason) => Some(reason),
+            None if !unit.account_active(&stored.account_id).await? => {
+                Some("the account is no longer active")
+            }
+            None => None,
+        };
+        if let Some(reason) = refusal {
+            unit.commit().await?;
+            return invalid(reason);
+        }
         let grant = Grant {
             id: self.entropy.hex(16),
             client_id: client.id.clone(),
-            account_id: Some(account.id.clone()),
+            account_id: Some(stored.account_id.clone()),
             session_id: Some(stored.session_id.clone()),
             scope: stored.scope.clone(),
             auth_time: Some(stored.auth_time),
@@ -510,26 +528,26 @@ impl OidcServer {
             expires_at: now + self.settings.refresh_token_lifetime.as_secs() as i64,
         };
         let issued = self.new_tokens(client, &grant, now)?;
-        match self
-            .store
-            .insert_grant(&grant, &issued.rows, Some(&digest))
-            .await
-        {
+        match unit.insert_grant(&grant, &issued.rows, Some(&digest)).await {
             Ok(()) => {}
             // The session ended between the code and now (logout, reset…).
-            Err(StorageError::Conflict) => return invalid("the session has ended"),
+            Err(StorageError::Conflict) => {
+                unit.commit().await?;
+                return invalid("the session has ended");
+            }
             Err(e) => return Err(e),
         }
+        unit.record(&self.audit.event(
+            Actor::System,
+            AuditAction::OidcTokensIssued,
+            Some(stored.account_id.clone()),
+            json!({"client": client.id, "grant": "authorization_code"}),
+        ))
+        .await?;
+        unit.commit().await?;
+        // Signed after the commit: the database's write lock is not held for it.
         let id_token =
             self.id_token(client, &grant, stored.nonce.as_deref(), &issued.access, now)?;
-        self.audit
-            .record(
-                Actor::System,
-                AuditAction::OidcTokensIssued,
-                Some(account.id),
-                json!({"client": client.id, "grant": "authorization_code"}),
-            )
-            .await?;
         Ok(Ok(issued.response(&grant, Some(id_token))))
     }
 
@@ -560,20 +578,20 @@ impl OidcServer {
             .filter(|f| f.kind == TokenKind::Refresh && f.grant.client_id == client.id);
         let Some(found) = live else {
             // Spent, unknown or another client's: a spent one revokes its family.
-            return match self
-                .store
+            let mut unit = self.store.begin_token_unit().await?;
+            return match unit
                 .rotate_refresh_token(&digest, &client.id, &[], now)
                 .await?
             {
                 RefreshOutcome::Replayed => {
-                    self.audit
-                        .record(
-                            Actor::System,
-                            AuditAction::OidcReplayDetected,
-                            None,
-                            json!({"client": client.id, "what": "refresh_token", "revoked": true}),
-                        )
-                        .await?;
+                    unit.record(&self.audit.event(
+                        Actor::System,
+                        AuditAction::OidcReplayDetected,
+                        None,
+                        json!({"client": client.id, "what": "refresh_token", "revoked": true}),
+                    ))
+                    .await?;
+                    unit.commit().await?;
                     invalid("the refresh token was already used; its family is revoked")
                 }
                 _ => invalid("unknown, expired or revoked refresh token"),
@@ -597,24 +615,25 @@ impl OidcServer {
             return invalid("the account is no longer active");
         }
         let issued = self.new_tokens(client, &grant, now)?;
-        match self
-            .store
+        // One transaction: the rotation and the audit event.
+        let mut unit = self.store.begin_token_unit().await?;
+        match unit
             .rotate_refresh_token(&digest, &client.id, &issued.rows, now)
             .await?
         {
             RefreshOutcome::Rotated(_) => {}
             _ => return invalid("the refresh token was already used"),
         }
+        unit.record(&self.audit.event(
+            Actor::System,
+            AuditAction::OidcTokensIssued,
+            Some(account_id),
+            json!({"client": client.id, "grant": "refresh_token"}),
+        ))
+        .await?;
+        unit.commit().await?;
         // OIDC Core §12.2: a new ID token, same auth_time, no nonce.
         let id_token = self.id_token(client, &grant, None, &issued.access, now)?;
-        self.audit
-            .record(
-                Actor::System,
-                AuditAction::OidcTokensIssued,
-                Some(account_id),
-                json!({"client": client.id, "grant": "refresh_token"}),
-            )
-            .await?;
         Ok(Ok(issued.response(&grant, Some(id_token))))
     }
 
@@ -649,15 +668,16 @@ impl OidcServer {
         // RFC 6749 §4.4.3: no refresh token.
         issued.rows.retain(|r| r.kind == TokenKind::Access);
         issued.refresh = None;
-        self.store.insert_grant(&grant, &issued.rows, None).await?;
-        self.audit
-            .record(
-                Actor::System,
-                AuditAction::OidcTokensIssued,
-                None,
-                json!({"client": client.id, "grant": "client_credentials"}),
-            )
-            .await?;
+        let mut unit = self.store.begin_token_unit().await?;
+        unit.insert_grant(&grant, &issued.rows, None).await?;
+        unit.record(&self.audit.event(
+            Actor::System,
+            AuditAction::OidcTokensIssued,
+            None,
+            json!({"client": client.id, "grant": "client_credentials"}),
+        ))
+        .await?;
+        unit.commit().await?;
         Ok(Ok(issued.response(&grant, None)))
     }
 
@@ -1002,13 +1022,30 @@ impl OidcServer {
 
     /// The discovery document (OIDC Discovery 1.0 §3), with the logout, revocation and
     /// introspection metadata.
-    pub fn discovery(&self) -> Value {
-        super::discovery::document(&self.settings.issuer)
+    pub fn discovery(&self) -> Arc<str> {
+        self.discovery
+            .get_or_init(|| {
+                super::discovery::document(&self.settings.issuer)
+                    .to_string()
+                    .into()
+            })
+            .clone()
     }
 
-    /// The JWK Set.
-    pub fn jwks(&self) -> Value {
-        jose::jwks(&self.keys.snapshot())
+    /// The JWK Set, as published now (made again only when the key ring changed).
+    pub fn jwks(&self) -> Arc<str> {
+        let keys = self.keys.snapshot();
+        if let Ok(cache) = self.jwks.lock()
+            && let Some((seen, text)) = cache.as_ref()
+            && Arc::ptr_eq(seen, &keys)
+        {
+            return text.clone();
+        }
+        let text: Arc<str> = jose::jwks(&keys).to_string().into();
+        if let Ok(mut cache) = self.jwks.lock() {
+            *cache = Some((keys, text.clone()));
+        }
+        text
     }
 
     /// Deletes expired codes, tokens and grants.

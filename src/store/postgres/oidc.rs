@@ -7,7 +7,7 @@ use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use crate::oidc::{
-    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode,
+    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode, TokenUnit,
 };
 use crate::relying_parties::clients::{ClientStore, OidcClient};
 use crate::storage::StorageError;
@@ -105,6 +105,11 @@ impl ClientStore for PostgresStore {
 
 #[async_trait]
 impl OidcStore for PostgresStore {
+    async fn begin_token_unit(&self) -> Result<Box<dyn TokenUnit>, StorageError> {
+        let tx = self.pool.begin().await.map_err(storage_error)?;
+        Ok(Box::new(PostgresTokenUnit { tx }))
+    }
+
     async fn insert_code(
         &self,
         digest: &[u8],
@@ -133,179 +138,6 @@ impl OidcStore for PostgresStore {
         .await
         .map(|_| ())
         .map_err(storage_error)
-    }
-
-    async fn redeem_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
-        let mut tx = self.pool.begin().await.map_err(storage_error)?;
-        let row = sqlx::query(
-            "UPDATE oidc_codes SET redeemed_at = $2 WHERE digest = $1 AND redeemed_at IS NULL \
-             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
-             code_challenge, auth_time, amr, acr, expires_at",
-        )
-        .bind(digest)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(storage_error)?;
-        let outcome = match row {
-            Some(row) => CodeRedemption::Redeemed(Box::new(StoredCode {
-                client_id: row.try_get("client_id").map_err(storage_error)?,
-                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
-                account_id: row.try_get("account_id").map_err(storage_error)?,
-                session_id: row.try_get("session_id").map_err(storage_error)?,
-                scope: row.try_get("scope").map_err(storage_error)?,
-                nonce: row.try_get("nonce").map_err(storage_error)?,
-                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
-                auth_time: row.try_get("auth_time").map_err(storage_error)?,
-                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
-                acr: row.try_get("acr").map_err(storage_error)?,
-                expires_at: row.try_get("expires_at").map_err(storage_error)?,
-            })),
-            None => {
-                let used: Option<Option<String>> =
-                    sqlx::query_scalar("SELECT grant_id FROM oidc_codes WHERE digest = $1")
-                        .bind(digest)
-                        .fetch_optional(&mut *tx)
-                        .await
-                        .map_err(storage_error)?;
-                match used {
-                    None => CodeRedemption::Unknown,
-                    Some(grant) => {
-                        let mut revoked = false;
-                        if let Some(grant) = grant {
-                            revoked = sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
-                                .bind(grant)
-                                .execute(&mut *tx)
-                                .await
-                                .map_err(storage_error)?
-                                .rows_affected()
-                                > 0;
-                        }
-                        CodeRedemption::Replayed {
-                            grant_revoked: revoked,
-                        }
-                    }
-                }
-            }
-        };
-        tx.commit().await.map_err(storage_error)?;
-        Ok(outcome)
-    }
-
-    async fn insert_grant(
-        &self,
-        grant: &Grant,
-        tokens: &[NewToken],
-        code_digest: Option<&[u8]>,
-    ) -> Result<(), StorageError> {
-        let mut tx = self.pool.begin().await.map_err(storage_error)?;
-        if let Some(session_id) = &grant.session_id {
-            let live: Option<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
-                .bind(session_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(storage_error)?;
-            if live.is_none() {
-                return Err(StorageError::Conflict);
-            }
-        }
-        sqlx::query(
-            "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
-             amr, acr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(&grant.id)
-        .bind(&grant.client_id)
-        .bind(&grant.account_id)
-        .bind(&grant.session_id)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(grant.amr.join(" "))
-        .bind(&grant.acr)
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(storage_error)?;
-        for token in tokens {
-            insert_token(&mut tx, &grant.id, token, grant.created_at).await?;
-        }
-        if let Some(digest) = code_digest {
-            sqlx::query("UPDATE oidc_codes SET grant_id = $2 WHERE digest = $1")
-                .bind(digest)
-                .bind(&grant.id)
-                .execute(&mut *tx)
-                .await
-                .map_err(storage_error)?;
-        }
-        tx.commit().await.map_err(storage_error)
-    }
-
-    async fn rotate_refresh_token(
-        &self,
-        digest: &[u8],
-        client_id: &str,
-        successors: &[NewToken],
-        now: i64,
-    ) -> Result<RefreshOutcome, StorageError> {
-        let mut tx = self.pool.begin().await.map_err(storage_error)?;
-        let spent: Option<String> = if successors.is_empty() {
-            None
-        } else {
-            sqlx::query_scalar(
-                "UPDATE oidc_tokens SET used_at = $2 WHERE digest = $1 AND kind = 'refresh' \
-                 AND used_at IS NULL AND expires_at > $2 \
-                 AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3 \
-                                  AND expires_at > $2) \
-                 RETURNING grant_id",
-            )
-            .bind(digest)
-            .bind(now)
-            .bind(client_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(storage_error)?
-        };
-        let outcome = match spent {
-            Some(grant_id) => {
-                for token in successors {
-                    insert_token(&mut tx, &grant_id, token, now).await?;
-                }
-                let row = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = $1"
-                )))
-                .bind(&grant_id)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(storage_error)?;
-                RefreshOutcome::Rotated(grant_of(&row)?)
-            }
-            None => {
-                // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
-                let replayed: Option<String> = sqlx::query_scalar(
-                    "SELECT t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
-                     WHERE t.digest = $1 AND t.kind = 'refresh' AND t.used_at IS NOT NULL \
-                     AND g.client_id = $2",
-                )
-                .bind(digest)
-                .bind(client_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(storage_error)?;
-                match replayed {
-                    Some(grant_id) => {
-                        sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
-                            .bind(grant_id)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(storage_error)?;
-                        RefreshOutcome::Replayed
-                    }
-                    None => RefreshOutcome::Unknown,
-                }
-            }
-        };
-        tx.commit().await.map_err(storage_error)?;
-        Ok(outcome)
     }
 
     async fn find_token(
@@ -476,6 +308,205 @@ impl OidcStore for PostgresStore {
             .map_err(storage_error)?
             .rows_affected();
         Ok(codes + grants + tokens)
+    }
+}
+
+/// One token request's writes, in one transaction.
+pub struct PostgresTokenUnit {
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
+}
+
+#[async_trait]
+impl TokenUnit for PostgresTokenUnit {
+    async fn redeem_code(
+        &mut self,
+        digest: &[u8],
+        now: i64,
+    ) -> Result<CodeRedemption, StorageError> {
+        let row = sqlx::query(
+            "UPDATE oidc_codes SET redeemed_at = $2 WHERE digest = $1 AND redeemed_at IS NULL \
+             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
+             code_challenge, auth_time, amr, acr, expires_at",
+        )
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(storage_error)?;
+        let outcome = match row {
+            Some(row) => CodeRedemption::Redeemed(Box::new(StoredCode {
+                client_id: row.try_get("client_id").map_err(storage_error)?,
+                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
+                account_id: row.try_get("account_id").map_err(storage_error)?,
+                session_id: row.try_get("session_id").map_err(storage_error)?,
+                scope: row.try_get("scope").map_err(storage_error)?,
+                nonce: row.try_get("nonce").map_err(storage_error)?,
+                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
+                auth_time: row.try_get("auth_time").map_err(storage_error)?,
+                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+                acr: row.try_get("acr").map_err(storage_error)?,
+                expires_at: row.try_get("expires_at").map_err(storage_error)?,
+            })),
+            None => {
+                let used: Option<Option<String>> =
+                    sqlx::query_scalar("SELECT grant_id FROM oidc_codes WHERE digest = $1")
+                        .bind(digest)
+                        .fetch_optional(&mut *self.tx)
+                        .await
+                        .map_err(storage_error)?;
+                match used {
+                    None => CodeRedemption::Unknown,
+                    Some(grant) => {
+                        let mut revoked = false;
+                        if let Some(grant) = grant {
+                            revoked = sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
+                                .bind(grant)
+                                .execute(&mut *self.tx)
+                                .await
+                                .map_err(storage_error)?
+                                .rows_affected()
+                                > 0;
+                        }
+                        CodeRedemption::Replayed {
+                            grant_revoked: revoked,
+                        }
+                    }
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    async fn insert_grant(
+        &mut self,
+        grant: &Grant,
+        tokens: &[NewToken],
+        code_digest: Option<&[u8]>,
+    ) -> Result<(), StorageError> {
+        if let Some(session_id) = &grant.session_id {
+            let live: Option<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
+                .bind(session_id)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(storage_error)?;
+            if live.is_none() {
+                return Err(StorageError::Conflict);
+            }
+        }
+        sqlx::query(
+            "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
+             amr, acr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(&grant.id)
+        .bind(&grant.client_id)
+        .bind(&grant.account_id)
+        .bind(&grant.session_id)
+        .bind(&grant.scope)
+        .bind(grant.auth_time)
+        .bind(grant.amr.join(" "))
+        .bind(&grant.acr)
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(storage_error)?;
+        for token in tokens {
+            insert_token(&mut self.tx, &grant.id, token, grant.created_at).await?;
+        }
+        if let Some(digest) = code_digest {
+            sqlx::query("UPDATE oidc_codes SET grant_id = $2 WHERE digest = $1")
+                .bind(digest)
+                .bind(&grant.id)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(storage_error)?;
+        }
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &mut self,
+        digest: &[u8],
+        client_id: &str,
+        successors: &[NewToken],
+        now: i64,
+    ) -> Result<RefreshOutcome, StorageError> {
+        let spent: Option<String> = if successors.is_empty() {
+            None
+        } else {
+            sqlx::query_scalar(
+                "UPDATE oidc_tokens SET used_at = $2 WHERE digest = $1 AND kind = 'refresh' \
+                 AND used_at IS NULL AND expires_at > $2 \
+                 AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3 \
+                                  AND expires_at > $2) \
+                 RETURNING grant_id",
+            )
+            .bind(digest)
+            .bind(now)
+            .bind(client_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(storage_error)?
+        };
+        let outcome = match spent {
+            Some(grant_id) => {
+                for token in successors {
+                    insert_token(&mut self.tx, &grant_id, token, now).await?;
+                }
+                let row = sqlx::query(AssertSqlSafe(format!(
+                    "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = $1"
+                )))
+                .bind(&grant_id)
+                .fetch_one(&mut *self.tx)
+                .await
+                .map_err(storage_error)?;
+                RefreshOutcome::Rotated(grant_of(&row)?)
+            }
+            None => {
+                // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
+                let replayed: Option<String> = sqlx::query_scalar(
+                    "SELECT t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+                     WHERE t.digest = $1 AND t.kind = 'refresh' AND t.used_at IS NOT NULL \
+                     AND g.client_id = $2",
+                )
+                .bind(digest)
+                .bind(client_id)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(storage_error)?;
+                match replayed {
+                    Some(grant_id) => {
+                        sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
+                            .bind(grant_id)
+                            .execute(&mut *self.tx)
+                            .await
+                            .map_err(storage_error)?;
+                        RefreshOutcome::Replayed
+                    }
+                    None => RefreshOutcome::Unknown,
+                }
+            }
+        };
+        Ok(outcome)
+    }
+
+    async fn account_active(&mut self, account_id: &str) -> Result<bool, StorageError> {
+        let state: Option<String> = sqlx::query_scalar("SELECT state FROM accounts WHERE id = $1")
+            .bind(account_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(storage_error)?;
+        Ok(state.as_deref() == Some("active"))
+    }
+
+    async fn record(&mut self, event: &crate::audit::NewAuditEvent) -> Result<(), StorageError> {
+        super::audit::insert_event(&mut *self.tx, event)
+            .await
+            .map(|_| ())
+    }
+
+    async fn commit(self: Box<Self>) -> Result<(), StorageError> {
+        self.tx.commit().await.map_err(storage_error)
     }
 }
 

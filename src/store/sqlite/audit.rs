@@ -30,22 +30,7 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn insert_audit_event(&self, event: &NewAuditEvent) -> Result<i64, StorageError> {
-        sqlx::query_scalar(
-            "INSERT INTO audit_events \
-             (at, actor, action, subject, source, user_agent, request_id, details) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-        )
-        .bind(event.at)
-        .bind(event.actor.to_string())
-        .bind(event.action.as_str())
-        .bind(&event.subject)
-        .bind(&event.source)
-        .bind(&event.user_agent)
-        .bind(&event.request_id)
-        .bind(event.details.to_string())
-        .fetch_one(&self.pool)
-        .await
-        .map_err(storage_error)
+        insert_event(&self.pool, event).await
     }
 
     async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
@@ -66,4 +51,27 @@ impl AuditStore for SqliteStore {
         .map(audit_event)
         .collect()
     }
+}
+
+/// Writes an audit event through `executor` (the pool, or another room's transaction).
+pub(super) async fn insert_event<'c>(
+    executor: impl sqlx::SqliteExecutor<'c>,
+    event: &NewAuditEvent,
+) -> Result<i64, StorageError> {
+    sqlx::query_scalar(
+        "INSERT INTO audit_events \
+         (at, actor, action, subject, source, user_agent, request_id, details) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+    )
+    .bind(event.at)
+    .bind(event.actor.to_string())
+    .bind(event.action.as_str())
+    .bind(&event.subject)
+    .bind(&event.source)
+    .bind(&event.user_agent)
+    .bind(&event.request_id)
+    .bind(event.details.to_string())
+    .fetch_one(executor)
+    .await
+    .map_err(storage_error)
 }

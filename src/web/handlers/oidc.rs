@@ -38,7 +38,7 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response {
 }
 
 /// A public document (discovery, JWKS): cacheable, readable from any origin.
-fn public_json(body: &serde_json::Value) -> Response {
+fn public_json(body: std::sync::Arc<str>) -> Response {
     let mut response = (
         [
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
@@ -86,12 +86,12 @@ fn authorization(headers: &HeaderMap) -> Option<&str> {
 
 /// `GET /.well-known/openid-configuration`.
 pub async fn discovery(State(state): State<WebState>) -> Response {
-    public_json(&state.oidc.discovery())
+    public_json(state.oidc.discovery())
 }
 
 /// `GET /oidc/jwks`.
 pub async fn jwks(State(state): State<WebState>) -> Response {
-    public_json(&state.oidc.jwks())
+    public_json(state.oidc.jwks())
 }
 
 /// `GET|POST /oidc/authorize` (OIDC Core §3.1.2.1: both methods).
