@@ -10,7 +10,7 @@ CREATE TABLE oidc_clients (
 );
 
 -- A code stays after its redemption (until it is purged, after its expiry) so that a second
--- redemption is recognised and revokes its grant (RFC 6749 §4.1.2).
+-- redemption is recognised and revokes the grant made from it (RFC 6749 §4.1.2).
 CREATE TABLE oidc_codes (
     digest         BLOB    PRIMARY KEY,
     client_id      TEXT    NOT NULL,
@@ -25,8 +25,7 @@ CREATE TABLE oidc_codes (
     acr            TEXT    NOT NULL,
     expires_at     INTEGER NOT NULL,
     created_at     INTEGER NOT NULL,
-    redeemed_at    INTEGER,
-    grant_id       TEXT
+    redeemed_at    INTEGER
 );
 CREATE INDEX oidc_codes_expiry ON oidc_codes (expires_at);
 
@@ -40,9 +39,12 @@ CREATE TABLE oidc_grants (
     amr        TEXT    NOT NULL,
     acr        TEXT,
     created_at INTEGER NOT NULL,
-    expires_at INTEGER NOT NULL
+    expires_at INTEGER NOT NULL,
+    -- The code it was made from (none for client credentials): a replay of the code revokes it.
+    code_digest BLOB
 );
 CREATE INDEX oidc_grants_expiry ON oidc_grants (expires_at);
+CREATE INDEX oidc_grants_code ON oidc_grants (code_digest);
 CREATE INDEX oidc_grants_session ON oidc_grants (session_id);
 CREATE INDEX oidc_grants_account ON oidc_grants (account_id, client_id);
 

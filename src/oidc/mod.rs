@@ -706,10 +706,15 @@ pub trait TokenUnit: Send {
         digest: &[u8],
         now: i64,
     ) -> Result<CodeRedemption, StorageError>;
-    /// Whether an account is active.
-    async fn account_active(&mut self, account_id: &str) -> Result<bool, StorageError>;
-    /// Stores a grant and its first tokens, and ties the code (if any) to it.
-    /// [`StorageError::Conflict`] if its session has ended.
+    /// Whether an account is active (and, if given, its session still exists).
+    async fn account_active(
+        &mut self,
+        account_id: &str,
+        session_id: Option<&str>,
+    ) -> Result<bool, StorageError>;
+    /// Stores a grant and its first tokens, tied to the code it was made from (if any).
+    /// [`StorageError::Conflict`] if its session ended meanwhile (on PostgreSQL, where another
+    /// node may end it concurrently).
     async fn insert_grant(
         &mut self,
         grant: &Grant,

@@ -506,8 +506,11 @@ impl OidcServer {
         };
         let refusal = match refusal {
             Some(reason) => Some(reason),
-            None if !unit.account_active(&stored.account_id).await? => {
-                Some("the account is no longer active")
+            None if !unit
+                .account_active(&stored.account_id, Some(&stored.session_id))
+                .await? =>
+            {
+                Some("the account is no longer active, or the session has ended")
             }
             None => None,
         };
@@ -532,7 +535,8 @@ impl OidcServer {
             Ok(()) => {}
             // The session ended between the code and now (logout, reset…).
             Err(StorageError::Conflict) => {
-                unit.commit().await?;
+                // The code went with its session (foreign key): nothing is left to keep.
+                drop(unit);
                 return invalid("the session has ended");
             }
             Err(e) => return Err(e),

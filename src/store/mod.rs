@@ -122,7 +122,10 @@ pub(crate) fn migrator(migrations: &[EmbeddedMigration]) -> Migrator {
 /// Maps a driver error into the domain's vocabulary.
 pub(crate) fn storage_error(error: sqlx::Error) -> StorageError {
     match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => StorageError::Conflict,
+        // A unique key taken, or a row referenced that is gone (a session ended meanwhile).
+        sqlx::Error::Database(db) if db.is_unique_violation() || db.is_foreign_key_violation() => {
+            StorageError::Conflict
+        }
         sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::Io(_)

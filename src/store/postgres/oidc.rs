@@ -348,25 +348,22 @@ impl TokenUnit for PostgresTokenUnit {
                 expires_at: row.try_get("expires_at").map_err(storage_error)?,
             })),
             None => {
-                let used: Option<Option<String>> =
-                    sqlx::query_scalar("SELECT grant_id FROM oidc_codes WHERE digest = $1")
+                let used: Option<i64> =
+                    sqlx::query_scalar("SELECT redeemed_at FROM oidc_codes WHERE digest = $1")
                         .bind(digest)
                         .fetch_optional(&mut *self.tx)
                         .await
                         .map_err(storage_error)?;
                 match used {
                     None => CodeRedemption::Unknown,
-                    Some(grant) => {
-                        let mut revoked = false;
-                        if let Some(grant) = grant {
-                            revoked = sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
-                                .bind(grant)
-                                .execute(&mut *self.tx)
-                                .await
-                                .map_err(storage_error)?
-                                .rows_affected()
-                                > 0;
-                        }
+                    Some(_) => {
+                        let revoked = sqlx::query("DELETE FROM oidc_grants WHERE code_digest = $1")
+                            .bind(digest)
+                            .execute(&mut *self.tx)
+                            .await
+                            .map_err(storage_error)?
+                            .rows_affected()
+                            > 0;
                         CodeRedemption::Replayed {
                             grant_revoked: revoked,
                         }
@@ -383,19 +380,10 @@ impl TokenUnit for PostgresTokenUnit {
         tokens: &[NewToken],
         code_digest: Option<&[u8]>,
     ) -> Result<(), StorageError> {
-        if let Some(session_id) = &grant.session_id {
-            let live: Option<String> = sqlx::query_scalar("SELECT id FROM sessions WHERE id = $1")
-                .bind(session_id)
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(storage_error)?;
-            if live.is_none() {
-                return Err(StorageError::Conflict);
-            }
-        }
         sqlx::query(
             "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
-             amr, acr, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             amr, acr, created_at, expires_at, code_digest) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&grant.id)
         .bind(&grant.client_id)
@@ -407,20 +395,11 @@ impl TokenUnit for PostgresTokenUnit {
         .bind(&grant.acr)
         .bind(grant.created_at)
         .bind(grant.expires_at)
+        .bind(code_digest)
         .execute(&mut *self.tx)
         .await
         .map_err(storage_error)?;
-        for token in tokens {
-            insert_token(&mut self.tx, &grant.id, token, grant.created_at).await?;
-        }
-        if let Some(digest) = code_digest {
-            sqlx::query("UPDATE oidc_codes SET grant_id = $2 WHERE digest = $1")
-                .bind(digest)
-                .bind(&grant.id)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(storage_error)?;
-        }
+        insert_tokens(&mut self.tx, &grant.id, tokens, grant.created_at).await?;
         Ok(())
     }
 
@@ -437,8 +416,8 @@ impl TokenUnit for PostgresTokenUnit {
             sqlx::query_scalar(
                 "UPDATE oidc_tokens SET used_at = $2 WHERE digest = $1 AND kind = 'refresh' \
                  AND used_at IS NULL AND expires_at > $2 \
-                 AND grant_id IN (SELECT id FROM oidc_grants WHERE client_id = $3 \
-                                  AND expires_at > $2) \
+                 AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_tokens.grant_id \
+                             AND g.client_id = $3 AND g.expires_at > $2) \
                  RETURNING grant_id",
             )
             .bind(digest)
@@ -450,9 +429,7 @@ impl TokenUnit for PostgresTokenUnit {
         };
         let outcome = match spent {
             Some(grant_id) => {
-                for token in successors {
-                    insert_token(&mut self.tx, &grant_id, token, now).await?;
-                }
+                insert_tokens(&mut self.tx, &grant_id, successors, now).await?;
                 let row = sqlx::query(AssertSqlSafe(format!(
                     "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = $1"
                 )))
@@ -490,13 +467,21 @@ impl TokenUnit for PostgresTokenUnit {
         Ok(outcome)
     }
 
-    async fn account_active(&mut self, account_id: &str) -> Result<bool, StorageError> {
-        let state: Option<String> = sqlx::query_scalar("SELECT state FROM accounts WHERE id = $1")
-            .bind(account_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(storage_error)?;
-        Ok(state.as_deref() == Some("active"))
+    async fn account_active(
+        &mut self,
+        account_id: &str,
+        session_id: Option<&str>,
+    ) -> Result<bool, StorageError> {
+        let live: Option<i32> = sqlx::query_scalar(
+            "SELECT 1 FROM accounts WHERE id = $1 AND state = 'active' \
+             AND ($2::TEXT IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = $2))",
+        )
+        .bind(account_id)
+        .bind(session_id)
+        .fetch_optional(&mut *self.tx)
+        .await
+        .map_err(storage_error)?;
+        Ok(live.is_some())
     }
 
     async fn record(&mut self, event: &crate::audit::NewAuditEvent) -> Result<(), StorageError> {
@@ -510,23 +495,44 @@ impl TokenUnit for PostgresTokenUnit {
     }
 }
 
-async fn insert_token(
+/// Stores tokens of a grant in one statement.
+async fn insert_tokens(
     tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
     grant_id: &str,
-    token: &NewToken,
+    tokens: &[NewToken],
     now: i64,
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) \
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&token.digest)
-    .bind(grant_id)
-    .bind(token.kind.as_str())
-    .bind(token.expires_at)
-    .bind(now)
-    .execute(&mut **tx)
-    .await
-    .map(|_| ())
-    .map_err(storage_error)
+    if tokens.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..tokens.len())
+        .map(|i| {
+            let n = i * 5;
+            format!(
+                "(${}, ${}, ${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3,
+                n + 4,
+                n + 5
+            )
+        })
+        .collect();
+    let mut query = sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) VALUES {}",
+        rows.join(", ")
+    )));
+    for token in tokens {
+        query = query
+            .bind(token.digest.clone())
+            .bind(grant_id.to_string())
+            .bind(token.kind.as_str())
+            .bind(token.expires_at)
+            .bind(now);
+    }
+    query
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(storage_error)
 }

@@ -81,6 +81,10 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// SQLite has one writer at a time. Transactions that hold the write lock across several
+    /// statements (the OIDC token requests) queue here, in order, instead of sleeping in SQLite's
+    /// busy handler, which wakes waiters late and makes the tail latency explode under load.
+    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -114,7 +118,10 @@ impl SqliteStore {
             .connect_with(connect)
             .await
             .map_err(storage_error)?;
-        let store = Self { pool };
+        let store = Self {
+            pool,
+            write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+        };
         store.migrate().await?;
         Ok(store)
     }
