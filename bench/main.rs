@@ -893,14 +893,17 @@ async fn main() {
         // refresh, userinfo and introspection flows.
         let refresh_pool = Arc::new(Mutex::new(Vec::new()));
         let access_pool = Arc::new(Mutex::new(Vec::new()));
+        // Enough codes for a round at about 1,000 token requests/s (a pool of 40,000 made each
+        // round last 11 minutes).
+        let code_pool = if options.quick { 3_000 } else { 16_000 };
         for (client, into) in [(RS_CLIENT, &mut token_rs), (ES_CLIENT, &mut token_es)] {
-            let codes = Arc::new(Mutex::new(Vec::with_capacity(pool_size)));
+            let codes = Arc::new(Mutex::new(Vec::with_capacity(code_pool)));
             let mut fill = Vec::new();
             for user in &signed_in {
                 let (user, codes) = (user.clone(), codes.clone());
                 fill.push(tokio::spawn(async move {
                     let user = user.lock().await;
-                    for _ in 0..pool_size / workers {
+                    for _ in 0..code_pool / workers {
                         if let Some(c) = user.oidc_code(client).await {
                             codes.lock().await.push(c);
                         }

@@ -50,14 +50,14 @@ impl ProxyCallback for HttpCallbacks {
     }
 }
 
-#[async_trait]
-impl LogoutDelivery for HttpCallbacks {
-    /// CAS 3.0.3 §2.3.3: a POST with the form field `logoutRequest`; any 2xx counts.
-    async fn post_logout(&self, url: &str, logout_request: &str) -> Result<(), String> {
+impl HttpCallbacks {
+    /// POSTs one form field; any 2xx counts, a redirect is not followed.
+    async fn post_field(&self, url: &str, name: &str, value: &str) -> Result<(), String> {
         let response = self
             .client
             .post(url)
-            .form(&[("logoutRequest", logout_request)])
+            .header(reqwest::header::CACHE_CONTROL, "no-store")
+            .form(&[(name, value)])
             .send()
             .await
             .map_err(|e| e.without_url().to_string())?;
@@ -67,22 +67,17 @@ impl LogoutDelivery for HttpCallbacks {
             Err(format!("answered {}", response.status()))
         }
     }
+}
 
-    /// Back-Channel Logout 1.0 §2.5: POST `logout_token`; a 200 (or any 2xx) counts, a redirect
-    /// is not followed.
+#[async_trait]
+impl LogoutDelivery for HttpCallbacks {
+    /// CAS 3.0.3 §2.3.3: a POST with the form field `logoutRequest`.
+    async fn post_logout(&self, url: &str, logout_request: &str) -> Result<(), String> {
+        self.post_field(url, "logoutRequest", logout_request).await
+    }
+
+    /// Back-Channel Logout 1.0 §2.5: a POST with the form field `logout_token`.
     async fn post_backchannel(&self, url: &str, logout_token: &str) -> Result<(), String> {
-        let response = self
-            .client
-            .post(url)
-            .header(reqwest::header::CACHE_CONTROL, "no-store")
-            .form(&[("logout_token", logout_token)])
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        if response.status().is_success() {
-            Ok(())
-        } else {
-            Err(format!("answered {}", response.status()))
-        }
+        self.post_field(url, "logout_token", logout_token).await
     }
 }

@@ -51,8 +51,9 @@ impl std::str::FromStr for LogoutProtocol {
 }
 
 /// Makes the signed back-channel logout token of an OIDC target.
+#[async_trait]
 pub trait LogoutTokens: Send + Sync {
-    fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String, String>;
+    async fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String, String>;
 }
 
 /// Where and what to send when a session ends.
@@ -226,11 +227,10 @@ impl LogoutSender {
                     self.delivery.post_logout(&target.url, &message).await
                 }
                 LogoutProtocol::Oidc => match &self.tokens {
-                    Some(tokens) => match tokens.logout_token(
-                        &target.service_id,
-                        &target.name_id,
-                        &target.session_id,
-                    ) {
+                    Some(tokens) => match tokens
+                        .logout_token(&target.service_id, &target.name_id, &target.session_id)
+                        .await
+                    {
                         Ok(token) => self.delivery.post_backchannel(&target.url, &token).await,
                         Err(e) => Err(e),
                     },

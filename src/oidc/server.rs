@@ -1084,25 +1084,17 @@ impl OidcServer {
     }
 }
 
+#[async_trait::async_trait]
 impl LogoutTokens for OidcServer {
     /// A back-channel logout token (Back-Channel Logout 1.0 §2.4): `typ` `logout+jwt`, `iss`,
-    /// `aud`, `iat`, `exp`, `jti`, `sub`, `sid`, `events`, and never a `nonce`.
-    fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String, String> {
-        let registry = self
-            .cache
-            .lock()
-            .ok()
-            .and_then(|c| c.as_ref().map(|(_, r)| r.clone()));
-        let algorithm = registry
-            .as_ref()
-            .and_then(|r| r.find(client_id).map(OidcClient::algorithm))
-            .or_else(|| {
-                self.settings
-                    .config_clients
-                    .iter()
-                    .find(|c| c.id == client_id)
-                    .map(OidcClient::algorithm)
-            })
+    /// `aud`, `iat`, `exp`, `jti`, `sub`, `sid`, `events`, and never a `nonce`; signed with the
+    /// client's algorithm.
+    async fn logout_token(&self, client_id: &str, sub: &str, sid: &str) -> Result<String, String> {
+        let algorithm = self
+            .client(client_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .map(|c| c.algorithm())
             .unwrap_or(SigningAlgorithm::Rs256);
         let key = SigningKey::current(&self.keys.snapshot(), algorithm)
             .ok_or_else(|| format!("no current {algorithm} key"))?;

@@ -45,6 +45,19 @@ async fn the_demo_serves_pages_and_probes_then_stops_cleanly_on_sigterm() {
             .contains("frame-ancestors 'none'")
     );
 
+    // The demo's own OIDC client starts a code flow with PKCE against this Sésame.
+    let demo_oidc = server.get("/demo/oidc").await;
+    assert_eq!(demo_oidc.status, 303);
+    let to = demo_oidc.header("location").unwrap();
+    assert!(
+        to.starts_with("/oidc/authorize?response_type=code&client_id=demo-oidc"),
+        "{to}"
+    );
+    assert!(to.contains("code_challenge_method=S256"), "{to}");
+    let discovery = server.get("/.well-known/openid-configuration").await;
+    assert_eq!(discovery.status, 200);
+    assert!(discovery.body.contains("\"issuer\":\"http://127.0.0.1:"));
+
     let (code, _) = server.terminate();
     assert_eq!(code, Some(0), "a clean exit on SIGTERM");
 }
