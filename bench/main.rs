@@ -9,10 +9,11 @@
 //! storm; CAS `serviceValidate` alone (a pool of tickets) and the SSO-hit CAS flow vs the
 //! SELECT+INSERT floor; OIDC code→token (RS256 and ES256, over pools of codes) vs the floor and
 //! vs raw RSA-2048 / P-256 signatures/s; refresh vs the floor; userinfo and introspection vs the
-//! SELECT floor; discovery and JWKS vs the static floor; start-up time.
+//! SELECT floor; discovery and JWKS vs the static floor; 100,000 live SSO sessions (database
+//! bytes per session, RSS; seeded in bulk); start-up time.
 //!
 //! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
-//!        [--json bench-results.json]
+//!        [--json bench-results.json] [--sessions N]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 #[derive(Debug, Clone)]
 struct Options {
     quick: bool,
+    /// Live SSO sessions to seed at the end (default: 100,000; 10,000 with --quick).
+    sessions: Option<u64>,
     sesame: PathBuf,
     json: PathBuf,
 }
@@ -45,6 +48,7 @@ struct Options {
 fn options() -> Options {
     let mut o = Options {
         quick: false,
+        sessions: None,
         sesame: PathBuf::from("target/release/sesame"),
         json: PathBuf::from("bench-results.json"),
     };
@@ -52,6 +56,14 @@ fn options() -> Options {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => o.quick = true,
+            "--sessions" => {
+                o.sessions = Some(
+                    args.next()
+                        .expect("--sessions N")
+                        .parse()
+                        .expect("a number"),
+                )
+            }
             "--sesame" => o.sesame = args.next().expect("--sesame PATH").into(),
             "--json" => o.json = args.next().expect("--json PATH").into(),
             other => panic!("unknown argument {other}"),
@@ -461,6 +473,134 @@ fn signature_baseline(rsa: bool, duration: Duration) -> f64 {
         t.join().unwrap();
     }
     total.load(Ordering::Relaxed) as f64 / watch.elapsed().as_secs_f64()
+}
+
+/// What 100,000 live SSO sessions cost: bytes in the database and the server's RSS.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct SessionLoad {
+    sessions: u64,
+    database_bytes_per_session: f64,
+    rss_idle_kib: u64,
+    sso_hits_ok: u64,
+    sso_hits_tried: u64,
+}
+
+/// Seeds `n` live sessions of the demo student straight into Sésame's SQLite file (the
+/// documented bulk path: 100,000 logins would take half an hour of Argon2 here), each with one
+/// application served, exactly as the login and CAS paths write them (the cookie's SHA-256,
+/// never the cookie). Then measures the database growth per session, the idle RSS, and that
+/// sessions picked at random give SSO tickets.
+async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
+    use aws_lc_rs::digest::{SHA256, digest};
+    use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+    let db = servers.dir.join("data/sesame.db");
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            SqliteConnectOptions::new()
+                .filename(&db)
+                .busy_timeout(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    let size = |pool: sqlx::SqlitePool| async move {
+        let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await;
+        let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        (pages * page) as f64
+    };
+    let account: String = sqlx::query_scalar("SELECT id FROM accounts WHERE login = ?")
+        .bind(USER)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let before = size(pool.clone()).await;
+    let now = {
+        use sesame::clock::Clock as _;
+        sesame::clock::SystemClock.unix_now()
+    };
+    let agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                 Chrome/156.0 Safari/537.36";
+    let mut cookies = Vec::new();
+    for batch in 0..n.div_ceil(1000) {
+        let mut tx = pool.begin().await.unwrap();
+        for i in 0..1000.min(n - batch * 1000) {
+            let cookie = format!("TGT-{}", OsEntropy.hex(20));
+            let id = OsEntropy.token(12);
+            sqlx::query(
+                "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
+                 last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+                 VALUES (?, ?, ?, 'standard', ?, 'pwd', ?, ?, ?, ?, ?)",
+            )
+            .bind(&id)
+            .bind(digest(&SHA256, cookie.as_bytes()).as_ref().to_vec())
+            .bind(&account)
+            .bind(now)
+            .bind(now)
+            .bind(now + 2 * 3600)
+            .bind(now + 8 * 3600)
+            .bind(format!(
+                "10.{}.{}.{}",
+                batch % 250,
+                i % 250,
+                (i / 250) % 250
+            ))
+            .bind(agent)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            sqlx::query(
+                "INSERT INTO session_services (session_id, protocol, service, first_at, last_at) \
+                 VALUES (?, 'cas', 'demo', ?, ?)",
+            )
+            .bind(&id)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            if cookies.len() < 100 && i % 97 == 0 {
+                cookies.push(cookie);
+            }
+        }
+        tx.commit().await.unwrap();
+    }
+    let after = size(pool.clone()).await;
+    pool.close().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = rss_kib(pid);
+    let http = client();
+    let service = format!("{}/demo/cas", servers.base);
+    let mut ok = 0;
+    for cookie in &cookies {
+        let hit = http
+            .get(format!("{}/cas/login", servers.base))
+            .query(&[("service", service.as_str())])
+            .header("cookie", format!("sesame={cookie}"))
+            .send()
+            .await
+            .ok()
+            .and_then(|r| r.headers().get("location").cloned())
+            .is_some_and(|l| l.to_str().unwrap_or("").contains("ticket=ST-"));
+        if hit {
+            ok += 1;
+        }
+    }
+    SessionLoad {
+        sessions: n,
+        database_bytes_per_session: (after - before) / n as f64,
+        rss_idle_kib: rss,
+        sso_hits_ok: ok,
+        sso_hits_tried: cookies.len() as u64,
+    }
 }
 
 /// The floor server (`sesame-bench floor PORT DB`): axum + sqlx on SQLite with Sésame's settings
@@ -1057,6 +1197,12 @@ async fn main() {
         }
     }
 
+    eprintln!("seeding live sessions");
+    let seeded = options
+        .sessions
+        .unwrap_or(if options.quick { 10_000 } else { 100_000 });
+    let load = session_load(&servers, pid, seeded).await;
+
     let argon = median(argon);
     let login = median_measure(&logins);
     let health = median_measure(&health);
@@ -1206,6 +1352,15 @@ async fn main() {
         rss_idle / 1024 + cores() as u64 * 19 + 32
     );
     println!(
+        "- {} live SSO sessions (seeded): {:.0} bytes each in the database (target ≤ 1 KB), \
+         server RSS {} MiB with them (target ≤ 50 MiB), SSO from {}/{} random ones",
+        load.sessions,
+        load.database_bytes_per_session,
+        load.rss_idle_kib / 1024,
+        load.sso_hits_ok,
+        load.sso_hits_tried
+    );
+    println!(
         "- start-up (spawn to /healthz answering): {:.0} ms",
         servers.startup_ms
     );
@@ -1252,6 +1407,7 @@ async fn main() {
     json.insert("rss_idle_kib", serde_json::json!(rss_idle));
     json.insert("rss_login_storm_kib", serde_json::json!(rss_storm));
     json.insert("startup_ms", serde_json::json!(servers.startup_ms));
+    json.insert("live_sessions", serde_json::to_value(&load).unwrap());
     json.insert("cores", serde_json::json!(cores()));
     json.insert("rounds", serde_json::json!(rounds));
     std::fs::write(&options.json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
