@@ -315,8 +315,10 @@ fn worker(
     params: HashParams,
     blocks: usize,
 ) {
-    // Allocated once per worker and reused for every hash with the configured parameters.
-    let mut memory = vec![Block::default(); blocks];
+    // Allocated once per worker, at its first job, and reused for every hash with the
+    // configured parameters: an idle node holds no Argon2 memory, a busy one exactly
+    // `workers × m_cost`.
+    let mut memory: Vec<Block> = Vec::new();
     loop {
         let job = {
             let Ok(receiver) = jobs.lock() else { return };
@@ -325,6 +327,9 @@ fn worker(
                 Err(_) => return,
             }
         };
+        if memory.is_empty() {
+            memory = vec![Block::default(); blocks];
+        }
         match job {
             Job::Hash {
                 password,
