@@ -13,7 +13,7 @@
 //! bytes per session, RSS; seeded in bulk); start-up time.
 //!
 //! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
-//!        [--json bench-results.json] [--sessions N]
+//!        [--json bench-results.json] [--sessions N] [--postgres URL]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -41,6 +41,8 @@ struct Options {
     quick: bool,
     /// Live SSO sessions to seed at the end (default: 100,000; 10,000 with --quick).
     sessions: Option<u64>,
+    /// Run Sésame and the floor on this PostgreSQL (each in a fresh schema) instead of SQLite.
+    postgres: Option<String>,
     sesame: PathBuf,
     json: PathBuf,
 }
@@ -49,6 +51,7 @@ fn options() -> Options {
     let mut o = Options {
         quick: false,
         sessions: None,
+        postgres: None,
         sesame: PathBuf::from("target/release/sesame"),
         json: PathBuf::from("bench-results.json"),
     };
@@ -56,6 +59,7 @@ fn options() -> Options {
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => o.quick = true,
+            "--postgres" => o.postgres = Some(args.next().expect("--postgres URL")),
             "--sessions" => {
                 o.sessions = Some(
                     args.next()
@@ -662,6 +666,77 @@ async fn floor_server(port: u16, db: &Path) {
     axum::serve(listener, app).await.unwrap();
 }
 
+/// The floor server on PostgreSQL (`sesame-bench floor PORT URL#SCHEMA`): the same endpoints,
+/// in a schema of its own, with the pool size Sésame uses by default.
+async fn floor_server_postgres(port: u16, url: &str, schema: &str) {
+    use axum::extract::State;
+    use axum::routing::get;
+    use sqlx::Executor as _;
+    use sqlx::postgres::PgPoolOptions;
+    let search_path = format!("SET search_path TO {schema}");
+    let admin = PgPoolOptions::new()
+        .max_connections(1)
+        .connect(url)
+        .await
+        .unwrap();
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {schema}"
+        )))
+        .await
+        .unwrap();
+    admin.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .after_connect(move |conn, _| {
+            let search_path = search_path.clone();
+            Box::pin(async move {
+                conn.execute(sqlx::AssertSqlSafe(search_path))
+                    .await
+                    .map(|_| ())
+            })
+        })
+        .connect(url)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE IF NOT EXISTS t (id TEXT PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    async fn write(State(pool): State<sqlx::PgPool>) -> &'static str {
+        let id = OsEntropy.hex(16);
+        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO t (id, v) VALUES ($1, $2)")
+            .bind(&id)
+            .bind("x")
+            .execute(&pool)
+            .await
+            .unwrap();
+        "ok"
+    }
+    async fn read(State(pool): State<sqlx::PgPool>) -> &'static str {
+        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = $1")
+            .bind(OsEntropy.hex(16))
+            .fetch_optional(&pool)
+            .await
+            .unwrap();
+        "ok"
+    }
+    let app = axum::Router::new()
+        .route("/write", get(write))
+        .route("/read", get(read))
+        .route("/static", get(|| async { "static" }))
+        .with_state(pool);
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
+    axum::serve(listener, app).await.unwrap();
+}
+
 async fn wait_until_up(url: &str) {
     let http = client();
     for _ in 0..600 {
@@ -693,6 +768,8 @@ fn median_measure(list: &[Measure]) -> Measure {
 }
 
 struct Servers {
+    /// PostgreSQL: the URL and the schema of this run (dropped at the end).
+    postgres: Option<(String, String)>,
     /// client id → secret of the benchmark's OIDC clients.
     secrets: BTreeMap<String, String>,
     sesame: Child,
@@ -710,6 +787,17 @@ impl Drop for Servers {
             let _ = child.wait();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((url, schema)) = &self.postgres {
+            let _ = Command::new("psql")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .arg(url)
+                .arg("-qc")
+                .arg(format!(
+                    "DROP SCHEMA IF EXISTS {schema} CASCADE; DROP SCHEMA IF EXISTS {schema}_floor CASCADE"
+                ))
+                .status();
+        }
     }
 }
 
@@ -718,6 +806,10 @@ async fn start(options: &Options) -> Servers {
     std::fs::create_dir_all(&dir).unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
+    let postgres = options
+        .postgres
+        .clone()
+        .map(|url| (url, format!("sesame_bench_{}", OsEntropy.hex(6))));
     let env = |command: &mut Command| {
         command
             .env_clear()
@@ -730,6 +822,11 @@ async fn start(options: &Options) -> Servers {
             )
             .env("SESAME_OIDC__ALLOW_HTTP_REDIRECTS", "true")
             .current_dir(&dir);
+        if let Some((url, schema)) = &postgres {
+            command
+                .env("SESAME_DATABASE__URL", url)
+                .env("SESAME_DATABASE__SCHEMA", schema);
+        }
     };
     // The OIDC clients, registered from the outside as an operator would.
     let mut secrets = BTreeMap::new();
@@ -793,13 +890,17 @@ async fn start(options: &Options) -> Servers {
         .args([
             "floor",
             &floor_port.to_string(),
-            &dir.join("floor.db").display().to_string(),
+            &match &postgres {
+                Some((url, schema)) => format!("{url}#{schema}_floor"),
+                None => dir.join("floor.db").display().to_string(),
+            },
         ])
         .spawn()
         .unwrap();
     let floor_base = format!("http://127.0.0.1:{floor_port}");
     wait_until_up(&format!("{floor_base}/static")).await;
     Servers {
+        postgres,
         secrets,
         sesame,
         floor,
@@ -815,8 +916,13 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     if args.next().as_deref() == Some("floor") {
         let port: u16 = args.next().unwrap().parse().unwrap();
-        let db = PathBuf::from(args.next().unwrap());
-        floor_server(port, &db).await;
+        let db = args.next().unwrap();
+        match db.split_once('#') {
+            Some((url, schema)) if url.starts_with("postgres") => {
+                floor_server_postgres(port, url, schema).await
+            }
+            _ => floor_server(port, &PathBuf::from(db)).await,
+        }
         return;
     }
     let mut options = options();
@@ -1201,7 +1307,12 @@ async fn main() {
     let seeded = options
         .sessions
         .unwrap_or(if options.quick { 10_000 } else { 100_000 });
-    let load = session_load(&servers, pid, seeded).await;
+    // The bulk path writes Sésame's SQLite file; on PostgreSQL it is not measured.
+    let load = if servers.postgres.is_none() {
+        session_load(&servers, pid, seeded).await
+    } else {
+        SessionLoad::default()
+    };
 
     let argon = median(argon);
     let login = median_measure(&logins);
@@ -1351,15 +1462,19 @@ async fn main() {
         cores(),
         rss_idle / 1024 + cores() as u64 * 19 + 32
     );
-    println!(
-        "- {} live SSO sessions (seeded): {:.0} bytes each in the database (target ≤ 1 KB), \
-         server RSS {} MiB with them (target ≤ 50 MiB), SSO from {}/{} random ones",
-        load.sessions,
-        load.database_bytes_per_session,
-        load.rss_idle_kib / 1024,
-        load.sso_hits_ok,
-        load.sso_hits_tried
-    );
+    if servers.postgres.is_some() {
+        println!("- live SSO sessions: not measured on PostgreSQL (the bulk path writes SQLite)");
+    } else {
+        println!(
+            "- {} live SSO sessions (seeded): {:.0} bytes each in the database (target ≤ 1 KB), \
+             server RSS {} MiB with them (target ≤ 50 MiB), SSO from {}/{} random ones",
+            load.sessions,
+            load.database_bytes_per_session,
+            load.rss_idle_kib / 1024,
+            load.sso_hits_ok,
+            load.sso_hits_tried
+        );
+    }
     println!(
         "- start-up (spawn to /healthz answering): {:.0} ms",
         servers.startup_ms
@@ -1369,6 +1484,14 @@ async fn main() {
         write.per_second, write.p99_ms, read.per_second, stat.per_second
     );
     println!("- raw signatures on every core (aws-lc-rs): RSA-2048 {rsa:.0}/s, P-256 {ec:.0}/s");
+    println!(
+        "- database: {}",
+        if servers.postgres.is_some() {
+            "PostgreSQL (Sésame and the floor, each in a fresh schema)"
+        } else {
+            "SQLite (WAL, synchronous=FULL)"
+        }
+    );
     println!(
         "- machine: {} cores; {} round(s) of {} s, interleaved; medians",
         cores(),
