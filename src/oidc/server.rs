@@ -880,10 +880,11 @@ impl OidcServer {
         form: &Params,
     ) -> Result<Result<Value, OAuthError>, StorageError> {
         let registry = self.registry().await?;
-        let client = match ClientCredentials::read(authorization, form)
+        // Any confidential client may introspect (ADR 0015); public clients may not.
+        match ClientCredentials::read(authorization, form)
             .and_then(|c| c.authenticate(&registry).cloned())
         {
-            Ok(client) if !client.public => client,
+            Ok(client) if !client.public => {}
             Ok(_) => return Ok(Err(OAuthError::invalid_client(false))),
             Err(e) => return Ok(Err(e)),
         };
@@ -919,7 +920,6 @@ impl OidcServer {
         if let Some(sid) = &grant.session_id {
             answer["sid"] = json!(sid);
         }
-        let _ = client;
         Ok(Ok(answer))
     }
 

@@ -2,7 +2,6 @@
 //! The rules are in `oidc/`; this file reads parameters, drives the login page, the consent page
 //! and the SSO session, and writes the answers.
 
-use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::header::{AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE, PRAGMA, WWW_AUTHENTICATE};
@@ -18,7 +17,6 @@ use crate::sessions::Session;
 use crate::web::WebState;
 use crate::web::errors::{OwnBody, WebError};
 use crate::web::i18n::{Locale, PageTexts as _};
-use crate::web::middleware::CspNonce;
 use crate::web::views::{OidcConsentPage, PageContext, form_page};
 
 /// A JSON answer of a back-channel endpoint, never cached (RFC 6749 §5.1).
@@ -410,7 +408,6 @@ pub async fn end_session(
     locale: Locale,
     headers: HeaderMap,
     method: Method,
-    nonce: Option<Extension<CspNonce>>,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> Result<Response, WebError> {
@@ -425,7 +422,6 @@ pub async fn end_session(
     // The confirmation form of the page below posts here with its CSRF token.
     if method == Method::POST && get("csrf").is_some() {
         let fields: super::activation::Fields = params.iter().cloned().collect();
-        let _ = nonce;
         return super::login::logout(State(state), locale, headers, axum::Form(fields)).await;
     }
     let hint = get("id_token_hint").and_then(|h| state.oidc.verify_id_token_hint(h));
