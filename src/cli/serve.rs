@@ -34,14 +34,16 @@ pub async fn run(config: Config, demo: bool) -> anyhow::Result<()> {
         config.server.shutdown_grace.0,
         |addr| {
             let mode = if demo { "demo" } else { "serve" };
-            println!(
+            let mut banner = format!(
                 "Sésame ({mode}) is serving {public_url} — listening on {addr}, database: {backend}, \
-                 ready in {} ms",
+                 ready in {} ms\n",
                 started.elapsed().as_millis()
             );
             if demo {
-                print!("{}", super::demo::welcome(&app));
+                banner.push_str(&super::demo::welcome(&app));
             }
+            // One write: scripts that wait for "listening on" then read the accounts see both.
+            print!("{banner}");
             tracing::info!(%addr, %public_url, backend, demo, "listening");
         },
         shutdown_signal(),
