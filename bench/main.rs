@@ -611,8 +611,6 @@ async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
 /// (WAL, synchronous=FULL, foreign keys, busy timeout): `/write` = one indexed SELECT and one
 /// INSERT, `/read` = the SELECT, `/static` = a constant.
 async fn floor_server(port: u16, db: &Path) {
-    use axum::extract::State;
-    use axum::routing::get;
     use sqlx::sqlite::{
         SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
     };
@@ -632,45 +630,12 @@ async fn floor_server(port: u16, db: &Path) {
         .execute(&pool)
         .await
         .unwrap();
-    async fn write(State(pool): State<sqlx::SqlitePool>) -> &'static str {
-        let id = OsEntropy.hex(16);
-        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = ?")
-            .bind(&id)
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO t (id, v) VALUES (?, ?)")
-            .bind(&id)
-            .bind("x")
-            .execute(&pool)
-            .await
-            .unwrap();
-        "ok"
-    }
-    async fn read(State(pool): State<sqlx::SqlitePool>) -> &'static str {
-        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = ?")
-            .bind(OsEntropy.hex(16))
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
-        "ok"
-    }
-    let app = axum::Router::new()
-        .route("/write", get(write))
-        .route("/read", get(read))
-        .route("/static", get(|| async { "static" }))
-        .with_state(pool);
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
-    axum::serve(listener, app).await.unwrap();
+    serve_floor(port, FloorDb::Sqlite(pool)).await;
 }
 
 /// The floor server on PostgreSQL (`sesame-bench floor PORT URL#SCHEMA`): the same endpoints,
 /// in a schema of its own, with the pool size Sésame uses by default.
 async fn floor_server_postgres(port: u16, url: &str, schema: &str) {
-    use axum::extract::State;
-    use axum::routing::get;
     use sqlx::Executor as _;
     use sqlx::postgres::PgPoolOptions;
     let search_path = format!("SET search_path TO {schema}");
@@ -703,34 +668,72 @@ async fn floor_server_postgres(port: u16, url: &str, schema: &str) {
         .execute(&pool)
         .await
         .unwrap();
-    async fn write(State(pool): State<sqlx::PgPool>) -> &'static str {
+    serve_floor(port, FloorDb::Postgres(pool)).await;
+}
+
+/// The floor's database, on either backend.
+#[derive(Clone)]
+enum FloorDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl FloorDb {
+    /// One indexed SELECT.
+    async fn select(&self, id: &str) {
+        let _: Option<(String,)> = match self {
+            FloorDb::Sqlite(pool) => sqlx::query_as("SELECT v FROM t WHERE id = ?")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+            FloorDb::Postgres(pool) => sqlx::query_as("SELECT v FROM t WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await
+                .unwrap(),
+        };
+    }
+
+    /// One INSERT (autocommit).
+    async fn insert(&self, id: &str) {
+        match self {
+            FloorDb::Sqlite(pool) => sqlx::query("INSERT INTO t (id, v) VALUES (?, 'x')")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .unwrap(),
+            FloorDb::Postgres(pool) => sqlx::query("INSERT INTO t (id, v) VALUES ($1, 'x')")
+                .bind(id)
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .unwrap(),
+        }
+    }
+}
+
+/// The floor's endpoints: `/write` = one indexed SELECT and one INSERT, `/read` = the SELECT,
+/// `/static` = a constant.
+async fn serve_floor(port: u16, db: FloorDb) {
+    use axum::extract::State;
+    use axum::routing::get;
+    async fn write(State(db): State<FloorDb>) -> &'static str {
         let id = OsEntropy.hex(16);
-        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = $1")
-            .bind(&id)
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO t (id, v) VALUES ($1, $2)")
-            .bind(&id)
-            .bind("x")
-            .execute(&pool)
-            .await
-            .unwrap();
+        db.select(&id).await;
+        db.insert(&id).await;
         "ok"
     }
-    async fn read(State(pool): State<sqlx::PgPool>) -> &'static str {
-        let _: Option<(String,)> = sqlx::query_as("SELECT v FROM t WHERE id = $1")
-            .bind(OsEntropy.hex(16))
-            .fetch_optional(&pool)
-            .await
-            .unwrap();
+    async fn read(State(db): State<FloorDb>) -> &'static str {
+        db.select(&OsEntropy.hex(16)).await;
         "ok"
     }
     let app = axum::Router::new()
         .route("/write", get(write))
         .route("/read", get(read))
         .route("/static", get(|| async { "static" }))
-        .with_state(pool);
+        .with_state(db);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap();
