@@ -9,6 +9,7 @@ use axum::Router;
 use crate::accounts::activation::{ActivationService, ActivationSettings};
 use crate::accounts::helpdesk::Helpdesk;
 use crate::accounts::lockout::{Lockout, LockoutPolicy};
+use crate::accounts::mfa::Mfa;
 use crate::accounts::password::{HashParams, PasswordError, PasswordHasher};
 use crate::accounts::password_policy::PasswordPolicy;
 use crate::accounts::provisioning::Importer;
@@ -84,6 +85,9 @@ pub struct App {
     pub lockout: Arc<Lockout>,
     pub sessions: Arc<Sessions>,
     pub login: Arc<LoginService>,
+    pub mfa: Arc<Mfa>,
+    /// The rules of `/account`.
+    pub self_service: Arc<crate::accounts::self_service::SelfService>,
     pub cas: Arc<CasServer>,
     pub oidc: Arc<crate::oidc::server::OidcServer>,
     /// Sends CAS single-logout requests (run by the jobs; tests call it directly).
@@ -419,15 +423,17 @@ impl App {
         entropy: Arc<dyn Entropy>,
     ) -> Result<Self, StartError> {
         let audit = Arc::new(Auditor::new(store.clone(), clock.clone()));
-        let keys = KeyRing::open(
-            store.clone(),
-            config.master_key_file().to_path_buf(),
-            clock.clone(),
-            entropy.clone(),
-            audit.clone(),
-            rotation_policy(&config),
-        )
-        .await?;
+        let keys = Arc::new(
+            KeyRing::open(
+                store.clone(),
+                config.master_key_file().to_path_buf(),
+                clock.clone(),
+                entropy.clone(),
+                audit.clone(),
+                rotation_policy(&config),
+            )
+            .await?,
+        );
         let one_time = Arc::new(OneTimeValues::new(
             store.clone(),
             clock.clone(),
@@ -504,6 +510,34 @@ impl App {
             entropy.clone(),
             session_policy(&config),
         ));
+        let passkeys = match config.mfa.passkeys {
+            true => match crate::accounts::mfa::Passkeys::new(
+                config.public_url(),
+                &config.university.name,
+            ) {
+                Ok(passkeys) => Some(passkeys),
+                Err(reason) => {
+                    tracing::warn!(%reason, "passkeys are off");
+                    None
+                }
+            },
+            false => None,
+        };
+        let mfa = Arc::new(Mfa::new(
+            store.clone(),
+            store.clone(),
+            keys.clone(),
+            one_time.clone(),
+            audit.clone(),
+            outbox.clone(),
+            clock.clone(),
+            entropy.clone(),
+            Arc::new(|locale, to, university, what| {
+                crate::mail::messages::security_notice(locale, to.clone(), university, what)
+            }),
+            config.university.name.clone(),
+            passkeys,
+        ));
         let login = Arc::new(LoginService::new(
             store.clone(),
             lockout.clone(),
@@ -522,12 +556,18 @@ impl App {
                 .public_url()
                 .join("password/forgot")
                 .expect("a relative path joins any base URL"),
+            mfa.clone(),
+            crate::login::MfaPolicy {
+                required_for: config.mfa.required_for.clone(),
+                unenrolled: config.mfa.unenrolled,
+                student_domain: config.university.student_domain.clone(),
+                staff_domain: config.university.staff_domain.clone(),
+            },
         ));
         let callbacks = Arc::new(
             crate::outbound::HttpCallbacks::new(crate::outbound::CALLBACK_TIMEOUT)
                 .map_err(StartError::Callbacks)?,
         );
-        let keys = Arc::new(keys);
         let oidc = Arc::new(oidc_server(
             &config,
             store.clone(),
@@ -555,7 +595,22 @@ impl App {
             clock.clone(),
             entropy.clone(),
         ));
+        let self_service = Arc::new(crate::accounts::self_service::SelfService::new(
+            store.clone(),
+            store.clone(),
+            passwords.clone(),
+            password_policy(&config),
+            lockout.clone(),
+            sessions.clone(),
+            mfa.clone(),
+            audit.clone(),
+            config.university.name.clone(),
+            config.university.student_domain.clone(),
+            config.university.staff_domain.clone(),
+        ));
         Ok(Self {
+            self_service,
+            mfa,
             cas,
             oidc,
             cas_logouts,
@@ -616,6 +671,7 @@ impl App {
                 activation: self.activation.clone(),
                 recovery: self.recovery.clone(),
                 login: self.login.clone(),
+                account: self.self_service.clone(),
                 cas: self.cas.clone(),
                 oidc: self.oidc.clone(),
                 throttle: self.throttle.clone(),

@@ -371,6 +371,28 @@ section! {
 }
 
 section! {
+    /// `[mfa]`: second factors (DESIGN.md §5).
+    pub struct Mfa {
+        /// Affiliations (eduPersonAffiliation: `staff`, `faculty`, `employee`, `student`…) whose
+        /// every login needs a second factor, whatever the application.
+        required_for: Vec<String> = Vec::new(),
+        /// When a second factor is required and the account has none: `enrol` (sign in with the
+        /// password, then straight to the TOTP enrolment) or `refuse`.
+        unenrolled: Unenrolled = Unenrolled::Enrol,
+        /// Offer passkeys (needs `server.public_url` with a host name, not an IP address).
+        passkeys: bool = true,
+    }
+}
+
+/// What happens when a second factor is required from an account that has none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Unenrolled {
+    Enrol,
+    Refuse,
+}
+
+section! {
     /// `[log]`: diagnostics.
     pub struct Log {
         /// `text` or `json`.
@@ -420,6 +442,7 @@ pub struct Config {
     pub sessions: Sessions,
     pub cas: Cas,
     pub oidc: Oidc,
+    pub mfa: Mfa,
     pub log: Log,
     pub maintenance: Maintenance,
 }
@@ -507,6 +530,7 @@ impl Config {
             "sessions",
             "cas",
             "oidc",
+            "mfa",
             "log",
             "maintenance",
         ];
@@ -549,6 +573,7 @@ impl Config {
             sessions: Sessions::load(section("sessions"), "sessions", &mut problems),
             cas: Cas::load(section("cas"), "cas", &mut problems),
             oidc: Oidc::load(section("oidc"), "oidc", &mut problems),
+            mfa: Mfa::load(section("mfa"), "mfa", &mut problems),
             log: Log::load(section("log"), "log", &mut problems),
             maintenance: Maintenance::load(section("maintenance"), "maintenance", &mut problems),
             data_dir,
@@ -1075,7 +1100,7 @@ fn apply_cli(table: &mut Table, cli: &CliOverrides) {
 /// Every `section.key` the configuration knows, for documentation checks.
 pub fn all_keys() -> Vec<String> {
     let mut keys = vec!["data_dir".to_string()];
-    let sections: [(&str, &[&str]); 14] = [
+    let sections: [(&str, &[&str]); 15] = [
         ("server", Server::KEYS),
         ("database", Database::KEYS),
         ("keys", Keys::KEYS),
@@ -1088,6 +1113,7 @@ pub fn all_keys() -> Vec<String> {
         ("sessions", Sessions::KEYS),
         ("cas", Cas::KEYS),
         ("oidc", Oidc::KEYS),
+        ("mfa", Mfa::KEYS),
         ("log", Log::KEYS),
         ("maintenance", Maintenance::KEYS),
     ];

@@ -8,10 +8,12 @@ pub mod attributes;
 pub mod helpdesk;
 pub mod identifiers;
 pub mod lockout;
+pub mod mfa;
 pub mod password;
 pub mod password_policy;
 pub mod provisioning;
 pub mod recovery;
+pub mod self_service;
 
 use std::fmt;
 use std::str::FromStr;

@@ -92,6 +92,8 @@ audit_actions! {
     StaffActivationCodeIssued = "accounts.staff_activation_code_issued",
     /// A password reset link was queued to the recovery addresses.
     PasswordResetRequested = "accounts.password_reset_requested",
+    /// A signed-in person changed their password at `/account`.
+    PasswordChanged = "accounts.password_changed",
     /// A password was set from a reset link.
     PasswordReset = "accounts.password_reset",
     /// A registrar or HR feed was imported.
@@ -118,6 +120,18 @@ audit_actions! {
     SessionEnded = "sessions.ended",
     /// Sessions were revoked (operator, password reset, leaver).
     SessionsRevoked = "sessions.revoked",
+    /// A second factor was added (details: factor, passkey).
+    MfaFactorAdded = "mfa.factor_added",
+    /// A second factor was removed by its owner (details: factor, passkey).
+    MfaFactorRemoved = "mfa.factor_removed",
+    /// A new set of recovery codes replaced the old one.
+    MfaRecoveryCodesCreated = "mfa.recovery_codes_created",
+    /// A recovery code was spent at login.
+    MfaRecoveryCodeUsed = "mfa.recovery_code_used",
+    /// A passkey's signature counter went backwards: it is flagged and refused.
+    MfaPasskeyFlagged = "mfa.passkey_flagged",
+    /// The helpdesk removed every factor of an account (details: reason).
+    MfaReset = "mfa.reset",
     /// A CAS ticket was validated (details: service, kind, endpoint).
     CasTicketValidated = "cas.ticket_validated",
     /// A CAS ticket validation failed (details: code, service).

@@ -99,6 +99,8 @@ pub struct StoredTicket {
     pub auth_time: i64,
     /// The session is a "stay signed in" one.
     pub long_term: bool,
+    /// The factors of the session's authentication (RFC 8176 `amr` values).
+    pub amr: Vec<String>,
     /// For a proxy ticket: the proxy callback URLs it came through, most recent first (§2.6.2).
     pub proxies: Vec<String>,
 }
@@ -115,6 +117,7 @@ pub struct ProxyGrantingTicket {
     pub proxies: Vec<String>,
     pub auth_time: i64,
     pub long_term: bool,
+    pub amr: Vec<String>,
 }
 
 /// The storage port of tickets.
@@ -342,6 +345,7 @@ mod tests {
             expires_at: 110,
             auth_time: 50,
             long_term: false,
+            amr: vec!["pwd".into()],
             proxies: vec![],
         }
     }

@@ -146,10 +146,10 @@ impl CasServer {
     }
 
     /// Whether a session's authentication is enough for a service: a service that requires MFA
-    /// gets no ticket from a password-only session (fail closed until the MFA work steps the
-    /// session up).
-    pub fn session_suffices(session: &Session, service: &CasService) -> bool {
-        !service.mfa_required || session.factors.iter().any(|f| f != "pwd")
+    /// gets no ticket from a session without a (fresh enough) second factor; the web layer then
+    /// steps the session up (DESIGN.md §5).
+    pub fn session_suffices(&self, session: &Session, service: &CasService) -> bool {
+        !service.mfa_required || session.has_fresh_mfa(self.clock.unix_now())
     }
 
     /// Issues a service ticket for a live session (§2.1–2.2) and notes the service in the
@@ -171,6 +171,7 @@ impl CasServer {
             expires_at: now + self.settings.ticket_lifetime.as_secs() as i64,
             auth_time: session.auth_time,
             long_term: session.kind == SessionKind::Remembered,
+            amr: session.factors.clone(),
             proxies: Vec::new(),
         };
         let digest = SecretToken::new(ticket.clone()).digest();
@@ -238,6 +239,26 @@ impl CasServer {
                 }
             },
         };
+        // DESIGN.md §5: a service that requires MFA never validates a ticket of an
+        // authentication without a second factor (whatever issued it).
+        if service.mfa_required && !crate::accounts::mfa::is_multi_factor(&stored.amr) {
+            self.audit
+                .record(
+                    Actor::System,
+                    AuditAction::CasTicketRefused,
+                    Some(stored.account_id.clone()),
+                    serde_json::json!({"code": "INVALID_TICKET", "service": service.id,
+                        "reason": "no_second_factor"}),
+                )
+                .await?;
+            return Ok(Err(CasFailure::new(
+                CasErrorCode::InvalidTicket,
+                format!(
+                    "the service {} requires a second factor, which this login did not use",
+                    service.id
+                ),
+            )));
+        }
         let account = match self.accounts.find_account_by_id(&stored.account_id).await? {
             Some(account) if account.state == AccountState::Active => account,
             _ => {
@@ -284,6 +305,13 @@ impl CasServer {
                 "longTermAuthenticationRequestTokenUsed".into(),
                 vec![stored.long_term.to_string()],
             );
+            // The authentication context (REFEDS profiles, as the OIDC `acr`) and its methods
+            // (RFC 8176 values, as the OIDC `amr`).
+            released.insert(
+                "authnContextClass".into(),
+                vec![crate::oidc::server::acr_of(&stored.amr).to_string()],
+            );
+            released.insert("authenticationMethod".into(), stored.amr.clone());
         }
         self.audit
             .record(
@@ -360,6 +388,7 @@ impl CasServer {
                     proxies,
                     auth_time: ticket.auth_time,
                     long_term: ticket.long_term,
+                    amr: ticket.amr.clone(),
                 },
                 self.clock.unix_now(),
             )
@@ -424,6 +453,7 @@ impl CasServer {
             expires_at: now + self.settings.ticket_lifetime.as_secs() as i64,
             auth_time: granting.auth_time,
             long_term: granting.long_term,
+            amr: granting.amr,
             proxies: granting.proxies,
         };
         self.tickets

@@ -233,6 +233,41 @@ pub async fn revoke_sessions(
     }
 }
 
+/// `sesame admin reset-mfa LOGIN --reason …`.
+pub async fn reset_mfa(
+    config: Config,
+    login: &str,
+    reason: &str,
+    json: bool,
+) -> anyhow::Result<()> {
+    if reason.trim().is_empty() {
+        anyhow::bail!("give the reason for the audit trail with --reason");
+    }
+    let admin = Admin::open(config).await?;
+    let account = admin.helpdesk().account(login).await?;
+    let outbox = crate::mail::outbox::Outbox::new(admin.store.clone(), admin.clock.clone());
+    let removed = crate::accounts::mfa::reset_factors(
+        admin.store.as_ref(),
+        admin.store.as_ref(),
+        &outbox,
+        &admin.audit,
+        &admin.config.university.name,
+        &account.id,
+        super::operator(),
+        reason.trim(),
+    )
+    .await?;
+    if json {
+        print_json(&serde_json::json!({"login": account.login, "factors_removed": removed}))
+    } else {
+        println!(
+            "{removed} second factor(s) of {} removed; the recovery contacts were told.",
+            account.login
+        );
+        Ok(())
+    }
+}
+
 /// `sesame admin consents LOGIN`.
 pub async fn consents(config: Config, login: &str, json: bool) -> anyhow::Result<()> {
     let admin = Admin::open(config).await?;

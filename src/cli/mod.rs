@@ -149,6 +149,16 @@ pub enum AdminCommand {
         #[command(flatten)]
         json: JsonFlag,
     },
+    /// Remove every second factor of an account (TOTP, passkeys, recovery codes) when its owner
+    /// lost them all; audited, and every contact is told.
+    ResetMfa {
+        login: String,
+        /// Why (recorded in the audit trail): how the person's identity was checked.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        json: JsonFlag,
+    },
     /// Forget an account's consents (all, or one client's) and revoke the tokens they allowed.
     RevokeConsent {
         login: String,
@@ -410,6 +420,11 @@ pub fn run(cli: Cli) -> ExitCode {
                 reason,
                 json,
             }) => admin::revoke_sessions(config, &login, &reason, json.json).await,
+            Command::Admin(AdminCommand::ResetMfa {
+                login,
+                reason,
+                json,
+            }) => admin::reset_mfa(config, &login, &reason, json.json).await,
             Command::Admin(AdminCommand::Consents { login, json }) => {
                 admin::consents(config, &login, json.json).await
             }

@@ -369,6 +369,21 @@ impl KeyRing {
         Ok(stored)
     }
 
+    /// Seals a secret of the deployment (a TOTP seed) with the master key; `context` binds it to
+    /// its owner (a sealed value moved to another row does not open).
+    pub fn seal_secret(&self, context: &str, secret: &[u8]) -> Vec<u8> {
+        self.master.seal(self.entropy.as_ref(), context, secret)
+    }
+
+    /// Opens what [`KeyRing::seal_secret`] sealed with the same context.
+    pub fn open_secret(
+        &self,
+        context: &str,
+        sealed: &[u8],
+    ) -> Result<zeroize::Zeroizing<Vec<u8>>, sealing::UnsealError> {
+        self.master.open(context, sealed)
+    }
+
     /// Reloads every key from the database (other nodes or the CLI may have rotated).
     pub async fn refresh(&self) -> Result<(), KeyError> {
         let stored = self.store.list_signing_keys().await?;

@@ -16,11 +16,13 @@ use url::Url;
 
 use crate::accounts::identifiers::canonical_login;
 use crate::accounts::lockout::{Admission, LockStatus, Lockout};
+use crate::accounts::mfa::{AMR_HWK, AMR_MFA, AMR_OTP, FactorSummary, Mfa, PasskeyError};
 use crate::accounts::password::{PasswordError, PasswordHasher, Verification};
 use crate::accounts::recovery::RecoveryStore;
-use crate::accounts::{AccountRecord, AccountState, AccountsError};
+use crate::accounts::{AccountRecord, AccountState, AccountsError, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
 use crate::clock::Clock;
+use crate::config::Unenrolled;
 use crate::locale::Locale;
 use crate::mail::outbox::Outbox;
 use crate::mail::{EmailAddress, OutgoingMail};
@@ -68,6 +70,9 @@ pub struct LoginAttempt<'a> {
     pub locale: Locale,
     /// The browser's current session cookie, ended when the new session opens.
     pub previous_session: Option<SecretToken>,
+    /// Where the login continues requires a second factor (an MFA-required service or client,
+    /// an OIDC request asking for the MFA profile).
+    pub require_mfa: bool,
 }
 
 /// A completed login.
@@ -77,6 +82,101 @@ pub struct SignedIn {
     pub session: Session,
     /// The session cookie's value: give it to the browser, never store or log it.
     pub cookie: SecretToken,
+    /// A second factor is required and the account has none: the user goes to the enrolment
+    /// (policy `mfa.unenrolled = "enrol"`) before anything else.
+    pub must_enrol: bool,
+}
+
+/// The password was right; the account's second factor is asked next. Nothing is open yet: no
+/// session, no ticket, no code.
+#[derive(Debug)]
+pub struct PendingSecondFactor {
+    /// The reference of the pending login: the browser keeps it in a cookie, so that the
+    /// second step cannot be played from another browser. Never log it.
+    pub reference: SecretToken,
+    pub factors: FactorSummary,
+}
+
+/// How a session that lacks a second factor goes on.
+#[derive(Debug)]
+pub enum StepUp {
+    /// Ask for the account's factor: the pending login's reference (for the browser's cookie).
+    Challenge(SecretToken),
+    /// The account has none: send it to the enrolment.
+    Enrol,
+    /// The account has none and the policy refuses.
+    Refused,
+}
+
+/// What the second step proves.
+pub enum Proof<'a> {
+    /// A TOTP code or a recovery code (the `code` field).
+    Code(&'a str),
+    /// A passkey assertion: the ceremony's reference and the browser's answer (JSON).
+    Passkey {
+        reference: &'a SecretToken,
+        response: &'a str,
+    },
+}
+
+/// The answer to a second step.
+#[derive(Debug)]
+pub enum SecondFactorOutcome {
+    SignedIn(Box<SignedIn>),
+    /// Wrong code or refused passkey; the pending login goes on.
+    Rejected,
+    /// Locked: the pending login is over.
+    Locked(LockStatus),
+    /// No such pending login (expired, used, or another browser's).
+    Expired,
+    Disabled,
+}
+
+/// What the second-factor page shows about a pending login.
+#[derive(Debug)]
+pub struct PendingView {
+    pub account_id: String,
+    pub factors: FactorSummary,
+}
+
+/// The MFA rules of the configuration (DESIGN.md §5).
+#[derive(Debug, Clone)]
+pub struct MfaPolicy {
+    /// Affiliations whose every login needs a second factor.
+    pub required_for: Vec<String>,
+    pub unenrolled: Unenrolled,
+    pub student_domain: String,
+    pub staff_domain: String,
+}
+
+/// A login waiting for its second factor, kept server-side.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingLogin {
+    account_id: String,
+    counter_key: String,
+    kind: String,
+    client_ip: Option<String>,
+    user_agent: Option<String>,
+    /// The factors already passed.
+    factors: Vec<String>,
+}
+
+const PENDING_PURPOSE: &str = "login.second_factor";
+/// How long the second step may wait.
+const PENDING_LIFETIME: std::time::Duration = std::time::Duration::from_secs(10 * 60);
+
+/// The session's factors after a second one passed (RFC 8176: `mfa` when several).
+fn with_factor(previous: &[String], factor: &str) -> Vec<String> {
+    let mut factors: Vec<String> = previous
+        .iter()
+        .filter(|f| f.as_str() != AMR_MFA)
+        .cloned()
+        .collect();
+    if !factors.iter().any(|f| f == factor) {
+        factors.push(factor.to_string());
+    }
+    factors.push(AMR_MFA.to_string());
+    factors
 }
 
 impl std::fmt::Debug for LoginAttempt<'_> {
@@ -104,6 +204,10 @@ pub enum LoginOutcome {
     Locked(LockStatus),
     /// The password is right but the account is disabled.
     Disabled,
+    /// The password is right; the second factor comes next.
+    SecondFactor(Box<PendingSecondFactor>),
+    /// A second factor is required, the account has none and the policy refuses.
+    EnrolmentRequired,
 }
 
 pub struct LoginService {
@@ -119,6 +223,8 @@ pub struct LoginService {
     our_domains: Vec<String>,
     university: String,
     forgot_link: Url,
+    mfa: Arc<Mfa>,
+    mfa_policy: MfaPolicy,
 }
 
 /// How long a login form keeps where the user was going.
@@ -209,8 +315,12 @@ impl LoginService {
         our_domains: Vec<String>,
         university: String,
         forgot_link: Url,
+        mfa: Arc<Mfa>,
+        mfa_policy: MfaPolicy,
     ) -> Self {
         Self {
+            mfa,
+            mfa_policy,
             store,
             lockout,
             passwords,
@@ -355,12 +465,52 @@ impl LoginService {
                     self.failed(Some(account.id.clone()), "disabled").await?;
                     return Ok(LoginOutcome::Disabled);
                 }
-                self.lockout.record_success(&key).await?;
                 if needs_rehash {
                     self.rehash(&account, &hash, attempt.password).await;
                 }
+                let factors = self.mfa.summary(&account.id).await?;
+                let required = attempt.require_mfa || self.required_by_policy(&account).await?;
+                if factors.any() {
+                    // The lockout counter is reset only when every factor passed: wrong second
+                    // factors count like wrong passwords (DESIGN.md §6).
+                    let reference = self
+                        .begin_pending(
+                            &account.id,
+                            &key,
+                            attempt.kind,
+                            &attempt.origin,
+                            &[AMR_PASSWORD],
+                        )
+                        .await?;
+                    return Ok(LoginOutcome::SecondFactor(Box::new(PendingSecondFactor {
+                        reference,
+                        factors,
+                    })));
+                }
+                self.lockout.record_success(&key).await?;
+                if required && self.mfa_policy.unenrolled == Unenrolled::Refuse {
+                    self.failed(Some(account.id.clone()), "no_second_factor")
+                        .await?;
+                    return Ok(LoginOutcome::EnrolmentRequired);
+                }
                 let id = account.id.clone();
-                match self.signed_in(account, attempt).await {
+                let opened = self
+                    .signed_in(
+                        account,
+                        &[AMR_PASSWORD],
+                        attempt.kind,
+                        attempt.origin,
+                        attempt.previous_session.as_ref(),
+                    )
+                    .await;
+                let opened = opened.map(|outcome| match outcome {
+                    LoginOutcome::SignedIn(mut signed_in) => {
+                        signed_in.must_enrol = required;
+                        LoginOutcome::SignedIn(signed_in)
+                    }
+                    other => other,
+                });
+                match opened {
                     // Disabled while the password was being checked.
                     Err(AccountsError::Storage(StorageError::Conflict)) => {
                         self.failed(Some(id), "disabled").await?;
@@ -400,26 +550,23 @@ impl LoginService {
     async fn signed_in(
         &self,
         account: AccountRecord,
-        attempt: LoginAttempt<'_>,
+        factors: &[&str],
+        kind: SessionKind,
+        origin: SessionOrigin,
+        previous_session: Option<&SecretToken>,
     ) -> Result<LoginOutcome, AccountsError> {
-        let from = attempt.origin.client_ip.clone();
-        let (cookie, session) = match &attempt.previous_session {
+        let from = origin.client_ip.clone();
+        let (cookie, session) = match previous_session {
             // Never the old cookie value (no fixation); the same person keeps the session's
-            // applications (a CAS renew must not log them out).
+            // applications (a CAS renew or a step-up must not log them out).
             Some(previous) => {
                 self.sessions
-                    .reopen(
-                        previous,
-                        &account.id,
-                        &[AMR_PASSWORD],
-                        attempt.kind,
-                        attempt.origin,
-                    )
+                    .reopen(previous, &account.id, factors, kind, origin)
                     .await?
             }
             None => {
                 self.sessions
-                    .open(&account.id, &[AMR_PASSWORD], attempt.kind, attempt.origin)
+                    .open(&account.id, factors, kind, origin)
                     .await?
             }
         };
@@ -442,7 +589,365 @@ impl LoginService {
             account,
             session,
             cookie,
+            must_enrol: false,
         })))
+    }
+
+    /// Whether the configuration requires a second factor of this account (`mfa.required_for`).
+    async fn required_by_policy(&self, account: &AccountRecord) -> Result<bool, StorageError> {
+        if self.mfa_policy.required_for.is_empty() {
+            return Ok(false);
+        }
+        let all = attributes::of_account(
+            self.store.as_ref(),
+            account,
+            &self.mfa_policy.student_domain,
+            &self.mfa_policy.staff_domain,
+        )
+        .await?;
+        Ok(all.get("eduPersonAffiliation").is_some_and(|values| {
+            values
+                .iter()
+                .any(|v| self.mfa_policy.required_for.iter().any(|r| r == v))
+        }))
+    }
+
+    pub fn mfa(&self) -> &Arc<Mfa> {
+        &self.mfa
+    }
+
+    async fn begin_pending(
+        &self,
+        account_id: &str,
+        counter_key: &str,
+        kind: SessionKind,
+        origin: &SessionOrigin,
+        factors: &[&str],
+    ) -> Result<SecretToken, StorageError> {
+        let payload = serde_json::to_string(&PendingLogin {
+            account_id: account_id.to_string(),
+            counter_key: counter_key.to_string(),
+            kind: kind.as_str().to_string(),
+            client_ip: origin.client_ip.clone(),
+            user_agent: origin.user_agent.clone(),
+            factors: factors.iter().map(|f| f.to_string()).collect(),
+        })
+        .map_err(|e| StorageError::Corrupt(format!("pending login: {e}")))?;
+        self.one_time
+            .issue(PENDING_PURPOSE, &payload, PENDING_LIFETIME)
+            .await
+    }
+
+    async fn pending(&self, reference: &SecretToken) -> Result<Option<PendingLogin>, StorageError> {
+        Ok(self
+            .one_time
+            .peek(PENDING_PURPOSE, reference)
+            .await?
+            .and_then(|p| serde_json::from_str(&p).ok()))
+    }
+
+    /// What the second-factor page needs to know of a pending login.
+    pub async fn pending_view(
+        &self,
+        reference: &SecretToken,
+    ) -> Result<Option<PendingView>, StorageError> {
+        let Some(pending) = self.pending(reference).await? else {
+            return Ok(None);
+        };
+        let factors = self.mfa.summary(&pending.account_id).await?;
+        Ok(Some(PendingView {
+            account_id: pending.account_id,
+            factors,
+        }))
+    }
+
+    /// A live session lacks the second factor its destination requires (step-up, DESIGN.md §5).
+    pub async fn begin_step_up(&self, session: &Session) -> Result<StepUp, AccountsError> {
+        let factors = self.mfa.summary(&session.account_id).await?;
+        if !factors.any() {
+            return Ok(match self.mfa_policy.unenrolled {
+                Unenrolled::Enrol => StepUp::Enrol,
+                Unenrolled::Refuse => StepUp::Refused,
+            });
+        }
+        let login = self
+            .login_of(&session.account_id)
+            .await?
+            .unwrap_or_default();
+        let factors: Vec<&str> = session.factors.iter().map(String::as_str).collect();
+        let reference = self
+            .begin_pending(
+                &session.account_id,
+                &login,
+                session.kind,
+                &SessionOrigin {
+                    client_ip: session.client_ip.clone(),
+                    user_agent: session.user_agent.clone(),
+                },
+                &factors,
+            )
+            .await?;
+        Ok(StepUp::Challenge(reference))
+    }
+
+    /// The second step of a login (or of a step-up): a TOTP code, a recovery code or a passkey,
+    /// under the lockout rules. Only when it passes does a session open (or the browser's
+    /// session get the factor, with a new cookie value).
+    pub async fn second_factor(
+        &self,
+        reference: &SecretToken,
+        proof: Proof<'_>,
+        locale: Locale,
+        previous_session: Option<SecretToken>,
+    ) -> Result<SecondFactorOutcome, AccountsError> {
+        let Some(pending) = self.pending(reference).await? else {
+            return Ok(SecondFactorOutcome::Expired);
+        };
+        let account_id = pending.account_id.clone();
+        let outcome = match self.lockout.attempt(&pending.counter_key, true).await? {
+            Admission::Refused(status) => {
+                self.one_time.redeem(PENDING_PURPOSE, reference).await?;
+                self.second_factor_failed(&account_id, "locked").await?;
+                return Ok(SecondFactorOutcome::Locked(status));
+            }
+            Admission::Admitted(outcome) => outcome,
+        };
+        let passed = match proof {
+            Proof::Code(code) => {
+                if crate::accounts::mfa::totp_digits(code).is_some() {
+                    self.mfa
+                        .verify_totp(&account_id, code)
+                        .await?
+                        .then_some(("totp", AMR_OTP))
+                } else {
+                    self.mfa
+                        .use_recovery_code(&account_id, code, locale)
+                        .await?
+                        .then_some(("recovery_code", AMR_OTP))
+                }
+            }
+            Proof::Passkey {
+                reference,
+                response,
+            } => match self
+                .mfa
+                .finish_passkey_authentication(reference, response, Some(&account_id), locale)
+                .await
+            {
+                Ok(_) => Some(("passkey", AMR_HWK)),
+                Err(PasskeyError::Storage(error)) => return Err(error.into()),
+                Err(error) => {
+                    tracing::info!(%error, "passkey refused as a second factor");
+                    None
+                }
+            },
+        };
+        let Some((method, amr)) = passed else {
+            self.second_factor_failed(&account_id, "wrong_second_factor")
+                .await?;
+            if outcome.newly_hard_locked {
+                self.audit
+                    .record(
+                        Actor::System,
+                        AuditAction::AccountHardLocked,
+                        Some(account_id.clone()),
+                        serde_json::json!({"failures": outcome.failures}),
+                    )
+                    .await?;
+                if let Some(account) = self.store.find_account_by_id(&account_id).await? {
+                    self.notify_hard_lock(&account, locale).await?;
+                }
+            }
+            return Ok(match outcome.status {
+                LockStatus::Open => SecondFactorOutcome::Rejected,
+                locked => {
+                    self.one_time.redeem(PENDING_PURPOSE, reference).await?;
+                    SecondFactorOutcome::Locked(locked)
+                }
+            });
+        };
+        // Single use of the pending login (a second tab with the same cookie gets nothing).
+        if self
+            .one_time
+            .redeem(PENDING_PURPOSE, reference)
+            .await?
+            .is_none()
+        {
+            return Ok(SecondFactorOutcome::Expired);
+        }
+        self.lockout.record_success(&pending.counter_key).await?;
+        let Some(account) = self.store.find_account_by_id(&account_id).await? else {
+            return Ok(SecondFactorOutcome::Expired);
+        };
+        if account.state != AccountState::Active {
+            self.second_factor_failed(&account_id, "disabled").await?;
+            return Ok(SecondFactorOutcome::Disabled);
+        }
+        let factors = with_factor(&pending.factors, amr);
+        let factors: Vec<&str> = factors.iter().map(String::as_str).collect();
+        let kind = pending.kind.parse().unwrap_or(SessionKind::Standard);
+        let origin = SessionOrigin {
+            client_ip: pending.client_ip,
+            user_agent: pending.user_agent,
+        };
+        tracing::debug!(method, "second factor passed");
+        Ok(
+            match self
+                .signed_in(account, &factors, kind, origin, previous_session.as_ref())
+                .await
+            {
+                Ok(LoginOutcome::SignedIn(signed_in)) => SecondFactorOutcome::SignedIn(signed_in),
+                Ok(_) | Err(AccountsError::Storage(StorageError::Conflict)) => {
+                    SecondFactorOutcome::Disabled
+                }
+                Err(error) => return Err(error),
+            },
+        )
+    }
+
+    async fn second_factor_failed(
+        &self,
+        account_id: &str,
+        reason: &str,
+    ) -> Result<(), StorageError> {
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::LoginFailed,
+                Some(account_id.to_string()),
+                serde_json::json!({"factor": "second", "reason": reason}),
+            )
+            .await
+            .map(|_| ())
+    }
+
+    /// A passwordless login with a discoverable passkey (user verification required: a
+    /// multi-factor authentication by itself). A password lock does not block it (DESIGN.md §6):
+    /// the passkey is not guessable.
+    pub async fn passkey_login(
+        &self,
+        reference: &SecretToken,
+        response: &str,
+        kind: SessionKind,
+        origin: SessionOrigin,
+        locale: Locale,
+        previous_session: Option<SecretToken>,
+    ) -> Result<LoginOutcome, AccountsError> {
+        let account_id = match self
+            .mfa
+            .finish_passkey_authentication(reference, response, None, locale)
+            .await
+        {
+            Ok(account_id) => account_id,
+            Err(PasskeyError::Storage(error)) => return Err(error.into()),
+            Err(error) => {
+                tracing::info!(%error, "passkey login refused");
+                self.failed(None, "passkey_refused").await?;
+                return Ok(LoginOutcome::Rejected);
+            }
+        };
+        let Some(account) = self.store.find_account_by_id(&account_id).await? else {
+            return Ok(LoginOutcome::Rejected);
+        };
+        if account.state != AccountState::Active {
+            self.failed(Some(account_id), "disabled").await?;
+            return Ok(LoginOutcome::Disabled);
+        }
+        match self
+            .signed_in(
+                account,
+                &[AMR_HWK, AMR_MFA],
+                kind,
+                origin,
+                previous_session.as_ref(),
+            )
+            .await
+        {
+            Err(AccountsError::Storage(StorageError::Conflict)) => Ok(LoginOutcome::Disabled),
+            other => other,
+        }
+    }
+
+    /// Gives the browser's session a factor just proved in it (a TOTP confirmed at the
+    /// enrolment a policy sent the user to): a new cookie value, the factors, a fresh
+    /// `auth_time`.
+    pub async fn add_factor_to_session(
+        &self,
+        cookie: &SecretToken,
+        session: &Session,
+        factor: &str,
+    ) -> Result<(SecretToken, Session), StorageError> {
+        let factors = with_factor(&session.factors, factor);
+        let factors: Vec<&str> = factors.iter().map(String::as_str).collect();
+        self.sessions
+            .reopen(
+                cookie,
+                &session.account_id,
+                &factors,
+                session.kind,
+                SessionOrigin {
+                    client_ip: session.client_ip.clone(),
+                    user_agent: session.user_agent.clone(),
+                },
+            )
+            .await
+    }
+
+    /// Re-authentication before a sensitive change (DESIGN.md §5): the password again, under
+    /// the lockout rules; the session keeps its factors and gets a fresh `auth_time` and a new
+    /// cookie value. `None` when the password was wrong (or the account is locked).
+    pub async fn reauthenticate(
+        &self,
+        cookie: &SecretToken,
+        session: &Session,
+        password: &str,
+    ) -> Result<Option<(SecretToken, Session)>, AccountsError> {
+        if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+            return Ok(None);
+        }
+        let Some(account) = self.store.find_account_by_id(&session.account_id).await? else {
+            return Ok(None);
+        };
+        let key = account.login.clone();
+        let outcome = match self.lockout.attempt(&key, true).await? {
+            Admission::Refused(_) => return Ok(None),
+            Admission::Admitted(outcome) => outcome,
+        };
+        let verification = match self.store.find_password_hash(&account.id).await? {
+            Some(hash) => self.passwords.verify(password, &hash).await,
+            None => self.passwords.verify_dummy(password).await,
+        };
+        let verification = match verification {
+            Ok(v) => v,
+            Err(error) => {
+                self.lockout.refund(&key).await?;
+                return Err(error.into());
+            }
+        };
+        if !matches!(verification, Verification::Match { .. }) {
+            self.failed(Some(account.id.clone()), "wrong_password")
+                .await?;
+            if outcome.newly_hard_locked {
+                self.notify_hard_lock(&account, Locale::Fr).await?;
+            }
+            return Ok(None);
+        }
+        self.lockout.record_success(&key).await?;
+        let factors: Vec<&str> = session.factors.iter().map(String::as_str).collect();
+        Ok(Some(
+            self.sessions
+                .reopen(
+                    cookie,
+                    &session.account_id,
+                    &factors,
+                    session.kind,
+                    SessionOrigin {
+                        client_ip: session.client_ip.clone(),
+                        user_agent: session.user_agent.clone(),
+                    },
+                )
+                .await?,
+        ))
     }
 
     async fn failed(&self, subject: Option<String>, reason: &str) -> Result<(), StorageError> {

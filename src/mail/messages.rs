@@ -183,6 +183,51 @@ pub fn account_locked(
     mail(MailKind::AccountLocked, to, subject, text, html)
 }
 
+/// Notice to every contact of a change to the account's security (DESIGN.md §5: adding or
+/// removing a factor notifies the contacts). `what` is one sentence, in the mail's language.
+pub fn security_notice(
+    locale: Locale,
+    to: EmailAddress,
+    university_name: &str,
+    what: &str,
+) -> OutgoingMail {
+    let (subject, text, html) = match locale {
+        Locale::Fr => {
+            let subject = "Changement de sécurité sur votre compte Sésame";
+            (
+                subject,
+                render(&SecurityNoticeFrText {
+                    university: university_name,
+                    what,
+                }),
+                render(&SecurityNoticeFrHtml {
+                    lang: "fr",
+                    subject,
+                    university: university_name,
+                    what,
+                }),
+            )
+        }
+        Locale::En => {
+            let subject = "A security change on your Sésame account";
+            (
+                subject,
+                render(&SecurityNoticeEnText {
+                    university: university_name,
+                    what,
+                }),
+                render(&SecurityNoticeEnHtml {
+                    lang: "en",
+                    subject,
+                    university: university_name,
+                    what,
+                }),
+            )
+        }
+    };
+    mail(MailKind::SecurityNotice, to, subject, text, html)
+}
+
 fn mail(
     kind: MailKind,
     to: EmailAddress,
@@ -422,4 +467,36 @@ mod tests {
         let printed = format!("{mail:?}");
         assert!(!printed.contains("482913"), "{printed}");
     }
+}
+
+#[derive(Template)]
+#[template(path = "mail/security_notice.fr.txt", escape = "none")]
+struct SecurityNoticeFrText<'a> {
+    university: &'a str,
+    what: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/security_notice.en.txt", escape = "none")]
+struct SecurityNoticeEnText<'a> {
+    university: &'a str,
+    what: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/security_notice.fr.html")]
+struct SecurityNoticeFrHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    university: &'a str,
+    what: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/security_notice.en.html")]
+struct SecurityNoticeEnHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    university: &'a str,
+    what: &'a str,
 }

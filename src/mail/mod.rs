@@ -105,6 +105,9 @@ pub enum MailKind {
     PasswordChanged,
     /// Notice that the account hard-locked after too many wrong passwords.
     AccountLocked,
+    /// Notice of a change to the account's security: a second factor added or removed, a
+    /// recovery code used, new recovery codes, the factors reset by the helpdesk.
+    SecurityNotice,
 }
 
 impl MailKind {
@@ -114,6 +117,7 @@ impl MailKind {
             Self::PasswordReset => "password_reset",
             Self::PasswordChanged => "password_changed",
             Self::AccountLocked => "account_locked",
+            Self::SecurityNotice => "security_notice",
         }
     }
 }
@@ -127,6 +131,7 @@ impl FromStr for MailKind {
             "password_reset" => Ok(Self::PasswordReset),
             "password_changed" => Ok(Self::PasswordChanged),
             "account_locked" => Ok(Self::AccountLocked),
+            "security_notice" => Ok(Self::SecurityNotice),
             other => Err(format!("unknown mail kind `{other}`")),
         }
     }
@@ -311,6 +316,7 @@ mod tests {
             MailKind::PasswordReset,
             MailKind::PasswordChanged,
             MailKind::AccountLocked,
+            MailKind::SecurityNotice,
         ] {
             assert_eq!(kind.as_str().parse::<MailKind>(), Ok(kind));
         }

@@ -237,6 +237,19 @@ impl OidcServer {
     /// What an authorization request leads to, given the browser's session. `fresh`: the user
     /// signed in during this request (so `prompt=login` and `max_age` are satisfied);
     /// `consented`: the user just allowed the client on the consent page.
+    /// Whether a stored authorization request (JSON) requires a second factor: its client is
+    /// marked so, or it asks for the MFA profile in `acr_values`.
+    pub async fn request_requires_mfa(&self, request: &str) -> Result<bool, StorageError> {
+        let Ok(request) = serde_json::from_str::<AuthorizationRequest>(request) else {
+            return Ok(false);
+        };
+        Ok(request.asks_mfa()
+            || self
+                .client(&request.client_id)
+                .await?
+                .is_some_and(|c| c.mfa_required))
+    }
+
     pub async fn decide(
         &self,
         request: &AuthorizationRequest,
@@ -287,9 +300,7 @@ impl OidcServer {
                 _ => return error("login_required", "the signed-in user is not the hinted one"),
             }
         }
-        if (client.mfa_required || request.asks_mfa())
-            && acr_of(&session.factors) != ACR_MULTI_FACTOR
-        {
+        if (client.mfa_required || request.asks_mfa()) && !session.has_fresh_mfa(now) {
             if request.prompt.none {
                 return error("interaction_required", "a second factor is required");
             }

@@ -100,9 +100,21 @@ pub struct Session {
     pub user_agent: Option<String>,
 }
 
+/// A "stay signed in" session's second factor satisfies an application that requires MFA for
+/// this long only (DESIGN.md §5: such an app "still asks again"); then it is asked again.
+pub const REMEMBERED_MFA_LIFETIME: i64 = 8 * 3600;
+
 impl Session {
     pub fn is_live(&self, now: i64) -> bool {
         now < self.idle_expires_at && now < self.expires_at
+    }
+
+    /// Whether the session passed a second factor, recently enough for an application that
+    /// requires one.
+    pub fn has_fresh_mfa(&self, now: i64) -> bool {
+        crate::accounts::mfa::is_multi_factor(&self.factors)
+            && (self.kind != SessionKind::Remembered
+                || now - self.auth_time <= REMEMBERED_MFA_LIFETIME)
     }
 }
 

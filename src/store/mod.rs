@@ -20,6 +20,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 
 use crate::accounts::activation::ActivationStore;
 use crate::accounts::lockout::LockoutStore;
+use crate::accounts::mfa::MfaStore;
 use crate::accounts::recovery::RecoveryStore;
 use crate::accounts::{AccountAdminStore, AccountSecretsPurge, AccountStore, ProvisioningStore};
 use crate::audit::AuditStore;
@@ -53,6 +54,7 @@ pub trait Store:
     + LogoutStore
     + OidcStore
     + ClientStore
+    + MfaStore
     + ProvisioningStore
     + MailStore
     + HealthProbe
@@ -78,6 +80,7 @@ impl<T> Store for T where
         + LogoutStore
         + OidcStore
         + ClientStore
+        + MfaStore
         + ProvisioningStore
         + MailStore
         + HealthProbe

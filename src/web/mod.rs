@@ -45,6 +45,7 @@ pub struct WebServices {
     pub activation: Arc<crate::accounts::activation::ActivationService>,
     pub recovery: Arc<crate::accounts::recovery::RecoveryService>,
     pub login: Arc<crate::login::LoginService>,
+    pub account: Arc<crate::accounts::self_service::SelfService>,
     pub cas: Arc<crate::cas::server::CasServer>,
     pub oidc: Arc<crate::oidc::server::OidcServer>,
     pub throttle: throttle::Throttle,

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -14,7 +14,9 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
-use super::handlers::{activation, assets, cas, demo, health, home, login, oidc, recovery};
+use super::handlers::{
+    account, activation, assets, cas, demo, health, home, login, oidc, recovery,
+};
 use super::middleware::{
     RandomRequestId, audit_origin, distrust_request_id, limit_body, record_metrics,
     require_public_host, security_headers,
@@ -31,6 +33,20 @@ pub fn router(state: WebState) -> Router {
     let credential_forms = Router::new()
         // Login (DESIGN.md §5); /cas/login and /oidc/authorize lead here
         .route("/login", get(login::form).post(login::submit))
+        // The second step of a login or step-up, and passkeys (DESIGN.md §5)
+        .route(
+            "/login/mfa",
+            get(login::second_factor_form).post(login::second_factor_submit),
+        )
+        .route("/login/mfa/passkey", post(login::second_factor_passkey))
+        .route("/login/passkey/options", post(login::passkey_options))
+        .route("/login/passkey", post(login::passkey_login))
+        // Self-service: re-authentication and password change are credential forms too
+        .route(
+            "/account/reauth",
+            get(account::reauth_page).post(account::reauth),
+        )
+        .route("/account/password", post(account::change_password))
         // Activation (DESIGN.md §4), one page per step
         .route(
             "/activate",
@@ -62,6 +78,21 @@ pub fn router(state: WebState) -> Router {
         // Pages
         .route("/", get(home::show))
         .route("/static/sesame.css", get(assets::stylesheet))
+        .route("/static/passkey.js", get(assets::passkey_script))
+        // The account self-service page (DESIGN.md §5)
+        .route("/account", get(account::overview))
+        .route(
+            "/account/mfa/totp",
+            get(account::totp_page).post(account::totp_confirm),
+        )
+        .route("/account/mfa/totp/remove", post(account::totp_remove))
+        .route("/account/mfa/codes", post(account::new_codes))
+        .route("/account/passkeys/options", post(account::passkey_options))
+        .route("/account/passkeys", post(account::passkey_register))
+        .route("/account/passkeys/rename", post(account::passkey_change))
+        .route("/account/passkeys/remove", post(account::passkey_change))
+        .route("/account/sessions/end-all", post(account::end_all_sessions))
+        .route("/account/export", get(account::export))
         .merge(credential_forms)
         .route("/logout", get(login::logout_page).post(login::logout))
         // CAS (Apereo CAS Protocol 3.0.3; DESIGN.md §7)

@@ -123,7 +123,7 @@ pub struct PasswordPage {
 pub struct LoginPage {
     pub page: PageContext,
     pub l: &'static super::i18n::LoginTexts,
-    /// `form`, `signed_in`, `logout`, `logged_out` or `not_signed_in`.
+    /// `form`, `mfa` (the second step), `signed_in`, `logout`, `logged_out` or `not_signed_in`.
     pub mode: &'static str,
     pub csrf: String,
     /// The server-side destination of this login (see `login::LoginService::remember_destination`).
@@ -131,6 +131,12 @@ pub struct LoginPage {
     /// What the user typed (form) or the signed-in login.
     pub username: String,
     pub error: Option<String>,
+    /// The CSP nonce of the passkey script.
+    pub nonce: String,
+    /// Offer a passkey: passwordless on the form, the account's own on the second step.
+    pub passkey: bool,
+    /// The second step: the account has a TOTP.
+    pub totp: bool,
 }
 
 /// The auto-submitted form that returns a ticket by POST (CAS 3.0.3 §2.1.1 `method=POST`).
@@ -181,4 +187,38 @@ pub struct DemoOidcPage {
     pub userinfo: String,
     pub again: String,
     pub logout: String,
+}
+
+/// `/account` (DESIGN.md §5): the self-service page and its steps.
+#[derive(Template)]
+#[template(path = "account.html")]
+pub struct AccountPage {
+    pub page: PageContext,
+    pub a: &'static super::i18n::AccountTexts,
+    /// `overview`, `reauth`, `totp` (enrolment) or `codes` (new recovery codes, shown once).
+    pub mode: &'static str,
+    pub csrf: String,
+    pub nonce: String,
+    pub login: String,
+    pub name: String,
+    /// (kind, value, confirmed)
+    pub contacts: Vec<(String, String, bool)>,
+    /// When the TOTP was added, if there is one.
+    pub totp: Option<String>,
+    /// (id, name, added, last used, flagged)
+    pub passkeys: Vec<(String, String, String, String, bool)>,
+    pub passkeys_on: bool,
+    pub recovery_codes: u32,
+    /// (signed in at, browser, address, this one)
+    pub sessions: Vec<(String, String, String, bool)>,
+    /// (application, last used)
+    pub applications: Vec<(String, String)>,
+    pub notice: Option<String>,
+    pub error: Option<String>,
+    pub flow: String,
+    pub return_to: String,
+    pub qr_svg: String,
+    pub secret: String,
+    pub reference: String,
+    pub codes: Vec<String>,
 }

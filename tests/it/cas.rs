@@ -357,8 +357,8 @@ async fn an_unregistered_service_gets_an_error_page_and_nothing_else(backend: Ba
         "not even with a session"
     );
     assert!(!page.body.contains("ST-"));
-    // A service that requires a second factor gets no ticket from a password-only session
-    // (fail closed until MFA exists).
+    // A service that requires a second factor gets no ticket from a password-only session: an
+    // account without a factor is sent to enrol one (tests/it/mfa.rs covers the rest).
     let mut grades = service("grades", "https://notes.uca.fr/");
     grades.mfa_required = true;
     app.app.cas.add_service(&grades).await.unwrap();
@@ -368,13 +368,9 @@ async fn an_unregistered_service_gets_an_error_page_and_nothing_else(backend: Ba
             encode("https://notes.uca.fr/")
         ))
         .await;
-    assert_eq!(page.status, StatusCode::FORBIDDEN);
-    assert!(
-        page.body.contains("Double authentification"),
-        "{}",
-        page.body
-    );
-    assert!(page.header("location").is_none());
+    let to = location(&page);
+    assert!(to.starts_with("/account/mfa/totp?flow="), "{to}");
+    assert!(!to.contains("ticket="));
 }
 
 async fn every_failure_gets_the_answer_of_the_specification(backend: Backend) {
@@ -428,6 +424,7 @@ async fn every_failure_gets_the_answer_of_the_specification(backend: Backend) {
                 expires_at: now + 10,
                 auth_time: now,
                 long_term: false,
+                amr: vec!["pwd".into()],
                 proxies: vec!["https://portail.uca.fr/pgt".into()],
             },
             now,

@@ -11,6 +11,7 @@ mod keys;
 mod lockout;
 mod login;
 mod mail;
+mod mfa;
 mod oidc;
 mod readiness;
 mod recovery;

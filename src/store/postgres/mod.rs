@@ -11,6 +11,7 @@ mod keys;
 mod lockout;
 mod login;
 mod mail;
+mod mfa;
 mod oidc;
 mod one_time;
 mod recovery;
@@ -75,6 +76,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         10,
         "oidc",
         include_str!("../../../migrations/postgres/0010_oidc.sql"),
+    ),
+    (
+        11,
+        "mfa",
+        include_str!("../../../migrations/postgres/0011_mfa.sql"),
     ),
 ];
 

@@ -58,8 +58,8 @@ impl TicketStore for SqliteStore {
     ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
-             from_new_login, expires_at, created_at, auth_time, long_term, proxies) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+             from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )
         .bind(digest)
         .bind(ticket.kind.as_str())
@@ -72,6 +72,7 @@ impl TicketStore for SqliteStore {
         .bind(ticket.auth_time)
         .bind(i32::from(ticket.long_term))
         .bind(proxies_json(&ticket.proxies)?)
+        .bind(ticket.amr.join(" "))
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -81,7 +82,7 @@ impl TicketStore for SqliteStore {
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError> {
         let row = sqlx::query(
             "DELETE FROM cas_tickets WHERE digest = ?1 RETURNING kind, service, account_id, \
-             session_id, from_new_login, expires_at, auth_time, long_term, proxies",
+             session_id, from_new_login, expires_at, auth_time, long_term, proxies, amr",
         )
         .bind(digest)
         .fetch_optional(&self.pool)
@@ -102,6 +103,12 @@ impl TicketStore for SqliteStore {
                 expires_at: row.try_get("expires_at").map_err(storage_error)?,
                 auth_time: row.try_get("auth_time").map_err(storage_error)?,
                 long_term: row.try_get::<i32, _>("long_term").map_err(storage_error)? != 0,
+                amr: row
+                    .try_get::<String, _>("amr")
+                    .map_err(storage_error)?
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
                 proxies: proxies_of(&row.try_get::<String, _>("proxies").map_err(storage_error)?)?,
             })
         })
@@ -116,8 +123,8 @@ impl TicketStore for SqliteStore {
     ) -> Result<(), StorageError> {
         sqlx::query(
             "INSERT INTO cas_proxy_granting_tickets (digest, service_id, account_id, session_id, \
-             proxies, auth_time, long_term, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+             proxies, auth_time, long_term, created_at, amr) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .bind(digest)
         .bind(&pgt.service_id)
@@ -127,6 +134,7 @@ impl TicketStore for SqliteStore {
         .bind(pgt.auth_time)
         .bind(i32::from(pgt.long_term))
         .bind(now)
+        .bind(pgt.amr.join(" "))
         .execute(&self.pool)
         .await
         .map(|_| ())
@@ -141,7 +149,7 @@ impl TicketStore for SqliteStore {
         // The PGT lives as long as its SSO session (§3.3): an ended session's rows are deleted,
         // an expired one not yet purged must not count.
         let row = sqlx::query(
-            "SELECT p.service_id, p.account_id, p.session_id, p.proxies, p.auth_time, p.long_term \
+            "SELECT p.service_id, p.account_id, p.session_id, p.proxies, p.auth_time, p.long_term, p.amr \
              FROM cas_proxy_granting_tickets p JOIN sessions s ON s.id = p.session_id \
              WHERE p.digest = ?1 AND s.idle_expires_at > ?2 AND s.expires_at > ?2",
         )
@@ -158,6 +166,12 @@ impl TicketStore for SqliteStore {
                 proxies: proxies_of(&row.try_get::<String, _>("proxies").map_err(storage_error)?)?,
                 auth_time: row.try_get("auth_time").map_err(storage_error)?,
                 long_term: row.try_get::<i32, _>("long_term").map_err(storage_error)? != 0,
+                amr: row
+                    .try_get::<String, _>("amr")
+                    .map_err(storage_error)?
+                    .split_whitespace()
+                    .map(str::to_string)
+                    .collect(),
             })
         })
         .transpose()

@@ -10,6 +10,7 @@ mod keys;
 mod lockout;
 mod login;
 mod mail;
+mod mfa;
 mod oidc;
 mod one_time;
 mod recovery;
@@ -74,6 +75,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         10,
         "oidc",
         include_str!("../../../migrations/sqlite/0010_oidc.sql"),
+    ),
+    (
+        11,
+        "mfa",
+        include_str!("../../../migrations/sqlite/0011_mfa.sql"),
     ),
 ];
 

@@ -14,3 +14,16 @@ pub async fn stylesheet() -> impl IntoResponse {
         STYLESHEET,
     )
 }
+
+const PASSKEY_SCRIPT: &str = include_str!("../../../templates/static/passkey.js");
+
+/// The passkey script of the login and account pages (loaded with the page's CSP nonce).
+pub async fn passkey_script() -> impl IntoResponse {
+    (
+        [
+            (CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        PASSKEY_SCRIPT,
+    )
+}

@@ -99,8 +99,19 @@ pub async fn issue_and_return(
     let Some(known) = state.cas.known_service(service).await? else {
         return Err(WebError::UnknownService(service.to_string()));
     };
-    if !crate::cas::server::CasServer::session_suffices(session, &known.service) {
-        return Err(WebError::SecondFactorRequired(known.service.id.clone()));
+    if !state.cas.session_suffices(session, &known.service) {
+        let id = known.service.id.clone();
+        return super::login::step_up(
+            state,
+            session,
+            Destination::Cas {
+                service: known.url,
+                post,
+                renew: false,
+            },
+            || WebError::SecondFactorRequired(id),
+        )
+        .await;
     }
     let ticket = state.cas.issue(session, &known, from_new_login).await?;
     if !post {

@@ -12,7 +12,9 @@ use crate::accounts::AccountsError;
 use crate::accounts::lockout::LockStatus;
 use crate::accounts::password::PasswordError;
 use crate::audit::Origin;
-use crate::login::{Destination, LoginAttempt, LoginOutcome, SignedIn};
+use crate::login::{
+    Destination, LoginAttempt, LoginOutcome, Proof, SecondFactorOutcome, SignedIn, StepUp,
+};
 use crate::one_time::SecretToken;
 use crate::sessions::{Session, SessionKind, SessionOrigin};
 use crate::web::cookies::{self, SESSION_COOKIE};
@@ -31,6 +33,12 @@ struct View {
     status: StatusCode,
     /// The origin the form's answer may redirect to (the application of the flow).
     form_action: Option<String>,
+    /// The CSP nonce of the page's script (passkeys).
+    nonce: String,
+    /// Offer a passkey (passwordless on the form, the account's on the second step).
+    passkey: bool,
+    /// The account has a TOTP (second step).
+    totp: bool,
 }
 
 impl View {
@@ -42,6 +50,9 @@ impl View {
             error: None,
             status: StatusCode::OK,
             form_action: None,
+            nonce: String::new(),
+            passkey: false,
+            totp: false,
         }
     }
 }
@@ -53,10 +64,10 @@ fn page(
     view: View,
     extra_cookie: Option<HeaderValue>,
 ) -> Result<Response, WebError> {
-    let path = if matches!(view.mode, "form" | "signed_in") {
-        "/login"
-    } else {
-        "/logout"
+    let path = match view.mode {
+        "form" | "signed_in" => "/login",
+        "mfa" => "/login/mfa",
+        _ => "/logout",
     };
     let status = view.status;
     let form_action = view.form_action.clone();
@@ -68,21 +79,32 @@ fn page(
         flow: view.flow,
         username: view.username,
         error: view.error,
+        nonce: view.nonce.clone(),
+        passkey: view.passkey,
+        totp: view.totp,
     })?;
     *response.status_mut() = status;
     if let Some(origin) = form_action {
-        allow_form_action(state, &mut response, &origin);
+        allow_form_action(state, &mut response, &origin, &view.nonce);
     }
     Ok(response)
 }
 
 /// Lets a page's form lead to `origin`: the answer to the form is a redirect there, and browsers
-/// check redirects after a form submission against `form-action`. (This page has no script; the
-/// nonce is fresh and unused.)
-pub(crate) fn allow_form_action(state: &WebState, response: &mut Response, origin: &str) {
+/// check redirects after a form submission against `form-action`. `nonce` is the page's script
+/// nonce (a fresh one when empty).
+pub(crate) fn allow_form_action(
+    state: &WebState,
+    response: &mut Response,
+    origin: &str,
+    nonce: &str,
+) {
     use crate::entropy::EntropyExt as _;
-    let policy =
-        crate::web::middleware::content_security_policy(&state.entropy.token(16), Some(origin));
+    let nonce = match nonce {
+        "" => state.entropy.token(16),
+        n => n.to_string(),
+    };
+    let policy = crate::web::middleware::content_security_policy(&nonce, Some(origin));
     if let Ok(value) = HeaderValue::from_str(&policy) {
         response
             .headers_mut()
@@ -115,6 +137,82 @@ async fn flow_origin(state: &WebState, flow: &SecretToken) -> Result<Option<Stri
         .await?
         .as_ref()
         .and_then(destination_origin))
+}
+
+fn nonce_of(nonce: &Option<Extension<CspNonce>>) -> String {
+    nonce
+        .as_ref()
+        .map(|Extension(CspNonce(n))| n.clone())
+        .unwrap_or_default()
+}
+
+/// The cookie that binds a pending second step to its browser.
+const SECOND_FACTOR_COOKIE: &str = "sesame-mfa";
+
+fn second_factor_cookie_name(state: &WebState) -> String {
+    cookies::name(SECOND_FACTOR_COOKIE, state.https)
+}
+
+fn second_factor_cookie(state: &WebState, reference: &SecretToken) -> HeaderValue {
+    cookies::set(
+        &second_factor_cookie_name(state),
+        reference.expose(),
+        600,
+        state.https,
+    )
+}
+
+fn pending_reference(state: &WebState, headers: &HeaderMap) -> Option<SecretToken> {
+    cookies::read(headers, &second_factor_cookie_name(state)).and_then(|v| SecretToken::parse(&v))
+}
+
+/// Whether a destination requires a second factor: an MFA-required CAS service or OIDC client,
+/// or an OIDC request asking for the MFA profile (DESIGN.md §5).
+pub(crate) async fn destination_requires_mfa(
+    state: &WebState,
+    destination: &Destination,
+) -> Result<bool, WebError> {
+    Ok(match destination {
+        Destination::Path { .. } => false,
+        Destination::Cas { service, .. } => state
+            .cas
+            .known_service(service)
+            .await?
+            .is_some_and(|known| known.service.mfa_required),
+        Destination::Oidc { request, .. } => state.oidc.request_requires_mfa(request).await?,
+    })
+}
+
+/// A live session lacks the second factor `destination` requires: ask for it (the session is
+/// stepped up in place), send the user to the enrolment, or refuse.
+pub(crate) async fn step_up(
+    state: &WebState,
+    session: &Session,
+    destination: Destination,
+    refused: impl FnOnce() -> WebError,
+) -> Result<Response, WebError> {
+    let step = state
+        .login
+        .begin_step_up(session)
+        .await
+        .map_err(|e| match e {
+            AccountsError::Storage(error) => WebError::Storage(error),
+            other => WebError::Internal(other.to_string()),
+        })?;
+    let flow = state
+        .login
+        .remember_destination(&destination)
+        .await?
+        .map(|r| r.expose().to_string())
+        .unwrap_or_default();
+    match step {
+        StepUp::Challenge(reference) => see_other(
+            &format!("/login/mfa?flow={flow}"),
+            Some(second_factor_cookie(state, &reference)),
+        ),
+        StepUp::Enrol => see_other(&format!("/account/mfa/totp?flow={flow}"), None),
+        StepUp::Refused => Err(refused()),
+    }
 }
 
 pub(crate) fn session_cookie_name(state: &WebState) -> String {
@@ -270,6 +368,8 @@ pub async fn form(
         return signed_in_page(&state, locale, &headers, &session).await;
     }
     let mut view = View::new("form");
+    view.nonce = nonce_of(&nonce);
+    view.passkey = state.login.mfa().passkeys().is_some();
     if let Some(path) = destination
         && let Some(reference) = state
             .login
@@ -327,6 +427,13 @@ pub async fn submit(
     };
     let username: String = field(&fields, "username").chars().take(320).collect();
     let flow = SecretToken::parse(field(&fields, "flow"));
+    let require_mfa = match &flow {
+        Some(flow) => match state.login.peek_destination(flow).await? {
+            Some(destination) => destination_requires_mfa(&state, &destination).await?,
+            None => false,
+        },
+        None => false,
+    };
     let outcome = state
         .login
         .password_login(LoginAttempt {
@@ -342,10 +449,13 @@ pub async fn submit(
             },
             locale,
             previous_session: session_cookie(&state, &headers),
+            require_mfa,
         })
         .await;
     let result = match &outcome {
         Ok(LoginOutcome::SignedIn(_)) => "success",
+        Ok(LoginOutcome::SecondFactor(_)) => "second_factor",
+        Ok(LoginOutcome::EnrolmentRequired) => "no_second_factor",
         Ok(LoginOutcome::Incomplete) => "incomplete",
         Ok(LoginOutcome::PasswordTooLong)
         | Err(AccountsError::Password(PasswordError::TooLong)) => "too_long",
@@ -361,24 +471,45 @@ pub async fn submit(
         .get_or_create(&crate::web::metrics::LoginLabels { result })
         .inc();
     let mut view = View::new("form");
+    view.nonce = nonce_of(&nonce);
+    view.passkey = state.login.mfa().passkeys().is_some();
     view.flow = flow
         .as_ref()
         .map(|f| f.expose().to_string())
         .unwrap_or_default();
     view.username = username.trim().to_string();
     let (status, message) = match outcome {
+        Ok(LoginOutcome::SecondFactor(pending)) => {
+            let flow = flow
+                .as_ref()
+                .map(|f| f.expose().to_string())
+                .unwrap_or_default();
+            return see_other(
+                &format!("/login/mfa?flow={flow}"),
+                Some(second_factor_cookie(&state, &pending.reference)),
+            );
+        }
+        Ok(LoginOutcome::EnrolmentRequired) => {
+            (StatusCode::FORBIDDEN, texts.enrolment_required.to_string())
+        }
+        Ok(LoginOutcome::SignedIn(signed_in)) if signed_in.must_enrol => {
+            let SignedIn {
+                session, cookie, ..
+            } = *signed_in;
+            let flow = flow
+                .as_ref()
+                .map(|f| f.expose().to_string())
+                .unwrap_or_default();
+            return see_other(
+                &format!("/account/mfa/totp?flow={flow}"),
+                Some(new_session_cookie(&state, &session, &cookie)),
+            );
+        }
         Ok(LoginOutcome::SignedIn(signed_in)) => {
             let SignedIn {
                 session, cookie, ..
             } = *signed_in;
-            let max_age = (session.kind == SessionKind::Remembered)
-                .then(|| (session.expires_at - session.auth_time).max(0) as u64);
-            let cookie = cookies::set_session(
-                &session_cookie_name(&state),
-                cookie.expose(),
-                max_age,
-                state.https,
-            );
+            let cookie = new_session_cookie(&state, &session, &cookie);
             let destination = match &flow {
                 Some(reference) => state.login.take_destination(reference).await?,
                 None => None,
@@ -426,6 +557,313 @@ pub async fn submit(
     if let Some(flow) = &flow {
         view.form_action = flow_origin(&state, flow).await?;
     }
+    page(&state, locale, &headers, view, None)
+}
+
+/// The `Set-Cookie` of a session just opened (persistent only for "stay signed in").
+fn new_session_cookie(state: &WebState, session: &Session, cookie: &SecretToken) -> HeaderValue {
+    let max_age = (session.kind == SessionKind::Remembered)
+        .then(|| (session.expires_at - session.auth_time).max(0) as u64);
+    cookies::set_session(
+        &session_cookie_name(state),
+        cookie.expose(),
+        max_age,
+        state.https,
+    )
+}
+
+/// Sends a browser whose login (or step-up) just completed where it was going, with its new
+/// session cookie.
+async fn complete_login(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    flow: Option<&SecretToken>,
+    signed_in: SignedIn,
+    extra_cookie: Option<HeaderValue>,
+) -> Result<Response, WebError> {
+    let SignedIn {
+        session, cookie, ..
+    } = signed_in;
+    let cookie = new_session_cookie(state, &session, &cookie);
+    let destination = match flow {
+        Some(reference) => state.login.take_destination(reference).await?,
+        None => None,
+    };
+    let mut response = match destination {
+        Some(destination) => {
+            continue_to(state, locale, headers, nonce, &session, destination, true).await?
+        }
+        None => see_other("/login", None)?,
+    };
+    response.headers_mut().append(SET_COOKIE, cookie);
+    if let Some(extra) = extra_cookie {
+        response.headers_mut().append(SET_COOKIE, extra);
+    }
+    Ok(response)
+}
+
+#[derive(serde::Deserialize)]
+pub struct FlowQuery {
+    #[serde(default)]
+    flow: String,
+}
+
+/// `GET /login/mfa`: the second step of a login (or a step-up), for the browser holding the
+/// pending login's cookie.
+pub async fn second_factor_form(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Query(query): Query<FlowQuery>,
+) -> Result<Response, WebError> {
+    let flow = SecretToken::parse(&query.flow);
+    let pending = match pending_reference(&state, &headers) {
+        Some(reference) => state.login.pending_view(&reference).await?,
+        None => None,
+    };
+    let Some(pending) = pending else {
+        return see_other(&format!("/login?flow={}", query.flow_value()), None);
+    };
+    let mut view = second_factor_view(&state, &nonce, flow.as_ref(), &pending);
+    if let Some(flow) = &flow {
+        view.form_action = flow_origin(&state, flow).await?;
+    }
+    page(&state, locale, &headers, view, None)
+}
+
+impl FlowQuery {
+    fn flow_value(&self) -> String {
+        SecretToken::parse(&self.flow)
+            .map(|f| f.expose().to_string())
+            .unwrap_or_default()
+    }
+}
+
+fn second_factor_view(
+    state: &WebState,
+    nonce: &Option<Extension<CspNonce>>,
+    flow: Option<&SecretToken>,
+    pending: &crate::login::PendingView,
+) -> View {
+    let mut view = View::new("mfa");
+    view.nonce = nonce_of(nonce);
+    view.flow = flow.map(|f| f.expose().to_string()).unwrap_or_default();
+    view.totp = pending.factors.totp;
+    view.passkey = pending.factors.passkeys > 0 && state.login.mfa().passkeys().is_some();
+    view
+}
+
+/// `POST /login/mfa`: a TOTP or recovery code (`code`), or a passkey assertion (`passkey_ref`
+/// and `passkey`), with CSRF and the pending login's cookie.
+pub async fn second_factor_submit(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let texts = &locale.texts().login;
+    let flow = SecretToken::parse(field(&fields, "flow"));
+    let flow_text = flow
+        .as_ref()
+        .map(|f| f.expose().to_string())
+        .unwrap_or_default();
+    let Some(reference) = pending_reference(&state, &headers) else {
+        return see_other(&format!("/login?flow={flow_text}"), None);
+    };
+    let passkey_ref = SecretToken::parse(field(&fields, "passkey_ref"));
+    let proof = match &passkey_ref {
+        Some(passkey_ref) if !field(&fields, "passkey").is_empty() => Proof::Passkey {
+            reference: passkey_ref,
+            response: field(&fields, "passkey"),
+        },
+        _ => Proof::Code(field(&fields, "code")),
+    };
+    let outcome = state
+        .login
+        .second_factor(&reference, proof, locale, session_cookie(&state, &headers))
+        .await;
+    let result = match &outcome {
+        Ok(SecondFactorOutcome::SignedIn(_)) => "success",
+        Ok(SecondFactorOutcome::Rejected) => "rejected",
+        Ok(SecondFactorOutcome::Locked(_)) => "locked",
+        Ok(SecondFactorOutcome::Expired) => "expired",
+        Ok(SecondFactorOutcome::Disabled) => "disabled",
+        Err(_) => "error",
+    };
+    state
+        .metrics
+        .logins
+        .get_or_create(&crate::web::metrics::LoginLabels { result })
+        .inc();
+    let clear = cookies::set(&second_factor_cookie_name(&state), "", 0, state.https);
+    let message = match outcome {
+        Ok(SecondFactorOutcome::SignedIn(signed_in)) => {
+            return complete_login(
+                &state,
+                locale,
+                &headers,
+                nonce,
+                flow.as_ref(),
+                *signed_in,
+                Some(clear),
+            )
+            .await;
+        }
+        Ok(SecondFactorOutcome::Expired) => {
+            return see_other(&format!("/login?flow={flow_text}"), Some(clear));
+        }
+        Ok(SecondFactorOutcome::Rejected) => {
+            let Some(pending) = state.login.pending_view(&reference).await? else {
+                return see_other(&format!("/login?flow={flow_text}"), Some(clear));
+            };
+            let mut view = second_factor_view(&state, &nonce, flow.as_ref(), &pending);
+            view.error = Some(texts.mfa_rejected.to_string());
+            if let Some(flow) = &flow {
+                view.form_action = flow_origin(&state, flow).await?;
+            }
+            return page(&state, locale, &headers, view, None);
+        }
+        Ok(SecondFactorOutcome::Locked(LockStatus::Temporary { until })) => {
+            let minutes = ((until - state.login.now()).max(1) + 59) / 60;
+            texts
+                .locked_temporary
+                .replace("{minutes}", &minutes.to_string())
+        }
+        Ok(SecondFactorOutcome::Locked(_)) => texts.locked_hard.to_string(),
+        Ok(SecondFactorOutcome::Disabled) => texts.disabled.to_string(),
+        Err(AccountsError::Storage(error)) => return Err(error.into()),
+        Err(error) => return Err(WebError::Internal(format!("second factor: {error}"))),
+    };
+    let mut view = View::new("form");
+    view.nonce = nonce_of(&nonce);
+    view.flow = flow_text;
+    view.error = Some(message);
+    page(&state, locale, &headers, view, Some(clear))
+}
+
+/// The options of a passkey ceremony, as JSON for `navigator.credentials.*`.
+fn ceremony_json(ceremony: crate::accounts::mfa::passkeys::Ceremony) -> Response {
+    let body = serde_json::json!({
+        "options": ceremony.options,
+        "reference": ceremony.reference.expose(),
+    });
+    (
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+pub(crate) fn passkey_error(error: crate::accounts::mfa::PasskeyError) -> WebError {
+    use crate::accounts::mfa::PasskeyError;
+    match error {
+        PasskeyError::Storage(error) => WebError::Storage(error),
+        other => WebError::BadRequest(other.to_string()),
+    }
+}
+
+/// `POST /login/mfa/passkey`: the options to assert one of the pending login's passkeys.
+pub async fn second_factor_passkey(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let pending = match pending_reference(&state, &headers) {
+        Some(reference) => state.login.pending_view(&reference).await?,
+        None => None,
+    }
+    .ok_or_else(|| WebError::BadRequest("no login in progress".into()))?;
+    let ceremony = state
+        .login
+        .mfa()
+        .start_passkey_authentication(&pending.account_id)
+        .await
+        .map_err(passkey_error)?
+        .ok_or_else(|| WebError::BadRequest("no passkey".into()))?;
+    Ok(ceremony_json(ceremony))
+}
+
+/// `POST /login/passkey/options`: the options of a passwordless login.
+pub async fn passkey_options(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let ceremony = state
+        .login
+        .mfa()
+        .start_discoverable_authentication()
+        .await
+        .map_err(passkey_error)?;
+    Ok(ceremony_json(ceremony))
+}
+
+/// `POST /login/passkey`: a passwordless login with a passkey (`passkey_ref`, `passkey`).
+pub async fn passkey_login(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    ClientIp(client): ClientIp,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let texts = &locale.texts().login;
+    let flow = SecretToken::parse(field(&fields, "flow"));
+    let reference = SecretToken::parse(field(&fields, "passkey_ref"))
+        .ok_or_else(|| WebError::BadRequest("no passkey ceremony".into()))?;
+    let kind = if field(&fields, "public_computer") == "on" {
+        SessionKind::PublicComputer
+    } else {
+        SessionKind::Standard
+    };
+    let outcome = state
+        .login
+        .passkey_login(
+            &reference,
+            field(&fields, "passkey"),
+            kind,
+            SessionOrigin {
+                client_ip: client.map(|ip| ip.to_string()),
+                user_agent: headers
+                    .get(USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .map(Origin::clean_user_agent),
+            },
+            locale,
+            session_cookie(&state, &headers),
+        )
+        .await;
+    let message = match outcome {
+        Ok(LoginOutcome::SignedIn(signed_in)) => {
+            return complete_login(
+                &state,
+                locale,
+                &headers,
+                nonce,
+                flow.as_ref(),
+                *signed_in,
+                None,
+            )
+            .await;
+        }
+        Ok(LoginOutcome::Disabled) => texts.disabled.to_string(),
+        Ok(_) => texts.passkey_failed.to_string(),
+        Err(AccountsError::Storage(error)) => return Err(error.into()),
+        Err(error) => return Err(WebError::Internal(format!("passkey login: {error}"))),
+    };
+    let mut view = View::new("form");
+    view.nonce = nonce_of(&nonce);
+    view.passkey = true;
+    view.flow = flow.map(|f| f.expose().to_string()).unwrap_or_default();
+    view.error = Some(message);
     page(&state, locale, &headers, view, None)
 }
 

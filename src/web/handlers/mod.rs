@@ -1,5 +1,6 @@
 //! Request handlers, one file per area.
 
+pub mod account;
 pub mod activation;
 pub mod assets;
 pub mod cas;

@@ -220,11 +220,29 @@ async fn proceed(
                     state,
                     &mut response,
                     &url.origin().ascii_serialization(),
+                    "",
                 );
             }
             Ok(response)
         }
-        Decision::SecondFactorRequired(client) => Err(WebError::SecondFactorRequired(client)),
+        Decision::SecondFactorRequired(client) => match session {
+            Some(session) => {
+                let payload = serde_json::to_string(&request)
+                    .map_err(|e| WebError::Internal(format!("authorization request: {e}")))?;
+                super::login::step_up(
+                    state,
+                    session,
+                    Destination::Oidc {
+                        request: payload,
+                        reauthenticate: false,
+                        authenticated: false,
+                    },
+                    || WebError::SecondFactorRequired(client),
+                )
+                .await
+            }
+            None => Err(WebError::SecondFactorRequired(client)),
+        },
         Decision::UnknownClient => Err(WebError::UnknownClient("the client was removed".into())),
     }
 }

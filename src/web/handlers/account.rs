@@ -1,0 +1,659 @@
+//! `/account`: the self-service page (DESIGN.md §5) — identity, contacts, password, second
+//! factors, sessions, applications, export. The rules are in `accounts::self_service` and
+//! `accounts::mfa`; this file reads forms and renders pages.
+//!
+//! Every page needs a live session. Changing a factor needs a recent authentication (within
+//! [`REAUTH_WINDOW`]); otherwise the password is asked again first.
+
+use axum::extract::{Query, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_DISPOSITION, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
+
+use super::activation::{Fields, check_csrf, field, password_message};
+use super::login::{current_session, passkey_error, see_other, session_cookie};
+use crate::accounts::mfa::AMR_OTP;
+use crate::accounts::self_service::PasswordChange;
+use crate::one_time::SecretToken;
+use crate::sessions::Session;
+use crate::web::WebState;
+use crate::web::cookies;
+use crate::web::errors::WebError;
+use crate::web::i18n::{Locale, PageTexts as _};
+use crate::web::middleware::CspNonce;
+use crate::web::views::{AccountPage, PageContext, form_page};
+
+/// How recent the last authentication must be to change a factor.
+const REAUTH_WINDOW: i64 = 10 * 60;
+
+fn when(seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day] [hour]:[minute] UTC"
+            ))
+            .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// The page's state before rendering.
+#[derive(Default)]
+struct View {
+    mode: &'static str,
+    notice: Option<String>,
+    error: Option<String>,
+    flow: String,
+    return_to: String,
+    qr_svg: String,
+    secret: String,
+    reference: String,
+    codes: Vec<String>,
+}
+
+async fn render(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    nonce: &Option<Extension<CspNonce>>,
+    session: &Session,
+    view: View,
+) -> Result<Response, WebError> {
+    let overview = state
+        .account
+        .overview(&session.account_id)
+        .await?
+        .ok_or_else(|| WebError::BadRequest("no such account".into()))?;
+    let nonce = nonce
+        .as_ref()
+        .map(|Extension(CspNonce(n))| n.clone())
+        .unwrap_or_default();
+    let passkeys_on = state.login.mfa().passkeys().is_some();
+    let mut response = form_page(state, headers, None, |csrf| AccountPage {
+        page: PageContext::new(locale, state.demo, "/account"),
+        a: &locale.texts().account,
+        mode: view.mode,
+        csrf,
+        nonce,
+        login: overview.account.login.clone(),
+        name: format!(
+            "{} {}",
+            overview.account.first_name, overview.account.last_name
+        ),
+        contacts: overview
+            .contacts
+            .iter()
+            .map(|c| (c.kind.clone(), c.value.clone(), c.confirmed))
+            .collect(),
+        totp: overview.totp.as_ref().map(|t| when(t.created_at)),
+        passkeys: overview
+            .passkeys
+            .iter()
+            .map(|p| {
+                (
+                    p.id.clone(),
+                    p.name.clone(),
+                    when(p.created_at),
+                    p.last_used_at.map(when).unwrap_or_default(),
+                    p.flagged_at.is_some(),
+                )
+            })
+            .collect(),
+        passkeys_on,
+        recovery_codes: overview.recovery_codes,
+        sessions: overview
+            .sessions
+            .iter()
+            .map(|s| {
+                (
+                    when(s.auth_time),
+                    s.user_agent.clone().unwrap_or_default(),
+                    s.client_ip.clone().unwrap_or_default(),
+                    s.id == session.id,
+                )
+            })
+            .collect(),
+        applications: overview
+            .applications
+            .iter()
+            .map(|a| (a.service.clone(), when(a.last_at)))
+            .collect(),
+        notice: view.notice,
+        error: view.error,
+        flow: view.flow,
+        return_to: view.return_to,
+        qr_svg: view.qr_svg,
+        secret: view.secret,
+        reference: view.reference,
+        codes: view.codes,
+    })?;
+    response
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(response)
+}
+
+/// The live session, or a redirect to the login page that comes back to `path`.
+async fn signed_in(
+    state: &WebState,
+    headers: &HeaderMap,
+    path: &str,
+) -> Result<Result<Session, Response>, WebError> {
+    match current_session(state, headers).await? {
+        Some(session) => Ok(Ok(session)),
+        None => {
+            let to = format!(
+                "/login?return_to={}",
+                url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+            );
+            Ok(Err(see_other(&to, None)?))
+        }
+    }
+}
+
+/// Whether the session authenticated recently enough to change a factor.
+fn recent(state: &WebState, session: &Session) -> bool {
+    state.login.now() - session.auth_time <= REAUTH_WINDOW
+}
+
+fn reauth_redirect(path: &str) -> Result<Response, WebError> {
+    see_other(
+        &format!(
+            "/account/reauth?return_to={}",
+            url::form_urlencoded::byte_serialize(path.as_bytes()).collect::<String>()
+        ),
+        None,
+    )
+}
+
+macro_rules! session_or_login {
+    ($state:expr, $headers:expr, $path:expr) => {
+        match signed_in(&$state, &$headers, $path).await? {
+            Ok(session) => session,
+            Err(response) => return Ok(response),
+        }
+    };
+}
+
+/// `GET /account`.
+pub async fn overview(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+) -> Result<Response, WebError> {
+    let session = session_or_login!(state, headers, "/account");
+    let view = View {
+        mode: "overview",
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+#[derive(serde::Deserialize)]
+pub struct ReturnQuery {
+    #[serde(default)]
+    return_to: String,
+    #[serde(default)]
+    flow: String,
+}
+
+fn local_return(path: &str) -> String {
+    if path.starts_with("/account") && crate::login::is_local_destination(path) {
+        path.to_string()
+    } else {
+        "/account".to_string()
+    }
+}
+
+/// `GET /account/reauth`: the password again before a sensitive change.
+pub async fn reauth_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Query(query): Query<ReturnQuery>,
+) -> Result<Response, WebError> {
+    let session = session_or_login!(state, headers, "/account");
+    let view = View {
+        mode: "reauth",
+        return_to: local_return(&query.return_to),
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/reauth`.
+pub async fn reauth(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    let return_to = local_return(field(&fields, "return_to"));
+    let cookie = session_cookie(&state, &headers)
+        .ok_or_else(|| WebError::BadRequest("no session".into()))?;
+    match state
+        .login
+        .reauthenticate(&cookie, &session, field(&fields, "password"))
+        .await
+        .map_err(|e| WebError::Internal(format!("re-authentication: {e}")))?
+    {
+        Some((cookie, session)) => {
+            let max_age = (session.kind == crate::sessions::SessionKind::Remembered)
+                .then(|| (session.expires_at - session.auth_time).max(0) as u64);
+            let cookie = cookies::set_session(
+                &super::login::session_cookie_name(&state),
+                cookie.expose(),
+                max_age,
+                state.https,
+            );
+            see_other(&return_to, Some(cookie))
+        }
+        None => {
+            let view = View {
+                mode: "reauth",
+                return_to,
+                error: Some(locale.texts().account.reauth_failed.to_string()),
+                ..View::default()
+            };
+            let mut response = render(&state, locale, &headers, &nonce, &session, view).await?;
+            *response.status_mut() = StatusCode::OK;
+            Ok(response)
+        }
+    }
+}
+
+/// `GET /account/mfa/totp`: a new TOTP seed, its QR code and the confirmation form.
+pub async fn totp_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Query(query): Query<ReturnQuery>,
+) -> Result<Response, WebError> {
+    let path = match SecretToken::parse(&query.flow) {
+        Some(flow) => format!("/account/mfa/totp?flow={}", flow.expose()),
+        None => "/account/mfa/totp".to_string(),
+    };
+    let session = session_or_login!(state, headers, &path);
+    // The first factor of an account sent here by the policy was proved a moment ago.
+    if !recent(&state, &session) {
+        return reauth_redirect(&path);
+    }
+    let login = state
+        .login
+        .login_of(&session.account_id)
+        .await?
+        .unwrap_or_default();
+    let enrolment = state
+        .login
+        .mfa()
+        .start_totp(&session.account_id, &login)
+        .await?;
+    let view = View {
+        mode: "totp",
+        flow: SecretToken::parse(&query.flow)
+            .map(|f| f.expose().to_string())
+            .unwrap_or_default(),
+        qr_svg: enrolment.qr_svg,
+        secret: enrolment.secret_base32,
+        reference: enrolment.reference.expose().to_string(),
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/mfa/totp`: the first code confirms the enrolment. Coming from a login that
+/// required a second factor (`flow`), the session gets the factor and the login continues.
+pub async fn totp_confirm(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account/mfa/totp");
+    if !recent(&state, &session) {
+        return reauth_redirect("/account/mfa/totp");
+    }
+    let reference = SecretToken::parse(field(&fields, "reference"))
+        .ok_or_else(|| WebError::BadRequest("no enrolment in progress".into()))?;
+    let accepted = state
+        .login
+        .mfa()
+        .confirm_totp(
+            &session.account_id,
+            &reference,
+            field(&fields, "code"),
+            locale,
+        )
+        .await?;
+    let texts = &locale.texts().account;
+    if !accepted {
+        // A new seed: the page shows it again with the error.
+        let login = state
+            .login
+            .login_of(&session.account_id)
+            .await?
+            .unwrap_or_default();
+        let enrolment = state
+            .login
+            .mfa()
+            .start_totp(&session.account_id, &login)
+            .await?;
+        let view = View {
+            mode: "totp",
+            error: Some(texts.totp_rejected.to_string()),
+            flow: field(&fields, "flow").to_string(),
+            qr_svg: enrolment.qr_svg,
+            secret: enrolment.secret_base32,
+            reference: enrolment.reference.expose().to_string(),
+            ..View::default()
+        };
+        return render(&state, locale, &headers, &nonce, &session, view).await;
+    }
+    // The code just typed proved the factor in this session (a new cookie value, DESIGN.md §5).
+    let cookie = session_cookie(&state, &headers)
+        .ok_or_else(|| WebError::BadRequest("no session".into()))?;
+    let (cookie, session) = state
+        .login
+        .add_factor_to_session(&cookie, &session, AMR_OTP)
+        .await?;
+    let max_age = (session.kind == crate::sessions::SessionKind::Remembered)
+        .then(|| (session.expires_at - session.auth_time).max(0) as u64);
+    let set_cookie = cookies::set_session(
+        &super::login::session_cookie_name(&state),
+        cookie.expose(),
+        max_age,
+        state.https,
+    );
+    if let Some(flow) = SecretToken::parse(field(&fields, "flow")) {
+        return see_other(&format!("/login?flow={}", flow.expose()), Some(set_cookie));
+    }
+    // Recovery codes come with the first factor: shown once, now.
+    let codes = state
+        .login
+        .mfa()
+        .new_recovery_codes(&session.account_id, locale)
+        .await?;
+    let view = View {
+        mode: "codes",
+        notice: Some(texts.totp_added.to_string()),
+        codes,
+        ..View::default()
+    };
+    let mut response = render(&state, locale, &headers, &nonce, &session, view).await?;
+    response.headers_mut().append(SET_COOKIE, set_cookie);
+    Ok(response)
+}
+
+/// `POST /account/mfa/totp/remove`.
+pub async fn totp_remove(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    if !recent(&state, &session) {
+        return reauth_redirect("/account");
+    }
+    let removed = state
+        .login
+        .mfa()
+        .remove_totp(&session.account_id, locale)
+        .await?;
+    let texts = &locale.texts().account;
+    let view = View {
+        mode: "overview",
+        notice: removed.then(|| texts.totp_removed.to_string()),
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/mfa/codes`: a new set of recovery codes, shown once.
+pub async fn new_codes(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    if !recent(&state, &session) {
+        return reauth_redirect("/account");
+    }
+    if !state.login.mfa().summary(&session.account_id).await?.any() {
+        return Err(WebError::BadRequest(
+            "recovery codes back up a second factor: add one first".into(),
+        ));
+    }
+    let codes = state
+        .login
+        .mfa()
+        .new_recovery_codes(&session.account_id, locale)
+        .await?;
+    let view = View {
+        mode: "codes",
+        codes,
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/passkeys/options`: the options to register a passkey (JSON).
+pub async fn passkey_options(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let Some(session) = current_session(&state, &headers).await? else {
+        return Err(WebError::BadRequest("not signed in".into()));
+    };
+    if !recent(&state, &session) {
+        return Err(WebError::BadRequest("sign in again first".into()));
+    }
+    let overview = state
+        .account
+        .overview(&session.account_id)
+        .await?
+        .ok_or_else(|| WebError::BadRequest("no such account".into()))?;
+    let ceremony = state
+        .login
+        .mfa()
+        .start_passkey_registration(
+            &session.account_id,
+            &overview.account.login,
+            &format!(
+                "{} {}",
+                overview.account.first_name, overview.account.last_name
+            ),
+            field(&fields, "name"),
+        )
+        .await
+        .map_err(passkey_error)?;
+    let body = serde_json::json!({
+        "options": ceremony.options,
+        "reference": ceremony.reference.expose(),
+    });
+    Ok((
+        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
+        axum::Json(body),
+    )
+        .into_response())
+}
+
+/// `POST /account/passkeys`: the browser's answer to a registration.
+pub async fn passkey_register(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    if !recent(&state, &session) {
+        return reauth_redirect("/account");
+    }
+    let reference = SecretToken::parse(field(&fields, "passkey_ref"))
+        .ok_or_else(|| WebError::BadRequest("no registration in progress".into()))?;
+    let texts = &locale.texts().account;
+    let result = state
+        .login
+        .mfa()
+        .finish_passkey_registration(
+            &session.account_id,
+            &reference,
+            field(&fields, "passkey"),
+            locale,
+        )
+        .await;
+    let (notice, error) = match result {
+        Ok(_) => (Some(texts.passkey_added.to_string()), None),
+        Err(crate::accounts::mfa::PasskeyError::Storage(error)) => return Err(error.into()),
+        Err(error) => {
+            tracing::info!(%error, "passkey registration refused");
+            (None, Some(texts.passkey_refused.to_string()))
+        }
+    };
+    let view = View {
+        mode: "overview",
+        notice,
+        error,
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/passkeys/rename` and `/account/passkeys/remove` (field `id`).
+pub async fn passkey_change(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    uri: axum::http::Uri,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    if !recent(&state, &session) {
+        return reauth_redirect("/account");
+    }
+    let id = field(&fields, "id");
+    let mfa = state.login.mfa();
+    let texts = &locale.texts().account;
+    let done = if uri.path().ends_with("/remove") {
+        mfa.remove_passkey(&session.account_id, id, locale).await?
+    } else {
+        mfa.rename_passkey(&session.account_id, id, field(&fields, "name"))
+            .await?
+    };
+    let view = View {
+        mode: "overview",
+        notice: done.then(|| texts.saved.to_string()),
+        error: (!done).then(|| texts.not_saved.to_string()),
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/password`: the current password and the new one twice.
+pub async fn change_password(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    let texts = &locale.texts().account;
+    let outcome = state
+        .account
+        .change_password(
+            &session,
+            field(&fields, "current_password"),
+            field(&fields, "new_password"),
+            field(&fields, "new_password_confirm"),
+            locale,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::accounts::AccountsError::Storage(error) => WebError::Storage(error),
+            other => WebError::Internal(format!("password change: {other}")),
+        })?;
+    let (notice, error) = match outcome {
+        PasswordChange::Done { .. } => (Some(texts.password_changed.to_string()), None),
+        PasswordChange::WrongCurrent => (None, Some(texts.current_wrong.to_string())),
+        PasswordChange::Refused(problem) => (
+            None,
+            Some(password_message(&locale.texts().activation, &problem).to_string()),
+        ),
+    };
+    let view = View {
+        mode: "overview",
+        notice,
+        error,
+        ..View::default()
+    };
+    render(&state, locale, &headers, &nonce, &session, view).await
+}
+
+/// `POST /account/sessions/end-all`: "log out everywhere", this browser included.
+pub async fn end_all_sessions(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    state.account.end_all_sessions(&session.account_id).await?;
+    let clear = cookies::set(
+        &super::login::session_cookie_name(&state),
+        "",
+        0,
+        state.https,
+    );
+    let mut response = super::login::logged_out_page(&state, locale, &headers)?;
+    response.headers_mut().append(SET_COOKIE, clear);
+    Ok(response)
+}
+
+/// `GET /account/export`: everything Sésame holds about the person, as a JSON download.
+pub async fn export(
+    State(state): State<WebState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    let session = session_or_login!(state, headers, "/account");
+    let consents = state.oidc.consents(&session.account_id).await?;
+    let body = state
+        .account
+        .export(&session.account_id, consents)
+        .await?
+        .ok_or_else(|| WebError::BadRequest("no such account".into()))?;
+    Ok((
+        [
+            (CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                CONTENT_DISPOSITION,
+                HeaderValue::from_static("attachment; filename=\"sesame-export.json\""),
+            ),
+        ],
+        axum::Json(body),
+    )
+        .into_response())
+}

@@ -1,0 +1,619 @@
+//! Second factors (issue 7, DESIGN.md §5) through the real router and the manual clock, on both
+//! backends: TOTP enrolment at `/account`, the second step of a login (nothing exists before it
+//! passes), replayed and out-of-window codes, recovery codes, lockout, step-up for a CAS service
+//! that requires MFA, a password reset that keeps the factor, and the helpdesk reset.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use sesame::clock::Clock as _;
+use sesame::relying_parties::{CasService, MatchMode};
+
+use crate::on_both_backends;
+use crate::support::browser::Browser;
+use crate::support::{Backend, TestApp, TestResponse};
+
+on_both_backends! {
+    totp_is_enrolled_then_asked_at_login_once_per_code_within_one_step,
+    a_partial_login_gets_no_session_no_ticket_and_cannot_move_browsers,
+    recovery_codes_work_once_and_tell_the_contacts,
+    wrong_second_factors_count_in_the_lockout,
+    a_password_session_is_stepped_up_for_a_service_that_requires_mfa,
+    an_account_without_a_factor_is_sent_to_enrol_or_refused,
+    a_password_reset_keeps_the_factor_and_the_helpdesk_can_reset_it,
+    the_account_page_lists_sessions_and_exports_the_data,
+}
+
+const PASSWORD: &str = "cheval agrafe pile correcte";
+const GRADES: &str = "https://notes.uca.fr/";
+const MOODLE: &str = "https://moodle.uca.fr/login/index.php?authCAS=CAS";
+
+fn encode(text: &str) -> String {
+    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+fn location(response: &TestResponse) -> String {
+    assert_eq!(
+        response.status,
+        StatusCode::SEE_OTHER,
+        "not a redirect: {}",
+        response.body
+    );
+    response.header("location").unwrap().to_string()
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {text}"))
+        + start.len();
+    let rest = &text[from..];
+    &rest[..rest.find(end).unwrap()]
+}
+
+/// The TOTP generator of an authenticator app, from the key the page shows.
+struct Authenticator(totp_rs::Totp);
+
+impl Authenticator {
+    fn code_at(&self, unix: i64) -> String {
+        self.0.generate(unix as u64).to_string()
+    }
+}
+
+async fn app_with_services(backend: Backend, extra: &[(&str, &str)]) -> TestApp {
+    let app = TestApp::start_with(backend, extra).await;
+    for (id, pattern, mfa) in [
+        ("moodle", "https://moodle.uca.fr/", false),
+        ("grades", GRADES, true),
+    ] {
+        let mut service = CasService::new(id, &id.to_uppercase(), pattern, MatchMode::Prefix);
+        service.attributes = vec!["mail".into()];
+        service.mfa_required = mfa;
+        app.app.cas.add_service(&service).await.unwrap();
+    }
+    app.active_student(PASSWORD).await;
+    app
+}
+
+async fn password_step(browser: &mut Browser<'_>, flow: &str) -> TestResponse {
+    browser.get(&format!("/login?flow={flow}")).await;
+    browser
+        .post(
+            "/login",
+            &[
+                ("username", "emilie.dupre"),
+                ("password", PASSWORD),
+                ("flow", flow),
+            ],
+        )
+        .await
+}
+
+/// Signs in with the password (no factor yet) and enrols a TOTP at `/account`; returns the
+/// authenticator and the recovery codes shown.
+async fn enrol_totp(app: &TestApp, browser: &mut Browser<'_>) -> (Authenticator, Vec<String>) {
+    let signed_in = password_step(browser, "").await;
+    assert_eq!(location(&signed_in), "/login");
+    let page = browser.get("/account/mfa/totp").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("<svg"), "a QR code");
+    let secret = between(&page.body, r#"<code id="totp_secret">"#, "<").to_string();
+    let reference = between(&page.body, r#"name="reference" value=""#, "\"").to_string();
+    let authenticator = Authenticator(
+        totp_rs::Builder::new()
+            .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+            .with_account_name("emilie.dupre")
+            .build()
+            .unwrap(),
+    );
+    // A wrong first code changes nothing.
+    let wrong = browser
+        .post(
+            "/account/mfa/totp",
+            &[("reference", &reference), ("code", "000000")],
+        )
+        .await;
+    assert!(wrong.body.contains("pas le bon"), "{}", wrong.body);
+    assert!(
+        !app.app
+            .mfa
+            .summary(&account_id(app).await)
+            .await
+            .unwrap()
+            .totp
+    );
+    let code = authenticator.code_at(app.clock.unix_now());
+    let done = browser
+        .post(
+            "/account/mfa/totp",
+            &[("reference", &reference), ("code", &code)],
+        )
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    let codes: Vec<String> = done
+        .body
+        .split("<li><code>")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().to_string())
+        .collect();
+    assert_eq!(codes.len(), 10, "{}", done.body);
+    // The enrolment is single use.
+    let again = browser
+        .post(
+            "/account/mfa/totp",
+            &[("reference", &reference), ("code", &code)],
+        )
+        .await;
+    assert!(again.body.contains("pas le bon"));
+    (authenticator, codes)
+}
+
+async fn account_id(app: &TestApp) -> String {
+    app.helpdesk().show("emilie.dupre").await.unwrap().id
+}
+
+async fn logout(browser: &mut Browser<'_>) {
+    browser.get("/logout").await;
+    browser.post("/logout", &[]).await;
+}
+
+fn has_session(browser: &Browser<'_>) -> bool {
+    browser.cookies.contains_key("sesame")
+}
+
+async fn second_step(browser: &mut Browser<'_>, code: &str) -> TestResponse {
+    browser.post("/login/mfa", &[("code", code)]).await
+}
+
+async fn totp_is_enrolled_then_asked_at_login_once_per_code_within_one_step(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let mut browser = Browser::new(&app);
+    let enrolled_at = app.clock.unix_now();
+    let (totp, _) = enrol_totp(&app, &mut browser).await;
+    let mails = app.take_mails().await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.mail.kind == sesame::mail::MailKind::SecurityNotice),
+        "the contacts are told: {mails:?}"
+    );
+    logout(&mut browser).await;
+
+    // The password now leads to the second step; the enrolment's code cannot be replayed.
+    let to_second = password_step(&mut browser, "").await;
+    assert!(location(&to_second).starts_with("/login/mfa"));
+    assert!(!has_session(&browser));
+    let page = browser.get("/login/mfa").await;
+    assert!(page.body.contains(r#"name="code""#), "{}", page.body);
+    let replay = second_step(&mut browser, &totp.code_at(enrolled_at)).await;
+    assert_eq!(replay.status, StatusCode::OK);
+    assert!(replay.body.contains("pas valable"), "{}", replay.body);
+    assert!(!has_session(&browser));
+
+    // Two steps later: the code of one step ago (−30 s) passes…
+    app.clock.advance(Duration::from_secs(60));
+    let now = app.clock.unix_now();
+    let signed_in = second_step(&mut browser, &totp.code_at(now - 30)).await;
+    assert_eq!(location(&signed_in), "/login");
+    assert!(has_session(&browser));
+    logout(&mut browser).await;
+
+    // …once: the same code again, or one from −60 s, is refused.
+    password_step(&mut browser, "").await;
+    for code in [totp.code_at(now - 30), totp.code_at(now - 60)] {
+        let refused = second_step(&mut browser, &code).await;
+        assert!(refused.body.contains("pas valable"), "{code}");
+    }
+    // +60 s is refused, +30 s accepted.
+    let now = app.clock.unix_now() + 90;
+    app.clock.advance(Duration::from_secs(90));
+    let early = second_step(&mut browser, &totp.code_at(now + 60)).await;
+    assert!(early.body.contains("pas valable"));
+    let ok = second_step(&mut browser, &totp.code_at(now + 30)).await;
+    assert_eq!(location(&ok), "/login");
+    let id = account_id(&app).await;
+    let session = &app.app.sessions.list(&id).await.unwrap()[0];
+    assert_eq!(session.factors, ["pwd", "otp", "mfa"]);
+}
+
+async fn a_partial_login_gets_no_session_no_ticket_and_cannot_move_browsers(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let mut browser = Browser::new(&app);
+    let (totp, _) = enrol_totp(&app, &mut browser).await;
+    logout(&mut browser).await;
+    app.clock.advance(Duration::from_secs(30));
+
+    // Through CAS: the password step of a flow…
+    let to_login = location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    );
+    let flow = to_login.split("flow=").nth(1).unwrap().to_string();
+    let to_second = password_step(&mut browser, &flow).await;
+    assert!(location(&to_second).starts_with("/login/mfa?flow="));
+    // …gives no ticket: CAS and OIDC still send the browser to the login page.
+    let again = location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    );
+    assert!(again.starts_with("/login?flow="), "{again}");
+    assert!(!has_session(&browser));
+
+    // Another browser with the same form (CSRF and all) but not the cookie gets nowhere.
+    let mut other = Browser::new(&app);
+    other.get("/login").await;
+    let code = totp.code_at(app.clock.unix_now());
+    let moved = other
+        .post("/login/mfa", &[("code", &code), ("flow", &flow)])
+        .await;
+    assert!(location(&moved).starts_with("/login?flow="));
+    assert!(!has_session(&other));
+
+    // The right browser finishes and gets its ticket.
+    let done = browser
+        .post("/login/mfa", &[("code", &code), ("flow", &flow)])
+        .await;
+    let to_service = location(&done);
+    assert!(to_service.starts_with(MOODLE), "{to_service}");
+    assert!(to_service.contains("ticket=ST-"));
+}
+
+async fn recovery_codes_work_once_and_tell_the_contacts(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let mut browser = Browser::new(&app);
+    let (_, codes) = enrol_totp(&app, &mut browser).await;
+    logout(&mut browser).await;
+    app.take_mails().await;
+
+    password_step(&mut browser, "").await;
+    let typed = codes[0].to_uppercase().replace('-', " ");
+    let ok = second_step(&mut browser, &typed).await;
+    assert_eq!(location(&ok), "/login");
+    let mails = app.take_mails().await;
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.mail.kind == sesame::mail::MailKind::SecurityNotice
+                && m.mail.to.as_str() == "emilie@example.org"
+                && m.mail.text.contains("code de secours")),
+        "{mails:?}"
+    );
+    let id = account_id(&app).await;
+    assert_eq!(app.app.mfa.summary(&id).await.unwrap().recovery_codes, 9);
+    logout(&mut browser).await;
+
+    password_step(&mut browser, "").await;
+    let reused = second_step(&mut browser, &codes[0]).await;
+    assert!(reused.body.contains("pas valable"));
+    let next = second_step(&mut browser, &codes[1]).await;
+    assert_eq!(location(&next), "/login");
+}
+
+async fn wrong_second_factors_count_in_the_lockout(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let mut browser = Browser::new(&app);
+    let (totp, _) = enrol_totp(&app, &mut browser).await;
+    logout(&mut browser).await;
+    app.clock.advance(Duration::from_secs(30));
+
+    // The password counts as an attempt until the factor passes; four wrong codes make five.
+    password_step(&mut browser, "").await;
+    let mut last = None;
+    for _ in 0..4 {
+        last = Some(second_step(&mut browser, "111111").await);
+    }
+    let last = last.unwrap();
+    assert!(last.body.contains("verrouill"), "{}", last.body);
+    assert!(!has_session(&browser));
+    // Locked: the right code no longer helps, nor the right password.
+    let code = totp.code_at(app.clock.unix_now());
+    let after = second_step(&mut browser, &code).await;
+    assert!(!has_session(&browser), "{}", after.body);
+    let password = password_step(&mut browser, "").await;
+    assert!(password.body.contains("verrouill"), "{}", password.body);
+    let counter = app
+        .app
+        .lockout
+        .counter("emilie.dupre")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(counter.failures >= 5, "{counter:?}");
+}
+
+async fn validate(app: &TestApp, service: &str, ticket: &str) -> TestResponse {
+    app.get(&format!(
+        "/cas/p3/serviceValidate?service={}&ticket={ticket}",
+        encode(service)
+    ))
+    .await
+}
+
+async fn a_password_session_is_stepped_up_for_a_service_that_requires_mfa(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    // Browser A signs in with the password while the account has no factor…
+    let mut a = Browser::new(&app);
+    password_step(&mut a, "").await;
+    let id = account_id(&app).await;
+    let password_session = app.app.sessions.list(&id).await.unwrap().remove(0);
+    // …then the factor is enrolled elsewhere.
+    let mut b = Browser::new(&app);
+    let (totp, _) = enrol_totp(&app, &mut b).await;
+    app.clock.advance(Duration::from_secs(30));
+
+    // A ticket of the password-only session never validates for the MFA service.
+    let known = app.app.cas.known_service(GRADES).await.unwrap().unwrap();
+    let forced = app
+        .app
+        .cas
+        .issue(&password_session, &known, false)
+        .await
+        .unwrap();
+    let refused = validate(&app, GRADES, &forced).await;
+    assert!(refused.body.contains("INVALID_TICKET"), "{}", refused.body);
+
+    // Browser A asks for the MFA service: the second factor is asked, then the ticket comes.
+    let step = location(
+        &a.get(&format!("/cas/login?service={}", encode(GRADES)))
+            .await,
+    );
+    assert!(step.starts_with("/login/mfa?flow="), "{step}");
+    let page = a.get(&step).await;
+    assert!(
+        page.body.contains(r#"name="code""#),
+        "{} {:?} {}",
+        page.status,
+        page.header("location"),
+        page.body
+    );
+    let flow = step.split("flow=").nth(1).unwrap();
+    let cookie_before = a.cookies["sesame"].clone();
+    let done = a
+        .post(
+            "/login/mfa",
+            &[
+                ("code", &totp.code_at(app.clock.unix_now())),
+                ("flow", flow),
+            ],
+        )
+        .await;
+    let to_service = location(&done);
+    assert!(to_service.starts_with(GRADES), "{to_service}");
+    assert_ne!(a.cookies["sesame"], cookie_before, "a new cookie value");
+    let ticket = to_service.split("ticket=").nth(1).unwrap();
+    let valid = validate(&app, GRADES, ticket).await;
+    assert!(valid.body.contains("<cas:user>emilie.dupre</cas:user>"));
+    assert!(
+        valid.body.contains(
+            "<cas:authnContextClass>https://refeds.org/profile/mfa</cas:authnContextClass>"
+        ),
+        "{}",
+        valid.body
+    );
+    assert!(
+        valid
+            .body
+            .contains("<cas:authenticationMethod>otp</cas:authenticationMethod>")
+    );
+
+    // Once per SSO session: the MFA service and the others get tickets without asking again.
+    for service in [GRADES, MOODLE] {
+        let back = location(
+            &a.get(&format!("/cas/login?service={}", encode(service)))
+                .await,
+        );
+        assert!(back.starts_with(service), "{back}");
+        assert!(back.contains("ticket=ST-"));
+    }
+}
+
+async fn an_account_without_a_factor_is_sent_to_enrol_or_refused(backend: Backend) {
+    // Default policy: enrol.
+    let app = app_with_services(backend, &[]).await;
+    let mut browser = Browser::new(&app);
+    let to_login = location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(GRADES)))
+            .await,
+    );
+    let flow = to_login.split("flow=").nth(1).unwrap().to_string();
+    let to_enrol = password_step(&mut browser, &flow).await;
+    assert_eq!(
+        location(&to_enrol),
+        format!("/account/mfa/totp?flow={flow}")
+    );
+    let page = browser.get(&location(&to_enrol)).await;
+    let secret = between(&page.body, r#"<code id="totp_secret">"#, "<").to_string();
+    let reference = between(&page.body, r#"name="reference" value=""#, "\"").to_string();
+    let totp = totp_rs::Builder::new()
+        .with_secret(totp_rs::Secret::try_from_base32(&secret).unwrap())
+        .with_account_name("x")
+        .build()
+        .unwrap();
+    let code = totp.generate(app.clock.unix_now() as u64).to_string();
+    let confirmed = browser
+        .post(
+            "/account/mfa/totp",
+            &[("reference", &reference), ("code", &code), ("flow", &flow)],
+        )
+        .await;
+    let back = location(&confirmed);
+    let to_service = location(&browser.get(&back).await);
+    assert!(to_service.starts_with(GRADES), "{to_service}");
+    assert!(to_service.contains("ticket=ST-"));
+
+    // Policy `refuse`: no session, no ticket, a clear page.
+    let strict = app_with_services(backend, &[("SESAME_MFA__UNENROLLED", "refuse")]).await;
+    let mut browser = Browser::new(&strict);
+    let to_login = location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(GRADES)))
+            .await,
+    );
+    let flow = to_login.split("flow=").nth(1).unwrap().to_string();
+    let refused = password_step(&mut browser, &flow).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(
+        refused.body.contains("double authentification"),
+        "{}",
+        refused.body
+    );
+    assert!(!has_session(&browser));
+}
+
+async fn a_password_reset_keeps_the_factor_and_the_helpdesk_can_reset_it(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let mut browser = Browser::new(&app);
+    enrol_totp(&app, &mut browser).await;
+    logout(&mut browser).await;
+    app.take_mails().await;
+
+    let recovery = &app.app.recovery;
+    assert!(
+        recovery
+            .request("emilie.dupre", sesame::locale::Locale::Fr)
+            .await
+            .unwrap()
+    );
+    let mails = app.take_mails().await;
+    let link = mails
+        .iter()
+        .find_map(|m| {
+            m.mail
+                .text
+                .split_whitespace()
+                .find(|w| w.contains("token="))
+        })
+        .unwrap()
+        .to_string();
+    let token = sesame::one_time::SecretToken::parse(link.split("token=").nth(1).unwrap()).unwrap();
+    let new_password = "lampe verte au fond du jardin";
+    recovery
+        .complete(
+            &token,
+            new_password,
+            new_password,
+            sesame::locale::Locale::Fr,
+        )
+        .await
+        .unwrap();
+    browser.get("/login").await;
+    let after_reset = browser
+        .post(
+            "/login",
+            &[("username", "emilie.dupre"), ("password", new_password)],
+        )
+        .await;
+    assert!(
+        location(&after_reset).starts_with("/login/mfa"),
+        "the factor survives a reset"
+    );
+
+    // The helpdesk's reset removes every factor, audited, and tells the contacts.
+    let id = account_id(&app).await;
+    let outbox = sesame::mail::outbox::Outbox::new(app.app.store.clone(), app.app.clock.clone());
+    let removed = sesame::accounts::mfa::reset_factors(
+        app.app.store.as_ref(),
+        app.app.store.as_ref(),
+        &outbox,
+        &app.app.audit,
+        "Université",
+        &id,
+        sesame::audit::Actor::Operator("helpdesk".into()),
+        "identity checked at the desk",
+    )
+    .await
+    .unwrap();
+    assert!(removed >= 2, "{removed}");
+    assert!(!app.app.mfa.summary(&id).await.unwrap().any());
+    assert!(
+        app.take_mails()
+            .await
+            .iter()
+            .any(|m| m.mail.kind == sesame::mail::MailKind::SecurityNotice)
+    );
+    let mut fresh = Browser::new(&app);
+    fresh.get("/login").await;
+    let plain = fresh
+        .post(
+            "/login",
+            &[("username", "emilie.dupre"), ("password", new_password)],
+        )
+        .await;
+    assert_eq!(location(&plain), "/login");
+    assert!(has_session(&fresh));
+}
+
+async fn the_account_page_lists_sessions_and_exports_the_data(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let anonymous = app.get("/account").await;
+    assert!(location(&anonymous).starts_with("/login?return_to=%2Faccount"));
+    let mut browser = Browser::new(&app);
+    password_step(&mut browser, "").await;
+    let page = browser.get("/account").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body
+            .contains(r#"<dd id="account_login">emilie.dupre</dd>"#)
+    );
+    assert!(page.body.contains("emilie@example.org"));
+    // Sensitive changes need a recent authentication.
+    app.clock.advance(Duration::from_secs(11 * 60));
+    let stale = browser.get("/account/mfa/totp").await;
+    assert!(location(&stale).starts_with("/account/reauth?return_to="));
+    let wrong = browser
+        .post(
+            "/account/reauth",
+            &[("password", "nope"), ("return_to", "/account/mfa/totp")],
+        )
+        .await;
+    assert!(wrong.body.contains("pas le bon"));
+    let ok = browser
+        .post(
+            "/account/reauth",
+            &[("password", PASSWORD), ("return_to", "/account/mfa/totp")],
+        )
+        .await;
+    assert_eq!(location(&ok), "/account/mfa/totp");
+    assert!(browser.get("/account/mfa/totp").await.body.contains("<svg"));
+
+    // The export holds the account and no secret.
+    let export = browser.get("/account/export").await;
+    assert_eq!(export.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_str(&export.body).unwrap();
+    assert_eq!(json["account"]["login"], "emilie.dupre");
+    assert_eq!(json["recovery_contacts"][0]["value"], "emilie@example.org");
+    assert!(!export.body.contains("argon2"));
+
+    // A wrong current password changes nothing; the right one changes it.
+    let refused = browser
+        .post(
+            "/account/password",
+            &[
+                ("current_password", "nope"),
+                ("new_password", "un tout autre mot de passe"),
+                ("new_password_confirm", "un tout autre mot de passe"),
+            ],
+        )
+        .await;
+    assert!(refused.body.contains("mot de passe actuel n&#39;est"));
+    let changed = browser
+        .post(
+            "/account/password",
+            &[
+                ("current_password", PASSWORD),
+                ("new_password", "un tout autre mot de passe"),
+                ("new_password_confirm", "un tout autre mot de passe"),
+            ],
+        )
+        .await;
+    assert!(changed.body.contains("a été changé"), "{}", changed.body);
+
+    // Log out everywhere.
+    let id = account_id(&app).await;
+    let everywhere = browser.post("/account/sessions/end-all", &[]).await;
+    assert_eq!(everywhere.status, StatusCode::OK);
+    assert!(app.app.sessions.list(&id).await.unwrap().is_empty());
+}
