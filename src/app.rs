@@ -600,7 +600,7 @@ impl App {
             store.clone(),
             passwords.clone(),
             password_policy(&config),
-            lockout.clone(),
+            login.clone(),
             sessions.clone(),
             mfa.clone(),
             audit.clone(),

@@ -4,14 +4,13 @@
 
 use std::sync::Arc;
 
-use super::lockout::{Admission, Lockout};
 use super::mfa::{Mfa, SecurityEvent, StoredPasskey, StoredTotp};
-use super::password::{PasswordHasher, Verification};
+use super::password::PasswordHasher;
 use super::password_policy::{PasswordPolicy, PasswordProblem};
 use super::{AccountAdminStore, AccountRecord, AccountsError, Contact, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
 use crate::locale::Locale;
-use crate::login::LoginStore;
+use crate::login::{LoginService, LoginStore};
 use crate::sessions::{ServedApplication, Session, Sessions};
 use crate::storage::StorageError;
 
@@ -44,7 +43,7 @@ pub struct SelfService {
     logins: Arc<dyn LoginStore>,
     passwords: PasswordHasher,
     policy: PasswordPolicy,
-    lockout: Arc<Lockout>,
+    login: Arc<LoginService>,
     sessions: Arc<Sessions>,
     mfa: Arc<Mfa>,
     audit: Arc<Auditor>,
@@ -66,7 +65,7 @@ impl SelfService {
         logins: Arc<dyn LoginStore>,
         passwords: PasswordHasher,
         policy: PasswordPolicy,
-        lockout: Arc<Lockout>,
+        login: Arc<LoginService>,
         sessions: Arc<Sessions>,
         mfa: Arc<Mfa>,
         audit: Arc<Auditor>,
@@ -79,7 +78,7 @@ impl SelfService {
             logins,
             passwords,
             policy,
-            lockout,
+            login,
             sessions,
             mfa,
             audit,
@@ -117,7 +116,7 @@ impl SelfService {
         }))
     }
 
-    /// Changes the password: the current one is checked under the lockout rules, the new one
+    /// Changes the password: the current one is checked like a login's (`check_password`), the new one
     /// against the policy. Every other session ends; the contacts are told.
     pub async fn change_password(
         &self,
@@ -137,19 +136,8 @@ impl SelfService {
         let Some(hash) = self.logins.find_password_hash(&account.id).await? else {
             return Ok(PasswordChange::WrongCurrent);
         };
-        if current.is_empty() || current.len() > crate::login::MAX_PASSWORD_BYTES {
+        if !self.login.check_password(&account, current).await? {
             return Ok(PasswordChange::WrongCurrent);
-        }
-        if let Admission::Refused(_) = self.lockout.attempt(&account.login, true).await? {
-            return Ok(PasswordChange::WrongCurrent);
-        }
-        match self.passwords.verify(current, &hash).await {
-            Ok(Verification::Match { .. }) => self.lockout.record_success(&account.login).await?,
-            Ok(_) => return Ok(PasswordChange::WrongCurrent),
-            Err(error) => {
-                self.lockout.refund(&account.login).await?;
-                return Err(error.into());
-            }
         }
         let (context, _) =
             super::personal_words(self.accounts.as_ref(), &account, &self.university).await?;

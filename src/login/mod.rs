@@ -707,7 +707,8 @@ impl LoginService {
         let outcome = match self.lockout.attempt(&pending.counter_key, true).await? {
             Admission::Refused(status) => {
                 self.one_time.redeem(PENDING_PURPOSE, reference).await?;
-                self.second_factor_failed(&account_id, "locked").await?;
+                self.failed_factor(Some(account_id.clone()), "second", "locked")
+                    .await?;
                 return Ok(SecondFactorOutcome::Locked(status));
             }
             Admission::Admitted(outcome) => outcome,
@@ -743,7 +744,7 @@ impl LoginService {
             },
         };
         let Some((method, amr)) = passed else {
-            self.second_factor_failed(&account_id, "wrong_second_factor")
+            self.failed_factor(Some(account_id.clone()), "second", "wrong_second_factor")
                 .await?;
             if outcome.newly_hard_locked {
                 self.audit
@@ -780,7 +781,8 @@ impl LoginService {
             return Ok(SecondFactorOutcome::Expired);
         };
         if account.state != AccountState::Active {
-            self.second_factor_failed(&account_id, "disabled").await?;
+            self.failed_factor(Some(account_id.clone()), "second", "disabled")
+                .await?;
             return Ok(SecondFactorOutcome::Disabled);
         }
         let factors = with_factor(&pending.factors, amr);
@@ -803,22 +805,6 @@ impl LoginService {
                 Err(error) => return Err(error),
             },
         )
-    }
-
-    async fn second_factor_failed(
-        &self,
-        account_id: &str,
-        reason: &str,
-    ) -> Result<(), StorageError> {
-        self.audit
-            .record(
-                Actor::User,
-                AuditAction::LoginFailed,
-                Some(account_id.to_string()),
-                serde_json::json!({"factor": "second", "reason": reason}),
-            )
-            .await
-            .map(|_| ())
     }
 
     /// A passwordless login with a discoverable passkey (user verification required: a
@@ -877,40 +863,24 @@ impl LoginService {
         session: &Session,
         factor: &str,
     ) -> Result<(SecretToken, Session), StorageError> {
-        let factors = with_factor(&session.factors, factor);
-        let factors: Vec<&str> = factors.iter().map(String::as_str).collect();
-        self.sessions
-            .reopen(
-                cookie,
-                &session.account_id,
-                &factors,
-                session.kind,
-                SessionOrigin {
-                    client_ip: session.client_ip.clone(),
-                    user_agent: session.user_agent.clone(),
-                },
-            )
+        self.rekey(cookie, session, &with_factor(&session.factors, factor))
             .await
     }
 
-    /// Re-authentication before a sensitive change (DESIGN.md §5): the password again, under
-    /// the lockout rules; the session keeps its factors and gets a fresh `auth_time` and a new
-    /// cookie value. `None` when the password was wrong (or the account is locked).
-    pub async fn reauthenticate(
+    /// Checks the password of a signed-in person (re-authentication, password change) under the
+    /// lockout rules, like a login: counted first, audited when wrong, the contacts mailed at a
+    /// hard lock. Whether it was right.
+    pub async fn check_password(
         &self,
-        cookie: &SecretToken,
-        session: &Session,
+        account: &AccountRecord,
         password: &str,
-    ) -> Result<Option<(SecretToken, Session)>, AccountsError> {
+    ) -> Result<bool, AccountsError> {
         if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
-            return Ok(None);
+            return Ok(false);
         }
-        let Some(account) = self.store.find_account_by_id(&session.account_id).await? else {
-            return Ok(None);
-        };
         let key = account.login.clone();
         let outcome = match self.lockout.attempt(&key, true).await? {
-            Admission::Refused(_) => return Ok(None),
+            Admission::Refused(_) => return Ok(false),
             Admission::Admitted(outcome) => outcome,
         };
         let verification = match self.store.find_password_hash(&account.id).await? {
@@ -928,35 +898,71 @@ impl LoginService {
             self.failed(Some(account.id.clone()), "wrong_password")
                 .await?;
             if outcome.newly_hard_locked {
-                self.notify_hard_lock(&account, Locale::Fr).await?;
+                self.notify_hard_lock(account, Locale::Fr).await?;
             }
-            return Ok(None);
+            return Ok(false);
         }
         self.lockout.record_success(&key).await?;
-        let factors: Vec<&str> = session.factors.iter().map(String::as_str).collect();
-        Ok(Some(
-            self.sessions
-                .reopen(
-                    cookie,
-                    &session.account_id,
-                    &factors,
-                    session.kind,
-                    SessionOrigin {
-                        client_ip: session.client_ip.clone(),
-                        user_agent: session.user_agent.clone(),
-                    },
-                )
-                .await?,
-        ))
+        Ok(true)
+    }
+
+    /// Re-authentication before a sensitive change (DESIGN.md §5): the password again (see
+    /// [`LoginService::check_password`]); the session keeps its factors and gets a fresh
+    /// `auth_time` and a new cookie value. `None` when the password was wrong or locked.
+    pub async fn reauthenticate(
+        &self,
+        cookie: &SecretToken,
+        session: &Session,
+        password: &str,
+    ) -> Result<Option<(SecretToken, Session)>, AccountsError> {
+        let Some(account) = self.store.find_account_by_id(&session.account_id).await? else {
+            return Ok(None);
+        };
+        if !self.check_password(&account, password).await? {
+            return Ok(None);
+        }
+        Ok(Some(self.rekey(cookie, session, &session.factors).await?))
+    }
+
+    /// A new cookie value and a fresh authentication for the browser's session, with `factors`.
+    async fn rekey(
+        &self,
+        cookie: &SecretToken,
+        session: &Session,
+        factors: &[String],
+    ) -> Result<(SecretToken, Session), StorageError> {
+        let factors: Vec<&str> = factors.iter().map(String::as_str).collect();
+        self.sessions
+            .reopen(
+                cookie,
+                &session.account_id,
+                &factors,
+                session.kind,
+                SessionOrigin {
+                    client_ip: session.client_ip.clone(),
+                    user_agent: session.user_agent.clone(),
+                },
+            )
+            .await
     }
 
     async fn failed(&self, subject: Option<String>, reason: &str) -> Result<(), StorageError> {
+        self.failed_factor(subject, AMR_PASSWORD, reason).await
+    }
+
+    /// Audits a failed login step: which factor (`pwd`, `second`) and why.
+    async fn failed_factor(
+        &self,
+        subject: Option<String>,
+        factor: &str,
+        reason: &str,
+    ) -> Result<(), StorageError> {
         self.audit
             .record(
                 Actor::User,
                 AuditAction::LoginFailed,
                 subject,
-                serde_json::json!({"factor": AMR_PASSWORD, "reason": reason}),
+                serde_json::json!({"factor": factor, "reason": reason}),
             )
             .await
             .map(|_| ())

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Form};
 
 use super::activation::{Fields, check_csrf, field, password_message};
-use super::login::{current_session, passkey_error, see_other, session_cookie};
+use super::login::{
+    ceremony_json, current_session, new_session_cookie, passkey_error, see_other, session_cookie,
+};
 use crate::accounts::mfa::AMR_OTP;
 use crate::accounts::self_service::PasswordChange;
 use crate::one_time::SecretToken;
@@ -177,6 +179,25 @@ macro_rules! session_or_login {
     };
 }
 
+/// The overview with the outcome of an action.
+async fn overview_page(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    nonce: &Option<Extension<CspNonce>>,
+    session: &Session,
+    notice: Option<String>,
+    error: Option<String>,
+) -> Result<Response, WebError> {
+    let view = View {
+        mode: "overview",
+        notice,
+        error,
+        ..View::default()
+    };
+    render(state, locale, headers, nonce, session, view).await
+}
+
 /// `GET /account`.
 pub async fn overview(
     State(state): State<WebState>,
@@ -185,11 +206,7 @@ pub async fn overview(
     nonce: Option<Extension<CspNonce>>,
 ) -> Result<Response, WebError> {
     let session = session_or_login!(state, headers, "/account");
-    let view = View {
-        mode: "overview",
-        ..View::default()
-    };
-    render(&state, locale, &headers, &nonce, &session, view).await
+    overview_page(&state, locale, &headers, &nonce, &session, None, None).await
 }
 
 #[derive(serde::Deserialize)]
@@ -244,17 +261,10 @@ pub async fn reauth(
         .await
         .map_err(|e| WebError::Internal(format!("re-authentication: {e}")))?
     {
-        Some((cookie, session)) => {
-            let max_age = (session.kind == crate::sessions::SessionKind::Remembered)
-                .then(|| (session.expires_at - session.auth_time).max(0) as u64);
-            let cookie = cookies::set_session(
-                &super::login::session_cookie_name(&state),
-                cookie.expose(),
-                max_age,
-                state.https,
-            );
-            see_other(&return_to, Some(cookie))
-        }
+        Some((cookie, session)) => see_other(
+            &return_to,
+            Some(new_session_cookie(&state, &session, &cookie)),
+        ),
         None => {
             let view = View {
                 mode: "reauth",
@@ -286,6 +296,22 @@ pub async fn totp_page(
     if !recent(&state, &session) {
         return reauth_redirect(&path);
     }
+    let flow = SecretToken::parse(&query.flow)
+        .map(|f| f.expose().to_string())
+        .unwrap_or_default();
+    totp_enrolment(&state, locale, &headers, &nonce, &session, flow, None).await
+}
+
+/// The enrolment page with a fresh seed (and the error of a refused first code).
+async fn totp_enrolment(
+    state: &WebState,
+    locale: Locale,
+    headers: &HeaderMap,
+    nonce: &Option<Extension<CspNonce>>,
+    session: &Session,
+    flow: String,
+    error: Option<String>,
+) -> Result<Response, WebError> {
     let login = state
         .login
         .login_of(&session.account_id)
@@ -298,15 +324,14 @@ pub async fn totp_page(
         .await?;
     let view = View {
         mode: "totp",
-        flow: SecretToken::parse(&query.flow)
-            .map(|f| f.expose().to_string())
-            .unwrap_or_default(),
+        error,
+        flow,
         qr_svg: enrolment.qr_svg,
         secret: enrolment.secret_base32,
         reference: enrolment.reference.expose().to_string(),
         ..View::default()
     };
-    render(&state, locale, &headers, &nonce, &session, view).await
+    render(state, locale, headers, nonce, session, view).await
 }
 
 /// `POST /account/mfa/totp`: the first code confirms the enrolment. Coming from a login that
@@ -338,26 +363,11 @@ pub async fn totp_confirm(
     let texts = &locale.texts().account;
     if !accepted {
         // A new seed: the page shows it again with the error.
-        let login = state
-            .login
-            .login_of(&session.account_id)
-            .await?
+        let flow = SecretToken::parse(field(&fields, "flow"))
+            .map(|f| f.expose().to_string())
             .unwrap_or_default();
-        let enrolment = state
-            .login
-            .mfa()
-            .start_totp(&session.account_id, &login)
-            .await?;
-        let view = View {
-            mode: "totp",
-            error: Some(texts.totp_rejected.to_string()),
-            flow: field(&fields, "flow").to_string(),
-            qr_svg: enrolment.qr_svg,
-            secret: enrolment.secret_base32,
-            reference: enrolment.reference.expose().to_string(),
-            ..View::default()
-        };
-        return render(&state, locale, &headers, &nonce, &session, view).await;
+        let error = Some(texts.totp_rejected.to_string());
+        return totp_enrolment(&state, locale, &headers, &nonce, &session, flow, error).await;
     }
     // The code just typed proved the factor in this session (a new cookie value, DESIGN.md §5).
     let cookie = session_cookie(&state, &headers)
@@ -366,14 +376,7 @@ pub async fn totp_confirm(
         .login
         .add_factor_to_session(&cookie, &session, AMR_OTP)
         .await?;
-    let max_age = (session.kind == crate::sessions::SessionKind::Remembered)
-        .then(|| (session.expires_at - session.auth_time).max(0) as u64);
-    let set_cookie = cookies::set_session(
-        &super::login::session_cookie_name(&state),
-        cookie.expose(),
-        max_age,
-        state.https,
-    );
+    let set_cookie = new_session_cookie(&state, &session, &cookie);
     if let Some(flow) = SecretToken::parse(field(&fields, "flow")) {
         return see_other(&format!("/login?flow={}", flow.expose()), Some(set_cookie));
     }
@@ -413,12 +416,16 @@ pub async fn totp_remove(
         .remove_totp(&session.account_id, locale)
         .await?;
     let texts = &locale.texts().account;
-    let view = View {
-        mode: "overview",
-        notice: removed.then(|| texts.totp_removed.to_string()),
-        ..View::default()
-    };
-    render(&state, locale, &headers, &nonce, &session, view).await
+    overview_page(
+        &state,
+        locale,
+        &headers,
+        &nonce,
+        &session,
+        removed.then(|| texts.totp_removed.to_string()),
+        None,
+    )
+    .await
 }
 
 /// `POST /account/mfa/codes`: a new set of recovery codes, shown once.
@@ -484,15 +491,7 @@ pub async fn passkey_options(
         )
         .await
         .map_err(passkey_error)?;
-    let body = serde_json::json!({
-        "options": ceremony.options,
-        "reference": ceremony.reference.expose(),
-    });
-    Ok((
-        [(CACHE_CONTROL, HeaderValue::from_static("no-store"))],
-        axum::Json(body),
-    )
-        .into_response())
+    Ok(ceremony_json(ceremony))
 }
 
 /// `POST /account/passkeys`: the browser's answer to a registration.
@@ -529,13 +528,7 @@ pub async fn passkey_register(
             (None, Some(texts.passkey_refused.to_string()))
         }
     };
-    let view = View {
-        mode: "overview",
-        notice,
-        error,
-        ..View::default()
-    };
-    render(&state, locale, &headers, &nonce, &session, view).await
+    overview_page(&state, locale, &headers, &nonce, &session, notice, error).await
 }
 
 /// `POST /account/passkeys/rename` and `/account/passkeys/remove` (field `id`).
@@ -561,13 +554,16 @@ pub async fn passkey_change(
         mfa.rename_passkey(&session.account_id, id, field(&fields, "name"))
             .await?
     };
-    let view = View {
-        mode: "overview",
-        notice: done.then(|| texts.saved.to_string()),
-        error: (!done).then(|| texts.not_saved.to_string()),
-        ..View::default()
-    };
-    render(&state, locale, &headers, &nonce, &session, view).await
+    overview_page(
+        &state,
+        locale,
+        &headers,
+        &nonce,
+        &session,
+        done.then(|| texts.saved.to_string()),
+        (!done).then(|| texts.not_saved.to_string()),
+    )
+    .await
 }
 
 /// `POST /account/password`: the current password and the new one twice.
@@ -603,13 +599,7 @@ pub async fn change_password(
             Some(password_message(&locale.texts().activation, &problem).to_string()),
         ),
     };
-    let view = View {
-        mode: "overview",
-        notice,
-        error,
-        ..View::default()
-    };
-    render(&state, locale, &headers, &nonce, &session, view).await
+    overview_page(&state, locale, &headers, &nonce, &session, notice, error).await
 }
 
 /// `POST /account/sessions/end-all`: "log out everywhere", this browser included.

@@ -561,7 +561,11 @@ pub async fn submit(
 }
 
 /// The `Set-Cookie` of a session just opened (persistent only for "stay signed in").
-fn new_session_cookie(state: &WebState, session: &Session, cookie: &SecretToken) -> HeaderValue {
+pub(crate) fn new_session_cookie(
+    state: &WebState,
+    session: &Session,
+    cookie: &SecretToken,
+) -> HeaderValue {
     let max_age = (session.kind == SessionKind::Remembered)
         .then(|| (session.expires_at - session.auth_time).max(0) as u64);
     cookies::set_session(
@@ -747,7 +751,7 @@ pub async fn second_factor_submit(
 }
 
 /// The options of a passkey ceremony, as JSON for `navigator.credentials.*`.
-fn ceremony_json(ceremony: crate::accounts::mfa::passkeys::Ceremony) -> Response {
+pub(crate) fn ceremony_json(ceremony: crate::accounts::mfa::passkeys::Ceremony) -> Response {
     let body = serde_json::json!({
         "options": ceremony.options,
         "reference": ceremony.reference.expose(),
