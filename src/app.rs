@@ -357,6 +357,10 @@ impl Admin {
             self.audit.clone(),
             self.clock.clone(),
             our_domains(&self.config),
+            self.store.clone(),
+            Arc::new(Outbox::new(self.store.clone(), self.clock.clone())),
+            notice_mailer(),
+            self.config.university.name.clone(),
         )
     }
 
@@ -389,6 +393,13 @@ impl Admin {
     pub fn importer(&self) -> Importer {
         Importer::new(self.store.clone(), self.clock.clone(), self.entropy.clone())
     }
+}
+
+/// The security notice to the recovery contacts (a factor added or removed, …).
+fn notice_mailer() -> crate::accounts::mfa::NoticeMailer {
+    Arc::new(|locale, to, university, what| {
+        crate::mail::messages::security_notice(locale, to.clone(), university, what)
+    })
 }
 
 /// The rotation timings of the configuration.
@@ -532,9 +543,7 @@ impl App {
             outbox.clone(),
             clock.clone(),
             entropy.clone(),
-            Arc::new(|locale, to, university, what| {
-                crate::mail::messages::security_notice(locale, to.clone(), university, what)
-            }),
+            notice_mailer(),
             config.university.name.clone(),
             passkeys,
         ));
@@ -646,6 +655,10 @@ impl App {
             self.audit.clone(),
             self.clock.clone(),
             our_domains(&self.config),
+            self.store.clone(),
+            self.outbox.clone(),
+            notice_mailer(),
+            self.config.university.name.clone(),
         )
     }
 

@@ -9,10 +9,14 @@ use serde::Serialize;
 
 use super::identifiers::canonical_login;
 use super::lockout::{LockStatus, Lockout};
+use super::mfa::{MfaStore, NoticeMailer, SecurityEvent};
 use super::{AccountAdminStore, AccountRecord, AccountState};
 use crate::audit::{Actor, AuditAction, AuditEvent, AuditQuery, Auditor};
 use crate::cas::logout::{LogoutStatus, LogoutStore};
 use crate::clock::{Clock, from_unix, rfc3339};
+use crate::locale::Locale;
+use crate::mail::EmailAddress;
+use crate::mail::outbox::Outbox;
 use crate::sessions::{Session, Sessions};
 use crate::storage::StorageError;
 
@@ -122,6 +126,10 @@ pub struct Helpdesk {
     audit: Arc<Auditor>,
     clock: Arc<dyn Clock>,
     our_domains: Vec<String>,
+    factors: Arc<dyn MfaStore>,
+    outbox: Arc<Outbox>,
+    notice: NoticeMailer,
+    university: String,
 }
 
 fn require_reason(reason: &str) -> Result<&str, HelpdeskError> {
@@ -132,6 +140,7 @@ fn require_reason(reason: &str) -> Result<&str, HelpdeskError> {
 }
 
 impl Helpdesk {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn AccountAdminStore>,
         logouts: Arc<dyn LogoutStore>,
@@ -140,8 +149,16 @@ impl Helpdesk {
         audit: Arc<Auditor>,
         clock: Arc<dyn Clock>,
         our_domains: Vec<String>,
+        factors: Arc<dyn MfaStore>,
+        outbox: Arc<Outbox>,
+        notice: NoticeMailer,
+        university: String,
     ) -> Self {
         Self {
+            factors,
+            outbox,
+            notice,
+            university,
             store,
             logouts,
             lockout,
@@ -241,10 +258,22 @@ impl Helpdesk {
             activated: activity.as_ref().and_then(|a| a.activated_at).map(when),
             last_login: activity.as_ref().and_then(|a| a.last_login_at).map(when),
             last_login_from: activity.as_ref().and_then(|a| a.last_login_from.clone()),
-            factors: if has_password {
-                vec!["password".to_string()]
-            } else {
-                Vec::new()
+            factors: {
+                let summary = self.factors.factor_summary(&account.id).await?;
+                let mut factors = Vec::new();
+                if has_password {
+                    factors.push("password".to_string());
+                }
+                if summary.totp {
+                    factors.push("totp".to_string());
+                }
+                if summary.passkeys > 0 {
+                    factors.push(format!("passkeys ({})", summary.passkeys));
+                }
+                if summary.recovery_codes > 0 {
+                    factors.push(format!("recovery codes ({} left)", summary.recovery_codes));
+                }
+                factors
             },
             contacts: contacts
                 .iter()
@@ -345,6 +374,40 @@ impl Helpdesk {
         self.record(operator, AuditAction::SessionsRevoked, account.id, serde_json::json!({"login": account.login, "reason": reason.trim(), "sessions_ended": ended}))
             .await?;
         Ok(ended)
+    }
+
+    /// The last resort of a person who lost every second factor (DESIGN.md §5, recovery with
+    /// MFA): every factor goes (TOTP, passkeys, recovery codes), after the operator checked the
+    /// person's identity (the reason says how); audited, and every recovery address is told.
+    /// How many rows went.
+    pub async fn reset_mfa(
+        &self,
+        typed: &str,
+        operator: Actor,
+        reason: &str,
+    ) -> Result<u64, HelpdeskError> {
+        let reason = require_reason(reason)?;
+        let account = self.account(typed).await?;
+        let removed = self.factors.delete_factors(&account.id).await?;
+        self.record(
+            operator,
+            AuditAction::MfaReset,
+            account.id.clone(),
+            serde_json::json!({"login": account.login, "reason": reason, "removed": removed}),
+        )
+        .await?;
+        let what = SecurityEvent::FactorsReset.sentence(Locale::Fr);
+        for contact in self.store.list_recovery_contacts(&account.id).await? {
+            if contact.kind == "email"
+                && contact.confirmed
+                && let Ok(to) = EmailAddress::parse(&contact.value)
+            {
+                self.outbox
+                    .queue(&(self.notice)(Locale::Fr, &to, &self.university, what))
+                    .await?;
+            }
+        }
+        Ok(removed)
     }
 
     pub async fn sessions(&self, typed: &str) -> Result<Vec<SessionReport>, HelpdeskError> {

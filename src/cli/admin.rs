@@ -240,29 +240,14 @@ pub async fn reset_mfa(
     reason: &str,
     json: bool,
 ) -> anyhow::Result<()> {
-    if reason.trim().is_empty() {
-        anyhow::bail!("give the reason for the audit trail with --reason");
-    }
-    let admin = Admin::open(config).await?;
-    let account = admin.helpdesk().account(login).await?;
-    let outbox = crate::mail::outbox::Outbox::new(admin.store.clone(), admin.clock.clone());
-    let removed = crate::accounts::mfa::reset_factors(
-        admin.store.as_ref(),
-        admin.store.as_ref(),
-        &outbox,
-        &admin.audit,
-        &admin.config.university.name,
-        &account.id,
-        super::operator(),
-        reason.trim(),
-    )
-    .await?;
+    let helpdesk = Admin::open(config).await?.helpdesk();
+    let removed = helpdesk.reset_mfa(login, super::operator(), reason).await?;
     if json {
-        print_json(&serde_json::json!({"login": account.login, "factors_removed": removed}))
+        print_json(&serde_json::json!({"login": login.trim(), "factors_removed": removed}))
     } else {
         println!(
             "{removed} second factor(s) of {} removed; the recovery contacts were told.",
-            account.login
+            login.trim()
         );
         Ok(())
     }

@@ -513,19 +513,31 @@ async fn a_password_reset_keeps_the_factor_and_the_helpdesk_can_reset_it(backend
 
     // The helpdesk's reset removes every factor, audited, and tells the contacts.
     let id = account_id(&app).await;
-    let outbox = sesame::mail::outbox::Outbox::new(app.app.store.clone(), app.app.clock.clone());
-    let removed = sesame::accounts::mfa::reset_factors(
-        app.app.store.as_ref(),
-        app.app.store.as_ref(),
-        &outbox,
-        &app.app.audit,
-        "Université",
-        &id,
-        sesame::audit::Actor::Operator("helpdesk".into()),
-        "identity checked at the desk",
-    )
-    .await
-    .unwrap();
+    let refused = app
+        .helpdesk()
+        .reset_mfa(
+            "emilie.dupre",
+            sesame::audit::Actor::Operator("helpdesk".into()),
+            " ",
+        )
+        .await;
+    assert!(refused.is_err(), "a reason is required");
+    assert!(app.app.mfa.summary(&id).await.unwrap().any());
+    let report = app.helpdesk().show("emilie.dupre").await.unwrap();
+    assert!(
+        report.factors.contains(&"totp".to_string()),
+        "{:?}",
+        report.factors
+    );
+    let removed = app
+        .helpdesk()
+        .reset_mfa(
+            "emilie.dupre",
+            sesame::audit::Actor::Operator("helpdesk".into()),
+            "identity checked at the desk",
+        )
+        .await
+        .unwrap();
     assert!(removed >= 2, "{removed}");
     assert!(!app.app.mfa.summary(&id).await.unwrap().any());
     assert!(

@@ -621,46 +621,6 @@ impl Mfa {
     }
 }
 
-/// The helpdesk's last resort (`sesame admin reset-mfa`, DESIGN.md §5 "recovery with MFA"):
-/// every factor of an account goes (TOTP, passkeys, recovery codes), audited with the operator
-/// and the reason, and every contact is told. How many rows went.
-#[allow(clippy::too_many_arguments)]
-pub async fn reset_factors(
-    store: &dyn MfaStore,
-    contacts: &dyn RecoveryStore,
-    outbox: &Outbox,
-    audit: &Auditor,
-    university: &str,
-    account_id: &str,
-    operator: Actor,
-    reason: &str,
-) -> Result<u64, StorageError> {
-    let removed = store.delete_factors(account_id).await?;
-    audit
-        .record(
-            operator,
-            AuditAction::MfaReset,
-            Some(account_id.to_string()),
-            serde_json::json!({"reason": reason, "removed": removed}),
-        )
-        .await?;
-    for address in contacts.confirmed_emails(account_id).await? {
-        if let Ok(to) = EmailAddress::parse(&address) {
-            for locale in [Locale::Fr] {
-                outbox
-                    .queue(&crate::mail::messages::security_notice(
-                        locale,
-                        to.clone(),
-                        university,
-                        SecurityEvent::FactorsReset.sentence(locale),
-                    ))
-                    .await?;
-            }
-        }
-    }
-    Ok(removed)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
