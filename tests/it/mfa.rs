@@ -22,6 +22,8 @@ on_both_backends! {
     an_account_without_a_factor_is_sent_to_enrol_or_refused,
     a_password_reset_keeps_the_factor_and_the_helpdesk_can_reset_it,
     the_account_page_lists_sessions_and_exports_the_data,
+    an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so,
+    passkeys_register_then_serve_as_second_factor_and_passwordless_login,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -628,4 +630,359 @@ async fn the_account_page_lists_sessions_and_exports_the_data(backend: Backend) 
     let everywhere = browser.post("/account/sessions/end-all", &[]).await;
     assert_eq!(everywhere.status, StatusCode::OK);
     assert!(app.app.sessions.list(&id).await.unwrap().is_empty());
+}
+
+const CB: &str = "https://app.uca.fr/oidc/cb";
+/// RFC 7636 Appendix B.
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+
+fn authorize_query(client: &str, extra: &str) -> String {
+    format!(
+        "response_type=code&client_id={client}&redirect_uri={}&scope=openid&state=s\
+         &nonce=n&code_challenge={CHALLENGE}&code_challenge_method=S256{extra}",
+        encode(CB)
+    )
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url::Url::parse(url)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.into_owned())
+}
+
+/// Redeems a code as the confidential client `id`; the ID token's claims.
+async fn id_token_claims(app: &TestApp, id: &str, secret: &str, code: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let body: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs([
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", CB),
+            ("code_verifier", VERIFIER),
+        ])
+        .finish();
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
+    let request = axum::http::Request::builder()
+        .method("POST")
+        .uri("/oidc/token")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("authorization", format!("Basic {basic}"))
+        .body(axum::body::Body::from(body))
+        .unwrap();
+    let response = app.send(request, None).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    let tokens: serde_json::Value = serde_json::from_str(&response.body).unwrap();
+    let payload = tokens["id_token"]
+        .as_str()
+        .unwrap()
+        .split('.')
+        .nth(1)
+        .unwrap();
+    serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+async fn an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so(backend: Backend) {
+    use sesame::relying_parties::clients::{ClientAdmin, OidcClient};
+    let app = app_with_services(backend, &[]).await;
+    let admin = ClientAdmin::new(
+        app.app.store.clone(),
+        Vec::new(),
+        false,
+        app.app.audit.clone(),
+        app.app.clock.clone(),
+        app.app.entropy.clone(),
+    );
+    let mut secrets = Vec::new();
+    for (id, mfa) in [("portal", false), ("hr", true)] {
+        let mut client = OidcClient::new(id, id);
+        client.redirect_uris = vec![CB.into()];
+        client.first_party = true;
+        client.mfa_required = mfa;
+        let secret = admin
+            .add_client(sesame::audit::Actor::System, client)
+            .await
+            .unwrap()
+            .unwrap();
+        secrets.push(secret);
+    }
+    app.app.oidc.forget_registry();
+
+    // A password-only session; the factor is enrolled in another browser.
+    let mut a = Browser::new(&app);
+    password_step(&mut a, "").await;
+    let mut b = Browser::new(&app);
+    let (totp, _) = enrol_totp(&app, &mut b).await;
+    app.clock.advance(Duration::from_secs(30));
+
+    // Without a second factor, the password session gets a single-factor code…
+    let plain = location(
+        &a.get(&format!(
+            "/oidc/authorize?{}",
+            authorize_query("portal", "")
+        ))
+        .await,
+    );
+    let claims = id_token_claims(
+        &app,
+        "portal",
+        &secrets[0],
+        &query_param(&plain, "code").unwrap(),
+    )
+    .await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    assert_eq!(claims["acr"], sesame::oidc::ACR_SINGLE_FACTOR);
+    // …and `prompt=none` cannot ask for the factor.
+    let silent = location(
+        &a.get(&format!(
+            "/oidc/authorize?{}",
+            authorize_query(
+                "portal",
+                "&prompt=none&acr_values=https%3A%2F%2Frefeds.org%2Fprofile%2Fmfa"
+            )
+        ))
+        .await,
+    );
+    assert_eq!(
+        query_param(&silent, "error").as_deref(),
+        Some("interaction_required")
+    );
+
+    // `acr_values` asking for MFA: the second step, then the code.
+    let step = location(
+        &a.get(&format!(
+            "/oidc/authorize?{}",
+            authorize_query(
+                "portal",
+                "&acr_values=https%3A%2F%2Frefeds.org%2Fprofile%2Fmfa"
+            )
+        ))
+        .await,
+    );
+    assert!(step.starts_with("/login/mfa?flow="), "{step}");
+    let flow = step.split("flow=").nth(1).unwrap();
+    let back = location(
+        &a.post(
+            "/login/mfa",
+            &[
+                ("code", &totp.code_at(app.clock.unix_now())),
+                ("flow", flow),
+            ],
+        )
+        .await,
+    );
+    assert!(back.starts_with(CB), "{back}");
+    let claims = id_token_claims(
+        &app,
+        "portal",
+        &secrets[0],
+        &query_param(&back, "code").unwrap(),
+    )
+    .await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(claims["acr"], sesame::oidc::ACR_MULTI_FACTOR);
+
+    // The MFA-required client is served from the stepped-up session without asking again.
+    let hr = location(
+        &a.get(&format!("/oidc/authorize?{}", authorize_query("hr", "")))
+            .await,
+    );
+    assert!(hr.starts_with(CB), "{hr}");
+    let claims = id_token_claims(&app, "hr", &secrets[1], &query_param(&hr, "code").unwrap()).await;
+    assert_eq!(claims["acr"], sesame::oidc::ACR_MULTI_FACTOR);
+}
+
+const ORIGIN: &str = "http://localhost:8080";
+
+fn json_body(response: &TestResponse) -> serde_json::Value {
+    assert_eq!(response.status, StatusCode::OK, "{}", response.body);
+    serde_json::from_str(&response.body).unwrap()
+}
+
+async fn passkeys_register_then_serve_as_second_factor_and_passwordless_login(backend: Backend) {
+    use crate::support::authenticator::SoftAuthenticator;
+    // Passkeys need a host name as relying party id (browsers refuse an IP address).
+    let app = app_with_services(
+        backend,
+        &[("SESAME_SERVER__PUBLIC_URL", "http://localhost:8080/")],
+    )
+    .await;
+    let id = account_id(&app).await;
+    let mut browser = Browser::new(&app);
+    password_step(&mut browser, "").await;
+    let page = browser.get("/account").await;
+    assert!(
+        page.body.contains(r#"data-passkey="register""#),
+        "{}",
+        page.body
+    );
+
+    // Registration from /account.
+    let ceremony = json_body(
+        &browser
+            .post(
+                "/account/passkeys/options",
+                &[("name", "Téléphone d'Émilie")],
+            )
+            .await,
+    );
+    assert_eq!(ceremony["options"]["publicKey"]["rp"]["id"], "localhost");
+    assert_eq!(
+        ceremony["options"]["publicKey"]["authenticatorSelection"]["residentKey"],
+        "preferred"
+    );
+    let (mut key, answer) = SoftAuthenticator::create(&ceremony["options"], ORIGIN);
+    let reference = ceremony["reference"].as_str().unwrap();
+    let saved = browser
+        .post(
+            "/account/passkeys",
+            &[("passkey_ref", reference), ("passkey", &answer)],
+        )
+        .await;
+    assert!(saved.body.contains("est enregistrée"), "{}", saved.body);
+    assert!(saved.body.contains("Téléphone d&#39;Émilie"));
+    assert_eq!(app.app.mfa.summary(&id).await.unwrap().passkeys, 1);
+    // The same ceremony cannot register twice.
+    let again = browser
+        .post(
+            "/account/passkeys",
+            &[("passkey_ref", reference), ("passkey", &answer)],
+        )
+        .await;
+    assert!(again.body.contains("pas pu être enregistrée"));
+    assert_eq!(app.app.mfa.summary(&id).await.unwrap().passkeys, 1);
+    logout(&mut browser).await;
+
+    // As a second factor after the password.
+    let to_second = password_step(&mut browser, "").await;
+    assert!(location(&to_second).starts_with("/login/mfa"));
+    let page = browser.get("/login/mfa").await;
+    assert!(page.body.contains(r#"data-passkey="second""#));
+    let ceremony = json_body(&browser.post("/login/mfa/passkey", &[]).await);
+    assert_eq!(
+        ceremony["options"]["publicKey"]["allowCredentials"][0]["id"],
+        serde_json::json!(base64::Engine::encode(
+            &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+            &key.credential_id
+        ))
+    );
+    let assertion = key.get(&ceremony["options"], ORIGIN);
+    let reference = ceremony["reference"].as_str().unwrap().to_string();
+    let done = browser
+        .post(
+            "/login/mfa",
+            &[("passkey_ref", &reference), ("passkey", &assertion)],
+        )
+        .await;
+    assert_eq!(location(&done), "/login");
+    let session = &app.app.sessions.list(&id).await.unwrap()[0];
+    assert_eq!(session.factors, ["pwd", "hwk", "mfa"]);
+    logout(&mut browser).await;
+
+    // Passwordless, even while the password is locked; the assertion works once.
+    for _ in 0..5 {
+        browser.get("/login").await;
+        browser
+            .post(
+                "/login",
+                &[("username", "emilie.dupre"), ("password", "wrong")],
+            )
+            .await;
+    }
+    let locked = password_step(&mut browser, "").await;
+    assert!(locked.body.contains("verrouill"));
+    let form = browser.get("/login").await;
+    assert!(form.body.contains("Se connecter avec une clé d&#39;accès"));
+    let ceremony = json_body(&browser.post("/login/passkey/options", &[]).await);
+    assert!(
+        ceremony["options"]["publicKey"]["allowCredentials"]
+            .as_array()
+            .is_none_or(|a| a.is_empty())
+    );
+    let assertion = key.get(&ceremony["options"], ORIGIN);
+    let reference = ceremony["reference"].as_str().unwrap().to_string();
+    let signed_in = browser
+        .post(
+            "/login/passkey",
+            &[("passkey_ref", &reference), ("passkey", &assertion)],
+        )
+        .await;
+    assert_eq!(location(&signed_in), "/login");
+    assert!(has_session(&browser));
+    let sessions = app.app.sessions.list(&id).await.unwrap();
+    assert_eq!(sessions[0].factors, ["hwk", "mfa"]);
+    let mut other = Browser::new(&app);
+    other.get("/login").await;
+    let replayed = other
+        .post(
+            "/login/passkey",
+            &[("passkey_ref", &reference), ("passkey", &assertion)],
+        )
+        .await;
+    assert!(
+        replayed.body.contains("pas été acceptée"),
+        "{}",
+        replayed.body
+    );
+    assert!(!has_session(&other));
+
+    // A counter that goes backwards (a cloned authenticator) flags the passkey for good.
+    app.take_mails().await;
+    let ceremony = json_body(&other.post("/login/passkey/options", &[]).await);
+    let cloned = key.assert_with_counter(&ceremony["options"], ORIGIN, 1);
+    let refused = other
+        .post(
+            "/login/passkey",
+            &[
+                ("passkey_ref", ceremony["reference"].as_str().unwrap()),
+                ("passkey", &cloned),
+            ],
+        )
+        .await;
+    assert!(refused.body.contains("pas été acceptée"));
+    assert!(
+        app.app.mfa.list_passkeys(&id).await.unwrap()[0]
+            .flagged_at
+            .is_some()
+    );
+    assert!(
+        app.take_mails()
+            .await
+            .iter()
+            .any(|m| m.mail.text.contains("copiée"))
+    );
+    let ceremony = json_body(&other.post("/login/passkey/options", &[]).await);
+    let honest = key.get(&ceremony["options"], ORIGIN);
+    let still_refused = other
+        .post(
+            "/login/passkey",
+            &[
+                ("passkey_ref", ceremony["reference"].as_str().unwrap()),
+                ("passkey", &honest),
+            ],
+        )
+        .await;
+    assert!(still_refused.body.contains("pas été acceptée"));
+
+    // Rename and remove at /account (the passwordless session is recent).
+    let passkey_id = app.app.mfa.list_passkeys(&id).await.unwrap()[0].id.clone();
+    let renamed = browser
+        .post(
+            "/account/passkeys/rename",
+            &[("id", &passkey_id), ("name", "Clé USB")],
+        )
+        .await;
+    assert!(renamed.body.contains("Clé USB"), "{}", renamed.body);
+    let removed = browser
+        .post("/account/passkeys/remove", &[("id", &passkey_id)])
+        .await;
+    assert!(removed.body.contains("Modification enregistrée"));
+    assert!(app.app.mfa.list_passkeys(&id).await.unwrap().is_empty());
 }

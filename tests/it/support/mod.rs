@@ -2,6 +2,7 @@
 //! clock and seeded entropy), a driver for the real `sesame` binary, and a TCP relay that can cut
 //! a database off.
 
+pub mod authenticator;
 pub mod binary;
 pub mod browser;
 #[cfg(sesame_postgres_tests)]
