@@ -34,6 +34,8 @@ pub const DEMO_PENDING_STUDENT: (&str, &str) = ("22000000", "2003-09-28");
 /// The demo's own CAS service (`/demo/cas`, served by the demo itself), so a newcomer can click
 /// through a real CAS login and see what an application receives.
 pub const DEMO_SERVICE_ID: &str = "demo";
+/// The demo's CAS service that requires a second factor (`/demo/cas-mfa`).
+pub const DEMO_MFA_SERVICE_ID: &str = "demo-mfa";
 
 /// The demo's configuration: the given one, plus `http` services allowed on the loopback issuer
 /// and the demo CAS service and OIDC client.
@@ -67,7 +69,20 @@ pub fn configure(mut config: Config) -> Config {
         ]
         .map(String::from)
         .to_vec();
+        // The same application, marked "MFA required" (`/demo/cas-mfa`): a session is stepped
+        // up (or sent to enrol) before it gets a ticket. Evaluated first: the plain service's
+        // prefix also matches its URL.
+        let mut mfa = service.clone();
+        mfa.id = DEMO_MFA_SERVICE_ID.into();
+        mfa.name = "Démonstration CAS (double authentification exigée)".into();
+        mfa.pattern = public
+            .join("demo/cas-mfa")
+            .expect("a relative path joins any base URL")
+            .to_string();
+        mfa.order = 999;
+        mfa.mfa_required = true;
         config.cas.services.push(service);
+        config.cas.services.push(mfa);
     }
     if public.scheme() == "http" {
         config.oidc.allow_http_redirects = true;
@@ -133,6 +148,10 @@ pub fn welcome(app: &App) -> String {
     ));
     text.push_str(&format!(
         "Try a CAS login through the demo application: {}demo/cas\n",
+        app.config.public_url()
+    ));
+    text.push_str(&format!(
+        "Two-step verification: enrol at {0}account, then try {0}demo/cas-mfa\n",
         app.config.public_url()
     ));
     text.push_str(&format!(

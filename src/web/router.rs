@@ -130,6 +130,7 @@ pub fn router(state: WebState) -> Router {
         // The demo's own CAS application (`sesame demo` only).
         routes = routes
             .route("/demo/cas", get(demo::cas).post(demo::cas_post))
+            .route("/demo/cas-mfa", get(demo::cas_mfa))
             // The demo's own OIDC client.
             .route("/demo/oidc", get(demo::oidc));
     }

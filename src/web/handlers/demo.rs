@@ -39,7 +39,26 @@ pub async fn cas(
     _headers: HeaderMap,
     Query(params): Query<DemoParams>,
 ) -> Result<Response, WebError> {
-    let service = format!("{}demo/cas", state.public_url);
+    application(&state, locale, params, "demo/cas").await
+}
+
+/// `GET /demo/cas-mfa`: the same application, registered as requiring a second factor.
+pub async fn cas_mfa(
+    State(state): State<WebState>,
+    locale: Locale,
+    Query(params): Query<DemoParams>,
+) -> Result<Response, WebError> {
+    application(&state, locale, params, "demo/cas-mfa").await
+}
+
+/// The demo application at `path` (its service URL).
+async fn application(
+    state: &WebState,
+    locale: Locale,
+    params: DemoParams,
+    path: &str,
+) -> Result<Response, WebError> {
+    let service = format!("{}{path}", state.public_url);
     let login = format!("/cas/login?service={}", encode(&service));
     let Some(ticket) = params.ticket.filter(|t| !t.is_empty()) else {
         return see_other(&login, None);
@@ -69,7 +88,7 @@ pub async fn cas(
         Err(failure) => (None, Vec::new(), render::failure(failure, Format::Xml)),
     };
     let html = render_page(&DemoCasPage {
-        page: PageContext::new(locale, state.demo, "/demo/cas"),
+        page: PageContext::new(locale, state.demo, &format!("/{path}")),
         lang: locale.tag(),
         user,
         attributes,
