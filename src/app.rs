@@ -142,10 +142,15 @@ pub fn activation_service(
             student_domain: config.university.student_domain.clone(),
             staff_domain: config.university.staff_domain.clone(),
         },
-        Arc::new(|locale, to, code, university| {
-            crate::mail::messages::confirmation_code(locale, to.clone(), code, university)
-        }),
+        code_mailer(),
     )
+}
+
+/// The mail that carries a 6-digit confirmation code (activation, contact change).
+fn code_mailer() -> crate::accounts::activation::CodeMailer {
+    Arc::new(|locale, to, code, university| {
+        crate::mail::messages::confirmation_code(locale, to.clone(), code, university)
+    })
 }
 
 /// The lockout thresholds of the configuration.
@@ -616,6 +621,14 @@ impl App {
             config.university.name.clone(),
             config.university.student_domain.clone(),
             config.university.staff_domain.clone(),
+            crate::accounts::self_service::Channels {
+                one_time: one_time.clone(),
+                outbox: outbox.clone(),
+                code_mail: code_mailer(),
+                sms: sms.clone(),
+                clock: clock.clone(),
+                entropy: entropy.clone(),
+            },
         ));
         Ok(Self {
             self_service,

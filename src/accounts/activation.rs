@@ -224,6 +224,23 @@ fn code_digest(token: &SecretToken, code: &str) -> Vec<u8> {
     hmac::sign(&key, code.as_bytes()).as_ref().to_vec()
 }
 
+/// A recovery address as typed: valid, and not one of the university's own domains (an address
+/// the account itself gives would recover nothing once the account is lost).
+pub fn recovery_email(
+    text: &str,
+    student_domain: &str,
+    staff_domain: &str,
+) -> Result<EmailAddress, ContactProblem> {
+    let address = EmailAddress::parse(text).map_err(|_| ContactProblem::InvalidEmail)?;
+    if [student_domain, staff_domain]
+        .iter()
+        .any(|d| address.domain() == *d || address.domain().ends_with(&format!(".{d}")))
+    {
+        return Err(ContactProblem::InstitutionalEmail);
+    }
+    Ok(address)
+}
+
 /// Normalises a French or international mobile number to E.164 (`+33612345678`).
 pub fn normalise_phone(text: &str) -> Option<String> {
     let compact: String = text
@@ -492,16 +509,14 @@ impl ActivationService {
         let Some((row, _)) = self.find(token).await? else {
             return Ok(Err(ContactProblem::InvalidEmail));
         };
-        let Ok(address) = EmailAddress::parse(email) else {
-            return Ok(Err(ContactProblem::InvalidEmail));
+        let address = match recovery_email(
+            email,
+            &self.settings.student_domain,
+            &self.settings.staff_domain,
+        ) {
+            Ok(address) => address,
+            Err(problem) => return Ok(Err(problem)),
         };
-        let ours = [&self.settings.student_domain, &self.settings.staff_domain];
-        if ours
-            .iter()
-            .any(|d| address.domain() == d.as_str() || address.domain().ends_with(&format!(".{d}")))
-        {
-            return Ok(Err(ContactProblem::InstitutionalEmail));
-        }
         let Some(phone) = normalise_phone(phone) else {
             return Ok(Err(ContactProblem::InvalidPhone));
         };

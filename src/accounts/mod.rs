@@ -288,6 +288,15 @@ pub trait AccountAdminStore: AccountStore + Send + Sync {
         account_id: &str,
     ) -> Result<Option<AccountActivity>, StorageError>;
     async fn list_recovery_contacts(&self, account_id: &str) -> Result<Vec<Contact>, StorageError>;
+    /// Replaces the account's contacts of `kind` (`email` or `phone`) by `value`, confirmed now
+    /// (its owner typed the code sent to it), in one transaction.
+    async fn replace_recovery_contact(
+        &self,
+        account_id: &str,
+        kind: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<(), StorageError>;
     /// Sets the state of an account (`reason` for a disabled one); disabling also ends every
     /// session of the account, in the same transaction. Returns how many sessions ended.
     async fn change_account_state(

@@ -3,14 +3,22 @@
 //! export of everything Sésame holds about them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
+use super::activation::{CodeMailer, ContactProblem, normalise_phone, recovery_email};
 use super::mfa::{Mfa, SecurityEvent, StoredPasskey, StoredTotp};
 use super::password::PasswordHasher;
 use super::password_policy::{PasswordPolicy, PasswordProblem};
 use super::{AccountAdminStore, AccountRecord, AccountsError, Contact, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
+use crate::clock::Clock;
+use crate::entropy::{Entropy, EntropyExt as _};
 use crate::locale::Locale;
 use crate::login::{LoginService, LoginStore};
+use crate::mail::EmailAddress;
+use crate::mail::outbox::Outbox;
+use crate::mail::sms::{PhoneNumber, SmsSender, confirmation_code_text};
+use crate::one_time::{OneTimeValues, SecretToken};
 use crate::sessions::{ServedApplication, Session, Sessions};
 use crate::storage::StorageError;
 
@@ -25,6 +33,62 @@ pub struct Overview {
     pub sessions: Vec<Session>,
     /// The applications the live sessions logged into (protocol, id, last use).
     pub applications: Vec<ServedApplication>,
+}
+
+/// How a confirmation code reaches a new contact.
+pub struct Channels {
+    pub one_time: Arc<OneTimeValues>,
+    pub outbox: Arc<Outbox>,
+    pub code_mail: CodeMailer,
+    pub sms: Arc<dyn SmsSender>,
+    pub clock: Arc<dyn Clock>,
+    pub entropy: Arc<dyn Entropy>,
+}
+
+/// The answer to a contact change request.
+#[derive(Debug)]
+pub enum ContactChange {
+    /// A code went to the new contact; the reference of the pending change (for the form).
+    CodeSent(SecretToken),
+    WrongPassword,
+    Refused(ContactProblem),
+}
+
+/// The answer to the code of a contact change.
+#[derive(Debug)]
+pub enum ContactConfirmation {
+    Done,
+    /// Wrong code; the change goes on under a new reference.
+    Wrong {
+        reference: SecretToken,
+        remaining: u32,
+    },
+    /// Expired, used, or too many wrong codes: start again.
+    Void,
+}
+
+const CONTACT_CHANGE: &str = "account.contact_change";
+const CONTACT_CODE_LIFETIME: Duration = Duration::from_secs(15 * 60);
+const MAX_CONTACT_CODE_ATTEMPTS: u32 = 5;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingContact {
+    account_id: String,
+    kind: String,
+    value: String,
+    /// SHA-256 of `salt ‖ code`, hex.
+    salt: String,
+    digest: String,
+    attempts: u32,
+    locale: String,
+}
+
+fn code_digest(salt: &str, code: &str) -> String {
+    let hash = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{salt}{code}").as_bytes(),
+    );
+    hash.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The answer to a password change.
@@ -50,6 +114,7 @@ pub struct SelfService {
     university: String,
     student_domain: String,
     staff_domain: String,
+    channels: Channels,
 }
 
 impl std::fmt::Debug for SelfService {
@@ -72,8 +137,10 @@ impl SelfService {
         university: String,
         student_domain: String,
         staff_domain: String,
+        channels: Channels,
     ) -> Self {
         Self {
+            channels,
             accounts,
             logins,
             passwords,
@@ -173,6 +240,161 @@ impl SelfService {
         Ok(PasswordChange::Done {
             other_sessions_ended: ended,
         })
+    }
+
+    /// Starts changing a recovery contact (DESIGN.md §5): the password again, then a 6-digit
+    /// code to the new contact (mail or SMS); the change is made only when the code comes back.
+    pub async fn start_contact_change(
+        &self,
+        session: &Session,
+        kind: &str,
+        value: &str,
+        password: &str,
+        locale: Locale,
+    ) -> Result<ContactChange, AccountsError> {
+        let value = match kind {
+            "phone" => match normalise_phone(value) {
+                Some(phone) => phone,
+                None => return Ok(ContactChange::Refused(ContactProblem::InvalidPhone)),
+            },
+            _ => match recovery_email(value, &self.student_domain, &self.staff_domain) {
+                Ok(address) => address.as_str().to_string(),
+                Err(problem) => return Ok(ContactChange::Refused(problem)),
+            },
+        };
+        let kind = if kind == "phone" { "phone" } else { "email" };
+        let Some(account) = self
+            .accounts
+            .find_account_by_id(&session.account_id)
+            .await?
+        else {
+            return Ok(ContactChange::WrongPassword);
+        };
+        if !self.login.check_password(&account, password).await? {
+            return Ok(ContactChange::WrongPassword);
+        }
+        let channels = &self.channels;
+        let code = format!(
+            "{:06}",
+            u32::from_le_bytes(channels.entropy.bytes::<4>()) % 1_000_000
+        );
+        let salt = channels.entropy.hex(16);
+        let reference = self
+            .pending(&PendingContact {
+                account_id: account.id.clone(),
+                kind: kind.to_string(),
+                value: value.clone(),
+                digest: code_digest(&salt, &code),
+                salt,
+                attempts: 0,
+                locale: locale.tag().to_string(),
+            })
+            .await?;
+        if kind == "email" {
+            let to = EmailAddress::parse(&value)
+                .map_err(|_| StorageError::Corrupt("a checked address no longer parses".into()))?;
+            channels
+                .outbox
+                .queue(&(channels.code_mail)(locale, &to, &code, &self.university))
+                .await?;
+        } else if let Ok(number) = PhoneNumber::parse(&value) {
+            // The page waits for the SMS: the person is about to type its code.
+            if let Err(error) = channels
+                .sms
+                .send_sms(&number, &confirmation_code_text(locale, &code))
+                .await
+            {
+                tracing::warn!(%error, "the contact change SMS was not sent");
+            }
+        }
+        Ok(ContactChange::CodeSent(reference))
+    }
+
+    async fn pending(&self, pending: &PendingContact) -> Result<SecretToken, StorageError> {
+        let payload = serde_json::to_string(pending)
+            .map_err(|e| StorageError::Corrupt(format!("contact change: {e}")))?;
+        self.channels
+            .one_time
+            .issue(CONTACT_CHANGE, &payload, CONTACT_CODE_LIFETIME)
+            .await
+    }
+
+    /// The code of a contact change: right, the contact is replaced and every contact (the old
+    /// ones and the new) is told; wrong, the change goes on under a new reference, at most five
+    /// times.
+    pub async fn confirm_contact_change(
+        &self,
+        account_id: &str,
+        reference: &SecretToken,
+        code: &str,
+    ) -> Result<ContactConfirmation, StorageError> {
+        let Some(pending) = self
+            .channels
+            .one_time
+            .redeem(CONTACT_CHANGE, reference)
+            .await?
+            .and_then(|p| serde_json::from_str::<PendingContact>(&p).ok())
+            .filter(|p| p.account_id == account_id)
+        else {
+            return Ok(ContactConfirmation::Void);
+        };
+        let typed: String = code.chars().filter(|c| !c.is_whitespace()).collect();
+        let right = typed.len() == 6
+            && typed.bytes().all(|b| b.is_ascii_digit())
+            && aws_lc_rs::constant_time::verify_slices_are_equal(
+                code_digest(&pending.salt, &typed).as_bytes(),
+                pending.digest.as_bytes(),
+            )
+            .is_ok();
+        if !right {
+            let attempts = pending.attempts + 1;
+            if attempts >= MAX_CONTACT_CODE_ATTEMPTS {
+                return Ok(ContactConfirmation::Void);
+            }
+            let reference = self
+                .pending(&PendingContact {
+                    attempts,
+                    ..pending
+                })
+                .await?;
+            return Ok(ContactConfirmation::Wrong {
+                reference,
+                remaining: MAX_CONTACT_CODE_ATTEMPTS - attempts,
+            });
+        }
+        let locale = match pending.locale.as_str() {
+            "en" => Locale::En,
+            _ => Locale::Fr,
+        };
+        // The old addresses are told too: a stolen session must not change contacts quietly.
+        let before = self.accounts.list_recovery_contacts(account_id).await?;
+        let now = self.channels.clock.unix_now();
+        self.accounts
+            .replace_recovery_contact(account_id, &pending.kind, &pending.value, now)
+            .await?;
+        self.audit
+            .record(
+                Actor::User,
+                AuditAction::RecoveryContactChanged,
+                Some(account_id.to_string()),
+                serde_json::json!({"kind": pending.kind}),
+            )
+            .await?;
+        self.mfa
+            .notify(account_id, SecurityEvent::ContactChanged, locale)
+            .await?;
+        for old in before {
+            if old.kind == "email"
+                && old.confirmed
+                && old.value != pending.value
+                && let Ok(to) = EmailAddress::parse(&old.value)
+            {
+                self.mfa
+                    .notify_address(&to, SecurityEvent::ContactChanged, locale)
+                    .await?;
+            }
+        }
+        Ok(ContactConfirmation::Done)
     }
 
     /// "Log out everywhere": every session of the account ends, this one included.

@@ -92,6 +92,8 @@ audit_actions! {
     StaffActivationCodeIssued = "accounts.staff_activation_code_issued",
     /// A password reset link was queued to the recovery addresses.
     PasswordResetRequested = "accounts.password_reset_requested",
+    /// A signed-in person replaced a recovery contact at `/account` (details: kind).
+    RecoveryContactChanged = "accounts.recovery_contact_changed",
     /// A signed-in person changed their password at `/account`.
     PasswordChanged = "accounts.password_changed",
     /// A password was set from a reset link.

@@ -47,6 +47,8 @@ pub fn router(state: WebState) -> Router {
             get(account::reauth_page).post(account::reauth),
         )
         .route("/account/password", post(account::change_password))
+        .route("/account/contacts", post(account::change_contact))
+        .route("/account/contacts/confirm", post(account::confirm_contact))
         // Activation (DESIGN.md §4), one page per step
         .route(
             "/activate",

@@ -195,7 +195,8 @@ pub struct DemoOidcPage {
 pub struct AccountPage {
     pub page: PageContext,
     pub a: &'static super::i18n::AccountTexts,
-    /// `overview`, `reauth`, `totp` (enrolment) or `codes` (new recovery codes, shown once).
+    /// `overview`, `reauth`, `totp` (enrolment), `codes` (new recovery codes, shown once) or
+    /// `contact_code` (the code sent to a new recovery contact).
     pub mode: &'static str,
     pub csrf: String,
     pub nonce: String,

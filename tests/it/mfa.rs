@@ -24,6 +24,7 @@ on_both_backends! {
     the_account_page_lists_sessions_and_exports_the_data,
     an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so,
     passkeys_register_then_serve_as_second_factor_and_passwordless_login,
+    a_recovery_contact_changes_only_with_the_password_and_a_code,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -985,4 +986,113 @@ async fn passkeys_register_then_serve_as_second_factor_and_passwordless_login(ba
         .await;
     assert!(removed.body.contains("Modification enregistrée"));
     assert!(app.app.mfa.list_passkeys(&id).await.unwrap().is_empty());
+}
+
+async fn a_recovery_contact_changes_only_with_the_password_and_a_code(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let id = account_id(&app).await;
+    let mut browser = Browser::new(&app);
+    password_step(&mut browser, "").await;
+    app.take_mails().await;
+    let new = "emilie.perso@example.net";
+
+    // A wrong password or an institutional address changes nothing and sends nothing.
+    let wrong = browser
+        .post(
+            "/account/contacts",
+            &[("kind", "email"), ("value", new), ("password", "nope")],
+        )
+        .await;
+    assert!(
+        wrong.body.contains("mot de passe actuel n&#39;est"),
+        "{}",
+        wrong.body
+    );
+    let ours = browser
+        .post(
+            "/account/contacts",
+            &[
+                ("kind", "email"),
+                ("value", "emilie.dupre@etu.uca.fr"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(ours.body.contains(r#"role="alert""#), "{}", ours.body);
+    assert!(app.take_mails().await.is_empty());
+
+    // The right password: a code to the new address only.
+    let sent = browser
+        .post(
+            "/account/contacts",
+            &[("kind", "email"), ("value", new), ("password", PASSWORD)],
+        )
+        .await;
+    let reference = between(&sent.body, r#"name="reference" value=""#, "\"").to_string();
+    let mails = app.take_mails().await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    assert_eq!(mails[0].mail.to.as_str(), new);
+    let code: String = mails[0]
+        .mail
+        .text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_string();
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+
+    // A wrong code: the change goes on under a new reference; the old one is spent.
+    let retry = browser
+        .post(
+            "/account/contacts/confirm",
+            &[("reference", &reference), ("code", wrong_code)],
+        )
+        .await;
+    assert!(retry.body.contains("Essais restants : 4"), "{}", retry.body);
+    let next = between(&retry.body, r#"name="reference" value=""#, "\"").to_string();
+    assert_ne!(next, reference);
+    let spent = browser
+        .post(
+            "/account/contacts/confirm",
+            &[("reference", &reference), ("code", &code)],
+        )
+        .await;
+    assert!(spent.body.contains("a expiré"), "{}", spent.body);
+    let contacts = |app: &TestApp| {
+        let id = id.clone();
+        let store = app.app.store.clone();
+        async move { store.list_recovery_contacts(&id).await.unwrap() }
+    };
+    assert!(
+        contacts(&app)
+            .await
+            .iter()
+            .any(|c| c.value == "emilie@example.org")
+    );
+
+    // The right code: replaced, and the old and new addresses are told.
+    let done = browser
+        .post(
+            "/account/contacts/confirm",
+            &[("reference", &next), ("code", &code)],
+        )
+        .await;
+    assert!(done.body.contains("est changé"), "{}", done.body);
+    let now = contacts(&app).await;
+    let emails: Vec<_> = now.iter().filter(|c| c.kind == "email").collect();
+    assert_eq!(emails.len(), 1, "{now:?}");
+    assert_eq!((emails[0].value.as_str(), emails[0].confirmed), (new, true));
+    assert!(
+        now.iter().any(|c| c.kind == "phone"),
+        "the phone stays: {now:?}"
+    );
+    let told: Vec<String> = app
+        .take_mails()
+        .await
+        .iter()
+        .filter(|m| m.mail.kind == sesame::mail::MailKind::SecurityNotice)
+        .map(|m| m.mail.to.as_str().to_string())
+        .collect();
+    assert!(told.contains(&new.to_string()), "{told:?}");
+    assert!(told.contains(&"emilie@example.org".to_string()), "{told:?}");
 }

@@ -331,17 +331,28 @@ impl Mfa {
     ) -> Result<(), StorageError> {
         for address in self.contacts.confirmed_emails(account_id).await? {
             if let Ok(to) = EmailAddress::parse(&address) {
-                self.outbox
-                    .queue(&(self.notice)(
-                        locale,
-                        &to,
-                        &self.university,
-                        event.sentence(locale),
-                    ))
-                    .await?;
+                self.notify_address(&to, event, locale).await?;
             }
         }
         Ok(())
+    }
+
+    /// Mails one address (a former contact) the notice of `event`.
+    pub async fn notify_address(
+        &self,
+        to: &EmailAddress,
+        event: SecurityEvent,
+        locale: Locale,
+    ) -> Result<(), StorageError> {
+        self.outbox
+            .queue(&(self.notice)(
+                locale,
+                to,
+                &self.university,
+                event.sentence(locale),
+            ))
+            .await
+            .map(|_| ())
     }
 
     async fn audited(

@@ -90,6 +90,38 @@ impl AccountAdminStore for SqliteStore {
         .collect()
     }
 
+    async fn replace_recovery_contact(
+        &self,
+        account_id: &str,
+        kind: &str,
+        value: &str,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(storage_error)?;
+        sqlx::query("DELETE FROM recovery_contacts WHERE account_id = ?1 AND kind = ?2")
+            .bind(account_id)
+            .bind(kind)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage_error)?;
+        sqlx::query(
+            "INSERT INTO recovery_contacts (account_id, kind, value, confirmed_at, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?4)",
+        )
+        .bind(account_id)
+        .bind(kind)
+        .bind(value)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage_error)?;
+        tx.commit().await.map_err(storage_error)
+    }
+
     async fn change_account_state(
         &self,
         account_id: &str,

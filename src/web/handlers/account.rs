@@ -647,3 +647,106 @@ pub async fn export(
     )
         .into_response())
 }
+
+/// `POST /account/contacts`: a new recovery contact (`kind` = `email` or `phone`, `value`), with
+/// the password again; a code goes to the new contact.
+pub async fn change_contact(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    use crate::accounts::activation::ContactProblem;
+    use crate::accounts::self_service::ContactChange;
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    let texts = &locale.texts().account;
+    let activation = &locale.texts().activation;
+    let outcome = state
+        .account
+        .start_contact_change(
+            &session,
+            field(&fields, "kind"),
+            field(&fields, "value"),
+            field(&fields, "password"),
+            locale,
+        )
+        .await
+        .map_err(|e| match e {
+            crate::accounts::AccountsError::Storage(error) => WebError::Storage(error),
+            other => WebError::Internal(format!("contact change: {other}")),
+        })?;
+    let error = match outcome {
+        ContactChange::CodeSent(reference) => {
+            let view = View {
+                mode: "contact_code",
+                reference: reference.expose().to_string(),
+                ..View::default()
+            };
+            return render(&state, locale, &headers, &nonce, &session, view).await;
+        }
+        ContactChange::WrongPassword => texts.current_wrong,
+        ContactChange::Refused(ContactProblem::InvalidEmail) => activation.invalid_email,
+        ContactChange::Refused(ContactProblem::InstitutionalEmail) => {
+            activation.institutional_email
+        }
+        ContactChange::Refused(ContactProblem::InvalidPhone) => activation.invalid_phone,
+    };
+    overview_page(
+        &state,
+        locale,
+        &headers,
+        &nonce,
+        &session,
+        None,
+        Some(error.to_string()),
+    )
+    .await
+}
+
+/// `POST /account/contacts/confirm`: the code the new contact received.
+pub async fn confirm_contact(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    use crate::accounts::self_service::ContactConfirmation;
+    check_csrf(&state, &headers, &fields)?;
+    let session = session_or_login!(state, headers, "/account");
+    let texts = &locale.texts().account;
+    let reference = SecretToken::parse(field(&fields, "reference"))
+        .ok_or_else(|| WebError::BadRequest("no contact change in progress".into()))?;
+    match state
+        .account
+        .confirm_contact_change(&session.account_id, &reference, field(&fields, "code"))
+        .await?
+    {
+        ContactConfirmation::Done => {
+            let notice = Some(texts.contact_changed.to_string());
+            overview_page(&state, locale, &headers, &nonce, &session, notice, None).await
+        }
+        ContactConfirmation::Wrong {
+            reference,
+            remaining,
+        } => {
+            let view = View {
+                mode: "contact_code",
+                reference: reference.expose().to_string(),
+                error: Some(
+                    texts
+                        .contact_code_wrong
+                        .replace("{remaining}", &remaining.to_string()),
+                ),
+                ..View::default()
+            };
+            render(&state, locale, &headers, &nonce, &session, view).await
+        }
+        ContactConfirmation::Void => {
+            let error = Some(texts.contact_code_void.to_string());
+            overview_page(&state, locale, &headers, &nonce, &session, None, error).await
+        }
+    }
+}
