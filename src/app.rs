@@ -539,19 +539,39 @@ impl App {
             },
             false => None,
         };
-        let mfa = Arc::new(Mfa::new(
-            store.clone(),
-            store.clone(),
-            keys.clone(),
-            one_time.clone(),
-            audit.clone(),
-            outbox.clone(),
-            clock.clone(),
-            entropy.clone(),
-            notice_mailer(),
-            config.university.name.clone(),
-            passkeys,
-        ));
+        let mfa = Arc::new(
+            Mfa::new(
+                store.clone(),
+                store.clone(),
+                keys.clone(),
+                one_time.clone(),
+                audit.clone(),
+                outbox.clone(),
+                clock.clone(),
+                entropy.clone(),
+                notice_mailer(),
+                config.university.name.clone(),
+                passkeys,
+            )
+            .with_lost_factor_channels(
+                crate::accounts::mfa::lost::LostFactorChannels {
+                    sms: sms.clone(),
+                    link_mail: Arc::new(|locale, to, link, university, minutes| {
+                        crate::mail::messages::factor_recovery(
+                            locale,
+                            to.clone(),
+                            link,
+                            university,
+                            minutes,
+                        )
+                    }),
+                    link_base: config
+                        .public_url()
+                        .join("login/mfa/recover")
+                        .expect("a relative path joins any base URL"),
+                },
+            ),
+        );
         let login = Arc::new(LoginService::new(
             store.clone(),
             lockout.clone(),

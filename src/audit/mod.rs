@@ -132,7 +132,10 @@ audit_actions! {
     MfaRecoveryCodeUsed = "mfa.recovery_code_used",
     /// A passkey's signature counter went backwards: it is flagged and refused.
     MfaPasskeyFlagged = "mfa.passkey_flagged",
-    /// The helpdesk removed every factor of an account (details: reason).
+    /// A person who lost every factor asked for the e-mail link and SMS code that remove them.
+    MfaRecoveryStarted = "mfa.recovery_started",
+    /// Every factor of an account was removed: by the helpdesk (details: reason) or by the
+    /// e-mail link and SMS code of their owner.
     MfaReset = "mfa.reset",
     /// A CAS ticket was validated (details: service, kind, endpoint).
     CasTicketValidated = "cas.ticket_validated",

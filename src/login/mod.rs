@@ -16,6 +16,7 @@ use url::Url;
 
 use crate::accounts::identifiers::canonical_login;
 use crate::accounts::lockout::{Admission, LockStatus, Lockout};
+use crate::accounts::mfa::lost::{LostFactorFinish, LostFactorStart};
 use crate::accounts::mfa::{AMR_HWK, AMR_MFA, AMR_OTP, FactorSummary, Mfa, PasskeyError};
 use crate::accounts::password::{PasswordError, PasswordHasher, Verification};
 use crate::accounts::recovery::RecoveryStore;
@@ -805,6 +806,52 @@ impl LoginService {
                 Err(error) => return Err(error),
             },
         )
+    }
+
+    /// "I lost every second factor", from the second step (so after the right password): the
+    /// e-mail link and the SMS code go out (`accounts::mfa::lost`). `None` without a pending
+    /// login.
+    pub async fn lost_factors(
+        &self,
+        reference: &SecretToken,
+        locale: Locale,
+    ) -> Result<Option<LostFactorStart>, AccountsError> {
+        let Some(pending) = self.pending(reference).await? else {
+            return Ok(None);
+        };
+        Ok(Some(
+            self.mfa
+                .start_lost_factor_recovery(&pending.account_id, locale)
+                .await?,
+        ))
+    }
+
+    /// The SMS code with the e-mailed link, under the lockout rules (a guess counts like a
+    /// wrong password).
+    pub async fn recover_lost_factors(
+        &self,
+        token: &SecretToken,
+        code: &str,
+    ) -> Result<LostFactorFinish, AccountsError> {
+        let Some(account_id) = self.mfa.lost_factor_account(token).await? else {
+            return Ok(LostFactorFinish::Void);
+        };
+        let Some(account) = self.store.find_account_by_id(&account_id).await? else {
+            return Ok(LostFactorFinish::Void);
+        };
+        if let Admission::Refused(_) = self.lockout.attempt(&account.login, true).await? {
+            return Ok(LostFactorFinish::Void);
+        }
+        let outcome = self.mfa.finish_lost_factor_recovery(token, code).await?;
+        match outcome {
+            LostFactorFinish::Done => self.lockout.record_success(&account.login).await?,
+            LostFactorFinish::Wrong => {
+                self.failed_factor(Some(account.id), "sms_code", "wrong_code")
+                    .await?
+            }
+            LostFactorFinish::Void => self.lockout.refund(&account.login).await?,
+        }
+        Ok(outcome)
     }
 
     /// A passwordless login with a discoverable passkey (user verification required: a

@@ -102,6 +102,57 @@ pub fn password_reset(
     mail(MailKind::PasswordReset, to, subject, text, html)
 }
 
+/// The link that, with a code sent by SMS, removes the second factors of a person who lost them
+/// all (DESIGN.md §5: two channels).
+pub fn factor_recovery(
+    locale: Locale,
+    to: EmailAddress,
+    link: &url::Url,
+    university_name: &str,
+    valid_minutes: u32,
+) -> OutgoingMail {
+    let link = link.as_str();
+    let (subject, text, html) = match locale {
+        Locale::Fr => {
+            let subject = "Double authentification perdue : votre lien Sésame";
+            (
+                subject,
+                render(&FactorRecoveryFrText {
+                    university: university_name,
+                    link,
+                    valid_minutes,
+                }),
+                render(&FactorRecoveryFrHtml {
+                    lang: "fr",
+                    subject,
+                    university: university_name,
+                    link,
+                    valid_minutes,
+                }),
+            )
+        }
+        Locale::En => {
+            let subject = "Lost two-step verification: your Sésame link";
+            (
+                subject,
+                render(&FactorRecoveryEnText {
+                    university: university_name,
+                    link,
+                    valid_minutes,
+                }),
+                render(&FactorRecoveryEnHtml {
+                    lang: "en",
+                    subject,
+                    university: university_name,
+                    link,
+                    valid_minutes,
+                }),
+            )
+        }
+    };
+    mail(MailKind::FactorRecovery, to, subject, text, html)
+}
+
 /// The notice sent to every contact after the password was changed or reset.
 pub fn password_changed(locale: Locale, to: EmailAddress, university_name: &str) -> OutgoingMail {
     let (subject, text, html) = match locale {
@@ -499,4 +550,40 @@ struct SecurityNoticeEnHtml<'a> {
     subject: &'a str,
     university: &'a str,
     what: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "mail/factor_recovery.fr.txt", escape = "none")]
+struct FactorRecoveryFrText<'a> {
+    university: &'a str,
+    link: &'a str,
+    valid_minutes: u32,
+}
+
+#[derive(Template)]
+#[template(path = "mail/factor_recovery.fr.html")]
+struct FactorRecoveryFrHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    university: &'a str,
+    link: &'a str,
+    valid_minutes: u32,
+}
+
+#[derive(Template)]
+#[template(path = "mail/factor_recovery.en.txt", escape = "none")]
+struct FactorRecoveryEnText<'a> {
+    university: &'a str,
+    link: &'a str,
+    valid_minutes: u32,
+}
+
+#[derive(Template)]
+#[template(path = "mail/factor_recovery.en.html")]
+struct FactorRecoveryEnHtml<'a> {
+    lang: &'a str,
+    subject: &'a str,
+    university: &'a str,
+    link: &'a str,
+    valid_minutes: u32,
 }

@@ -108,6 +108,8 @@ pub enum MailKind {
     /// Notice of a change to the account's security: a second factor added or removed, a
     /// recovery code used, new recovery codes, the factors reset by the helpdesk.
     SecurityNotice,
+    /// The link that, with an SMS code, removes lost second factors.
+    FactorRecovery,
 }
 
 impl MailKind {
@@ -118,6 +120,7 @@ impl MailKind {
             Self::PasswordChanged => "password_changed",
             Self::AccountLocked => "account_locked",
             Self::SecurityNotice => "security_notice",
+            Self::FactorRecovery => "factor_recovery",
         }
     }
 }
@@ -132,6 +135,7 @@ impl FromStr for MailKind {
             "password_changed" => Ok(Self::PasswordChanged),
             "account_locked" => Ok(Self::AccountLocked),
             "security_notice" => Ok(Self::SecurityNotice),
+            "factor_recovery" => Ok(Self::FactorRecovery),
             other => Err(format!("unknown mail kind `{other}`")),
         }
     }
@@ -317,6 +321,7 @@ mod tests {
             MailKind::PasswordChanged,
             MailKind::AccountLocked,
             MailKind::SecurityNotice,
+            MailKind::FactorRecovery,
         ] {
             assert_eq!(kind.as_str().parse::<MailKind>(), Ok(kind));
         }

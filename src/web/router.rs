@@ -39,6 +39,11 @@ pub fn router(state: WebState) -> Router {
             get(login::second_factor_form).post(login::second_factor_submit),
         )
         .route("/login/mfa/passkey", post(login::second_factor_passkey))
+        .route("/login/mfa/lost", post(login::lost_factors))
+        .route(
+            "/login/mfa/recover",
+            get(login::recover_page).post(login::recover),
+        )
         .route("/login/passkey/options", post(login::passkey_options))
         .route("/login/passkey", post(login::passkey_login))
         // Self-service: re-authentication and password change are credential forms too

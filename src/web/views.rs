@@ -123,7 +123,8 @@ pub struct PasswordPage {
 pub struct LoginPage {
     pub page: PageContext,
     pub l: &'static super::i18n::LoginTexts,
-    /// `form`, `mfa` (the second step), `signed_in`, `logout`, `logged_out` or `not_signed_in`.
+    /// `form`, `mfa` (the second step), `lost_sent`, `recover`, `recovered` (lost factors),
+    /// `signed_in`, `logout`, `logged_out` or `not_signed_in`.
     pub mode: &'static str,
     pub csrf: String,
     /// The server-side destination of this login (see `login::LoginService::remember_destination`).
@@ -137,6 +138,8 @@ pub struct LoginPage {
     pub passkey: bool,
     /// The second step: the account has a TOTP.
     pub totp: bool,
+    /// The recovery link's token (`recover`).
+    pub token: String,
 }
 
 /// The auto-submitted form that returns a ticket by POST (CAS 3.0.3 §2.1.1 `method=POST`).

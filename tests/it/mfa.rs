@@ -25,6 +25,7 @@ on_both_backends! {
     an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so,
     passkeys_register_then_serve_as_second_factor_and_passwordless_login,
     a_recovery_contact_changes_only_with_the_password_and_a_code,
+    lost_factors_go_only_with_the_mailed_link_and_the_sms_code,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -1095,4 +1096,103 @@ async fn a_recovery_contact_changes_only_with_the_password_and_a_code(backend: B
         .collect();
     assert!(told.contains(&new.to_string()), "{told:?}");
     assert!(told.contains(&"emilie@example.org".to_string()), "{told:?}");
+}
+
+/// The texts the file SMS sender wrote (`<outbox_dir>/sms/`).
+fn sms_texts(app: &TestApp) -> Vec<String> {
+    let dir = app.app.config.outbox_dir().join("sms");
+    let mut texts: Vec<String> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    texts.sort();
+    texts
+}
+
+async fn lost_factors_go_only_with_the_mailed_link_and_the_sms_code(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let id = account_id(&app).await;
+    let mut browser = Browser::new(&app);
+    enrol_totp(&app, &mut browser).await;
+    logout(&mut browser).await;
+    app.take_mails().await;
+
+    // Only from the second step, that is after the right password.
+    let mut stranger = Browser::new(&app);
+    stranger.get("/login").await;
+    let nowhere = stranger.post("/login/mfa/lost", &[]).await;
+    assert_eq!(location(&nowhere), "/login");
+    assert!(app.take_mails().await.is_empty());
+
+    password_step(&mut browser, "").await;
+    let page = browser.get("/login/mfa").await;
+    assert!(page.body.contains(r#"action="/login/mfa/lost""#));
+    let sent = browser.post("/login/mfa/lost", &[]).await;
+    assert!(sent.body.contains("un code par SMS"), "{}", sent.body);
+    let mails = app.take_mails().await;
+    let mail = mails
+        .iter()
+        .find(|m| m.mail.kind == sesame::mail::MailKind::FactorRecovery)
+        .expect("the link is mailed");
+    assert_eq!(mail.mail.to.as_str(), "emilie@example.org");
+    let link = mail
+        .mail
+        .text
+        .split_whitespace()
+        .find(|w| w.contains("/login/mfa/recover?token="))
+        .unwrap()
+        .to_string();
+    let path = &link[link.find("/login/").unwrap()..];
+    let token = path.split("token=").nth(1).unwrap().to_string();
+    let sms = sms_texts(&app);
+    let text = sms
+        .iter()
+        .find(|t| t.contains("double authentification"))
+        .expect("an SMS");
+    let code: String = text
+        .split(|c: char| !c.is_ascii_digit())
+        .find(|w| w.len() == 6)
+        .unwrap()
+        .to_string();
+
+    // The link alone, or a wrong code, removes nothing.
+    let mut other = Browser::new(&app);
+    let form = other.get(path).await;
+    assert!(form.body.contains(r#"name="code""#), "{}", form.body);
+    let wrong_code = if code == "000000" { "111111" } else { "000000" };
+    let wrong = other
+        .post(
+            "/login/mfa/recover",
+            &[("token", &token), ("code", wrong_code)],
+        )
+        .await;
+    assert!(wrong.body.contains("pas le bon"), "{}", wrong.body);
+    assert!(app.app.mfa.summary(&id).await.unwrap().any());
+
+    // Both: every factor goes, the contacts are told, the link is spent.
+    let done = other
+        .post("/login/mfa/recover", &[("token", &token), ("code", &code)])
+        .await;
+    assert!(done.body.contains("ont été retirés"), "{}", done.body);
+    assert!(!app.app.mfa.summary(&id).await.unwrap().any());
+    assert!(
+        app.take_mails()
+            .await
+            .iter()
+            .any(|m| m.mail.kind == sesame::mail::MailKind::SecurityNotice)
+    );
+    let again = other
+        .post("/login/mfa/recover", &[("token", &token), ("code", &code)])
+        .await;
+    assert!(again.body.contains("plus valable"));
+    let dead = other.get(path).await;
+    assert_eq!(dead.status, StatusCode::NOT_FOUND);
+
+    // The password alone signs in now; the person enrols again at /account.
+    let mut fresh = Browser::new(&app);
+    let signed_in = password_step(&mut fresh, "").await;
+    assert_eq!(location(&signed_in), "/login");
 }

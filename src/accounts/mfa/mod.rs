@@ -14,6 +14,7 @@
 //! - Every change of factor is audited and mailed to the recovery contacts.
 
 pub mod codes;
+pub mod lost;
 pub mod passkeys;
 
 use std::sync::Arc;
@@ -22,7 +23,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use base64::Engine as _;
 
-use crate::accounts::recovery::RecoveryStore;
+use crate::accounts::AccountAdminStore;
 use crate::audit::{Actor, AuditAction, Auditor};
 use crate::clock::Clock;
 use crate::entropy::{Entropy, EntropyExt};
@@ -196,11 +197,9 @@ impl SecurityEvent {
             (RecoveryCodeUsed, Locale::Fr) => "un code de secours a été utilisé pour se connecter.",
             (RecoveryCodeUsed, Locale::En) => "a recovery code was used to sign in.",
             (FactorsReset, Locale::Fr) => {
-                "l'assistance a retiré toutes les méthodes de double authentification."
+                "toutes les méthodes de double authentification ont été retirées."
             }
-            (FactorsReset, Locale::En) => {
-                "the helpdesk removed every two-step verification method."
-            }
+            (FactorsReset, Locale::En) => "every two-step verification method was removed.",
             (PasskeyFlagged, Locale::Fr) => {
                 "une clé d'accès a été refusée : elle a peut-être été copiée."
             }
@@ -237,7 +236,7 @@ struct PendingTotp {
 /// The second-factor service.
 pub struct Mfa {
     store: Arc<dyn MfaStore>,
-    contacts: Arc<dyn RecoveryStore>,
+    contacts: Arc<dyn AccountAdminStore>,
     keys: Arc<KeyRing>,
     one_time: Arc<OneTimeValues>,
     audit: Arc<Auditor>,
@@ -247,6 +246,7 @@ pub struct Mfa {
     notice: NoticeMailer,
     university: String,
     passkeys: Option<Passkeys>,
+    lost: Option<lost::LostFactorChannels>,
 }
 
 impl std::fmt::Debug for Mfa {
@@ -284,7 +284,7 @@ impl Mfa {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn MfaStore>,
-        contacts: Arc<dyn RecoveryStore>,
+        contacts: Arc<dyn AccountAdminStore>,
         keys: Arc<KeyRing>,
         one_time: Arc<OneTimeValues>,
         audit: Arc<Auditor>,
@@ -307,7 +307,14 @@ impl Mfa {
             notice,
             university,
             passkeys,
+            lost: None,
         }
+    }
+
+    /// The channels of the recovery of lost factors (e-mail link plus SMS code).
+    pub fn with_lost_factor_channels(mut self, channels: lost::LostFactorChannels) -> Self {
+        self.lost = Some(channels);
+        self
     }
 
     pub fn passkeys(&self) -> Option<&Passkeys> {
@@ -329,12 +336,24 @@ impl Mfa {
         event: SecurityEvent,
         locale: Locale,
     ) -> Result<(), StorageError> {
-        for address in self.contacts.confirmed_emails(account_id).await? {
-            if let Ok(to) = EmailAddress::parse(&address) {
+        for to in self.confirmed(account_id, "email").await? {
+            if let Ok(to) = EmailAddress::parse(&to) {
                 self.notify_address(&to, event, locale).await?;
             }
         }
         Ok(())
+    }
+
+    /// The confirmed recovery contacts of a kind (`email`, `phone`).
+    async fn confirmed(&self, account_id: &str, kind: &str) -> Result<Vec<String>, StorageError> {
+        Ok(self
+            .contacts
+            .list_recovery_contacts(account_id)
+            .await?
+            .into_iter()
+            .filter(|c| c.kind == kind && c.confirmed)
+            .map(|c| c.value)
+            .collect())
     }
 
     /// Mails one address (a former contact) the notice of `event`.

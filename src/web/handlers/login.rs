@@ -39,6 +39,8 @@ struct View {
     passkey: bool,
     /// The account has a TOTP (second step).
     totp: bool,
+    /// The lost-factor link's token (`recover`).
+    token: String,
 }
 
 impl View {
@@ -53,6 +55,7 @@ impl View {
             nonce: String::new(),
             passkey: false,
             totp: false,
+            token: String::new(),
         }
     }
 }
@@ -67,6 +70,7 @@ fn page(
     let path = match view.mode {
         "form" | "signed_in" => "/login",
         "mfa" => "/login/mfa",
+        "lost_sent" | "recover" | "recovered" => "/login/mfa/recover",
         _ => "/logout",
     };
     let status = view.status;
@@ -82,6 +86,7 @@ fn page(
         nonce: view.nonce.clone(),
         passkey: view.passkey,
         totp: view.totp,
+        token: view.token,
     })?;
     *response.status_mut() = status;
     if let Some(origin) = form_action {
@@ -748,6 +753,109 @@ pub async fn second_factor_submit(
     view.flow = flow_text;
     view.error = Some(message);
     page(&state, locale, &headers, view, Some(clear))
+}
+
+/// `POST /login/mfa/lost`: from the second step (the password was right), the e-mail link and
+/// the SMS code that together remove lost factors.
+pub async fn lost_factors(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    nonce: Option<Extension<CspNonce>>,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    use crate::accounts::mfa::lost::LostFactorStart;
+    check_csrf(&state, &headers, &fields)?;
+    let Some(reference) = pending_reference(&state, &headers) else {
+        return see_other("/login", None);
+    };
+    let started = state
+        .login
+        .lost_factors(&reference, locale)
+        .await
+        .map_err(|e| match e {
+            AccountsError::Storage(error) => WebError::Storage(error),
+            other => WebError::Internal(format!("lost factors: {other}")),
+        })?;
+    match started {
+        None => see_other("/login", None),
+        Some(LostFactorStart::Sent) => page(&state, locale, &headers, View::new("lost_sent"), None),
+        Some(LostFactorStart::NoTwoChannels) => {
+            let Some(pending) = state.login.pending_view(&reference).await? else {
+                return see_other("/login", None);
+            };
+            let mut view = second_factor_view(&state, &nonce, None, &pending);
+            view.error = Some(locale.texts().login.lost_impossible.to_string());
+            page(&state, locale, &headers, view, None)
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct RecoverQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// `GET /login/mfa/recover?token=…`: the page the e-mailed link opens; it asks the SMS code.
+pub async fn recover_page(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Query(query): Query<RecoverQuery>,
+) -> Result<Response, WebError> {
+    let mut view = View::new("recover");
+    match SecretToken::parse(&query.token) {
+        Some(token)
+            if state
+                .login
+                .mfa()
+                .lost_factor_account(&token)
+                .await?
+                .is_some() =>
+        {
+            view.token = token.expose().to_string();
+        }
+        _ => {
+            view.error = Some(locale.texts().login.recover_void.to_string());
+            view.status = StatusCode::NOT_FOUND;
+        }
+    }
+    page(&state, locale, &headers, view, None)
+}
+
+/// `POST /login/mfa/recover`: the SMS code; right, every factor goes.
+pub async fn recover(
+    State(state): State<WebState>,
+    locale: Locale,
+    headers: HeaderMap,
+    Form(fields): Form<Fields>,
+) -> Result<Response, WebError> {
+    use crate::accounts::mfa::lost::LostFactorFinish;
+    check_csrf(&state, &headers, &fields)?;
+    let texts = &locale.texts().login;
+    let token = SecretToken::parse(field(&fields, "token"));
+    let outcome = match &token {
+        Some(token) => state
+            .login
+            .recover_lost_factors(token, field(&fields, "code"))
+            .await
+            .map_err(|e| match e {
+                AccountsError::Storage(error) => WebError::Storage(error),
+                other => WebError::Internal(format!("lost factors: {other}")),
+            })?,
+        None => LostFactorFinish::Void,
+    };
+    let mut view = View::new("recover");
+    match outcome {
+        LostFactorFinish::Done => view.mode = "recovered",
+        LostFactorFinish::Wrong => {
+            view.error = Some(texts.recover_wrong.to_string());
+            view.token = token.map(|t| t.expose().to_string()).unwrap_or_default();
+        }
+        LostFactorFinish::Void => view.error = Some(texts.recover_void.to_string()),
+    }
+    page(&state, locale, &headers, view, None)
 }
 
 /// The options of a passkey ceremony, as JSON for `navigator.credentials.*`.
