@@ -145,13 +145,6 @@ impl CasServer {
             .map(|service| KnownService { url, service }))
     }
 
-    /// Whether a session's authentication is enough for a service: a service that requires MFA
-    /// gets no ticket from a session without a (fresh enough) second factor; the web layer then
-    /// steps the session up (DESIGN.md §5).
-    pub fn session_suffices(&self, session: &Session, service: &CasService) -> bool {
-        !service.mfa_required || session.has_fresh_mfa(self.clock.unix_now())
-    }
-
     /// Issues a service ticket for a live session (§2.1–2.2) and notes the service in the
     /// session (for single logout).
     pub async fn issue(

@@ -613,6 +613,18 @@ impl LoginService {
         }))
     }
 
+    /// Whether `mfa.required_for` covers this account: then every application needs a second
+    /// factor from its sessions, not only those marked so.
+    pub async fn policy_requires_mfa(&self, account_id: &str) -> Result<bool, StorageError> {
+        if self.mfa_policy.required_for.is_empty() {
+            return Ok(false);
+        }
+        match self.store.find_account_by_id(account_id).await? {
+            Some(account) => self.required_by_policy(&account).await,
+            None => Ok(false),
+        }
+    }
+
     pub fn mfa(&self) -> &Arc<Mfa> {
         &self.mfa
     }

@@ -256,6 +256,7 @@ impl OidcServer {
         session: Option<&Session>,
         fresh: bool,
         consented: bool,
+        policy_requires_mfa: bool,
     ) -> Result<Decision, StorageError> {
         let issuer = &self.settings.issuer;
         let Some(client) = self.client(&request.client_id).await? else {
@@ -300,7 +301,11 @@ impl OidcServer {
                 _ => return error("login_required", "the signed-in user is not the hinted one"),
             }
         }
-        if (client.mfa_required || request.asks_mfa()) && !session.has_fresh_mfa(now) {
+        // DESIGN.md §5: the client, the request (`acr_values`) or the policy (`mfa.required_for`,
+        // `policy_requires_mfa`) may require a second factor.
+        if (client.mfa_required || request.asks_mfa() || policy_requires_mfa)
+            && !session.has_fresh_mfa(now)
+        {
             if request.prompt.none {
                 return error("interaction_required", "a second factor is required");
             }

@@ -26,6 +26,7 @@ on_both_backends! {
     passkeys_register_then_serve_as_second_factor_and_passwordless_login,
     a_recovery_contact_changes_only_with_the_password_and_a_code,
     lost_factors_go_only_with_the_mailed_link_and_the_sms_code,
+    an_affiliation_in_required_for_needs_a_second_factor_everywhere,
 }
 
 const PASSWORD: &str = "cheval agrafe pile correcte";
@@ -691,9 +692,9 @@ async fn id_token_claims(app: &TestApp, id: &str, secret: &str, code: &str) -> s
     .unwrap()
 }
 
-async fn an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so(backend: Backend) {
+/// A first-party confidential client, registered as `sesame client add` does; its secret.
+async fn register_client(app: &TestApp, id: &str, mfa_required: bool) -> String {
     use sesame::relying_parties::clients::{ClientAdmin, OidcClient};
-    let app = app_with_services(backend, &[]).await;
     let admin = ClientAdmin::new(
         app.app.store.clone(),
         Vec::new(),
@@ -702,20 +703,25 @@ async fn an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so(backend: Back
         app.app.clock.clone(),
         app.app.entropy.clone(),
     );
-    let mut secrets = Vec::new();
-    for (id, mfa) in [("portal", false), ("hr", true)] {
-        let mut client = OidcClient::new(id, id);
-        client.redirect_uris = vec![CB.into()];
-        client.first_party = true;
-        client.mfa_required = mfa;
-        let secret = admin
-            .add_client(sesame::audit::Actor::System, client)
-            .await
-            .unwrap()
-            .unwrap();
-        secrets.push(secret);
-    }
+    let mut client = OidcClient::new(id, id);
+    client.redirect_uris = vec![CB.into()];
+    client.first_party = true;
+    client.mfa_required = mfa_required;
+    let secret = admin
+        .add_client(sesame::audit::Actor::System, client)
+        .await
+        .unwrap()
+        .unwrap();
     app.app.oidc.forget_registry();
+    secret
+}
+
+async fn an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so(backend: Backend) {
+    let app = app_with_services(backend, &[]).await;
+    let secrets = [
+        register_client(&app, "portal", false).await,
+        register_client(&app, "hr", true).await,
+    ];
 
     // A password-only session; the factor is enrolled in another browser.
     let mut a = Browser::new(&app);
@@ -790,6 +796,21 @@ async fn an_oidc_request_for_mfa_steps_up_and_the_id_token_says_so(backend: Back
     .await;
     assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
     assert_eq!(claims["acr"], sesame::oidc::ACR_MULTI_FACTOR);
+
+    // A login stopped at its second step gets no code either: the client's request goes back
+    // to the login page.
+    let mut partial = Browser::new(&app);
+    let to_second = password_step(&mut partial, "").await;
+    assert!(location(&to_second).starts_with("/login/mfa"));
+    let challenged = location(
+        &partial
+            .get(&format!(
+                "/oidc/authorize?{}",
+                authorize_query("portal", "")
+            ))
+            .await,
+    );
+    assert!(challenged.starts_with("/login?flow="), "{challenged}");
 
     // The MFA-required client is served from the stepped-up session without asking again.
     let hr = location(
@@ -1195,4 +1216,56 @@ async fn lost_factors_go_only_with_the_mailed_link_and_the_sms_code(backend: Bac
     let mut fresh = Browser::new(&app);
     let signed_in = password_step(&mut fresh, "").await;
     assert_eq!(location(&signed_in), "/login");
+}
+
+async fn an_affiliation_in_required_for_needs_a_second_factor_everywhere(backend: Backend) {
+    // Students must use a second factor: a plain login (no application asking) is refused…
+    let strict = app_with_services(
+        backend,
+        &[
+            ("SESAME_MFA__REQUIRED_FOR", "[\"student\"]"),
+            ("SESAME_MFA__UNENROLLED", "refuse"),
+        ],
+    )
+    .await;
+    let mut browser = Browser::new(&strict);
+    let refused = password_step(&mut browser, "").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN, "{}", refused.body);
+    assert!(!has_session(&browser));
+    // …or sent to enrol, by default.
+    let app = app_with_services(backend, &[("SESAME_MFA__REQUIRED_FOR", "[\"student\"]")]).await;
+    let mut browser = Browser::new(&app);
+    let to_enrol = password_step(&mut browser, "").await;
+    assert!(location(&to_enrol).starts_with("/account/mfa/totp"));
+    // The password session opened for the enrolment gives no application anything.
+    let no_ticket = location(
+        &browser
+            .get(&format!("/cas/login?service={}", encode(MOODLE)))
+            .await,
+    );
+    assert!(
+        no_ticket.starts_with("/account/mfa/totp?flow="),
+        "{no_ticket}"
+    );
+    register_client(&app, "portal", false).await;
+    let no_code = location(
+        &browser
+            .get(&format!(
+                "/oidc/authorize?{}",
+                authorize_query("portal", "")
+            ))
+            .await,
+    );
+    assert!(no_code.starts_with("/account/mfa/totp?flow="), "{no_code}");
+    // Staff only: the student signs in with the password alone.
+    let staff_only = app_with_services(
+        backend,
+        &[
+            ("SESAME_MFA__REQUIRED_FOR", "[\"staff\"]"),
+            ("SESAME_MFA__UNENROLLED", "refuse"),
+        ],
+    )
+    .await;
+    let mut browser = Browser::new(&staff_only);
+    assert_eq!(location(&password_step(&mut browser, "").await), "/login");
 }

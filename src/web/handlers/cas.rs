@@ -99,7 +99,7 @@ pub async fn issue_and_return(
     let Some(known) = state.cas.known_service(service).await? else {
         return Err(WebError::UnknownService(service.to_string()));
     };
-    if !state.cas.session_suffices(session, &known.service) {
+    if super::login::needs_step_up(state, session, known.service.mfa_required).await? {
         let id = known.service.id.clone();
         return super::login::step_up(
             state,

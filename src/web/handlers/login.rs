@@ -188,6 +188,20 @@ pub(crate) async fn destination_requires_mfa(
     })
 }
 
+/// Whether a session must be stepped up before an application gets anything: the application
+/// requires a second factor (`app_requires`), or the policy (`mfa.required_for`) requires one of
+/// this account everywhere, and the session has none (fresh enough).
+pub(crate) async fn needs_step_up(
+    state: &WebState,
+    session: &Session,
+    app_requires: bool,
+) -> Result<bool, WebError> {
+    if session.has_fresh_mfa(state.login.now()) {
+        return Ok(false);
+    }
+    Ok(app_requires || state.login.policy_requires_mfa(&session.account_id).await?)
+}
+
 /// A live session lacks the second factor `destination` requires: ask for it (the session is
 /// stepped up in place), send the user to the enrolment, or refuse.
 pub(crate) async fn step_up(

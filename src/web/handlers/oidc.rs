@@ -176,9 +176,13 @@ async fn proceed(
     session: Option<&Session>,
     authenticated: bool,
 ) -> Result<Response, WebError> {
+    let policy = match session {
+        Some(session) => state.login.policy_requires_mfa(&session.account_id).await?,
+        None => false,
+    };
     match state
         .oidc
-        .decide(&request, session, authenticated, false)
+        .decide(&request, session, authenticated, false, policy)
         .await?
     {
         Decision::Redirect(url) => see_other(&url, None),
@@ -277,7 +281,13 @@ pub async fn consent(
     state.oidc.grant_consent(&session, &request).await?;
     match state
         .oidc
-        .decide(&request, Some(&session), authenticated, true)
+        .decide(
+            &request,
+            Some(&session),
+            authenticated,
+            true,
+            state.login.policy_requires_mfa(&session.account_id).await?,
+        )
         .await?
     {
         Decision::Redirect(url) => see_other(&url, None),
