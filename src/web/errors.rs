@@ -44,8 +44,27 @@ pub enum WebError {
     SecondFactorRequired(String),
     #[error("storage failure: {0}")]
     Storage(#[from] StorageError),
+    /// The password-hashing pool is full: try again in a moment (503).
+    #[error("busy: {0}")]
+    Busy(String),
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// An account operation's failure: storage as storage, a full hashing queue as busy, anything else
+/// (a malformed stored hash, stopped workers) as a bug.
+impl From<crate::accounts::AccountsError> for WebError {
+    fn from(error: crate::accounts::AccountsError) -> Self {
+        use crate::accounts::AccountsError;
+        use crate::accounts::password::PasswordError;
+        match error {
+            AccountsError::Storage(error) => WebError::Storage(error),
+            AccountsError::Password(PasswordError::Busy) => {
+                WebError::Busy(PasswordError::Busy.to_string())
+            }
+            other => WebError::Internal(other.to_string()),
+        }
+    }
 }
 
 /// Which friendly page a response should carry; set on the response, rendered by
@@ -145,6 +164,10 @@ impl IntoResponse for WebError {
             WebError::BadRequest(reason) => {
                 tracing::info!(%reason, "bad request");
                 marked(StatusCode::BAD_REQUEST, ErrorKind::BadRequest)
+            }
+            WebError::Busy(reason) => {
+                tracing::warn!(%reason, "busy");
+                marked(StatusCode::SERVICE_UNAVAILABLE, ErrorKind::Unavailable)
             }
             WebError::Storage(StorageError::Unavailable(reason)) => {
                 tracing::warn!(%reason, "database unavailable");

@@ -586,11 +586,7 @@ pub async fn change_password(
             field(&fields, "new_password_confirm"),
             locale,
         )
-        .await
-        .map_err(|e| match e {
-            crate::accounts::AccountsError::Storage(error) => WebError::Storage(error),
-            other => WebError::Internal(format!("password change: {other}")),
-        })?;
+        .await?;
     let (notice, error) = match outcome {
         PasswordChange::Done { .. } => (Some(texts.password_changed.to_string()), None),
         PasswordChange::WrongCurrent => (None, Some(texts.current_wrong.to_string())),
@@ -672,11 +668,7 @@ pub async fn change_contact(
             field(&fields, "password"),
             locale,
         )
-        .await
-        .map_err(|e| match e {
-            crate::accounts::AccountsError::Storage(error) => WebError::Storage(error),
-            other => WebError::Internal(format!("contact change: {other}")),
-        })?;
+        .await?;
     let error = match outcome {
         ContactChange::CodeSent(reference) => {
             let view = View {

@@ -144,6 +144,11 @@ async fn flow_origin(state: &WebState, flow: &SecretToken) -> Result<Option<Stri
         .and_then(destination_origin))
 }
 
+/// A flow reference as the pages carry it (empty for none).
+fn flow_text(flow: Option<&SecretToken>) -> String {
+    flow.map(|f| f.expose().to_string()).unwrap_or_default()
+}
+
 fn nonce_of(nonce: &Option<Extension<CspNonce>>) -> String {
     nonce
         .as_ref()
@@ -210,14 +215,7 @@ pub(crate) async fn step_up(
     destination: Destination,
     refused: impl FnOnce() -> WebError,
 ) -> Result<Response, WebError> {
-    let step = state
-        .login
-        .begin_step_up(session)
-        .await
-        .map_err(|e| match e {
-            AccountsError::Storage(error) => WebError::Storage(error),
-            other => WebError::Internal(other.to_string()),
-        })?;
+    let step = state.login.begin_step_up(session).await?;
     let flow = state
         .login
         .remember_destination(&destination)
@@ -492,17 +490,11 @@ pub async fn submit(
     let mut view = View::new("form");
     view.nonce = nonce_of(&nonce);
     view.passkey = state.login.mfa().passkeys().is_some();
-    view.flow = flow
-        .as_ref()
-        .map(|f| f.expose().to_string())
-        .unwrap_or_default();
+    view.flow = flow_text(flow.as_ref());
     view.username = username.trim().to_string();
     let (status, message) = match outcome {
         Ok(LoginOutcome::SecondFactor(pending)) => {
-            let flow = flow
-                .as_ref()
-                .map(|f| f.expose().to_string())
-                .unwrap_or_default();
+            let flow = flow_text(flow.as_ref());
             return see_other(
                 &format!("/login/mfa?flow={flow}"),
                 Some(second_factor_cookie(&state, &pending.reference)),
@@ -515,10 +507,7 @@ pub async fn submit(
             let SignedIn {
                 session, cookie, ..
             } = *signed_in;
-            let flow = flow
-                .as_ref()
-                .map(|f| f.expose().to_string())
-                .unwrap_or_default();
+            let flow = flow_text(flow.as_ref());
             return see_other(
                 &format!("/account/mfa/totp?flow={flow}"),
                 Some(new_session_cookie(&state, &session, &cookie)),
@@ -673,7 +662,7 @@ fn second_factor_view(
 ) -> View {
     let mut view = View::new("mfa");
     view.nonce = nonce_of(nonce);
-    view.flow = flow.map(|f| f.expose().to_string()).unwrap_or_default();
+    view.flow = flow_text(flow);
     view.totp = pending.factors.totp;
     view.passkey = pending.factors.passkeys > 0 && state.login.mfa().passkeys().is_some();
     view
@@ -691,12 +680,9 @@ pub async fn second_factor_submit(
     check_csrf(&state, &headers, &fields)?;
     let texts = &locale.texts().login;
     let flow = SecretToken::parse(field(&fields, "flow"));
-    let flow_text = flow
-        .as_ref()
-        .map(|f| f.expose().to_string())
-        .unwrap_or_default();
+    let flow_value = flow_text(flow.as_ref());
     let Some(reference) = pending_reference(&state, &headers) else {
-        return see_other(&format!("/login?flow={flow_text}"), None);
+        return see_other(&format!("/login?flow={flow_value}"), None);
     };
     let passkey_ref = SecretToken::parse(field(&fields, "passkey_ref"));
     let proof = match &passkey_ref {
@@ -738,11 +724,11 @@ pub async fn second_factor_submit(
             .await;
         }
         Ok(SecondFactorOutcome::Expired) => {
-            return see_other(&format!("/login?flow={flow_text}"), Some(clear));
+            return see_other(&format!("/login?flow={flow_value}"), Some(clear));
         }
         Ok(SecondFactorOutcome::Rejected) => {
             let Some(pending) = state.login.pending_view(&reference).await? else {
-                return see_other(&format!("/login?flow={flow_text}"), Some(clear));
+                return see_other(&format!("/login?flow={flow_value}"), Some(clear));
             };
             let mut view = second_factor_view(&state, &nonce, flow.as_ref(), &pending);
             view.error = Some(texts.mfa_rejected.to_string());
@@ -759,12 +745,11 @@ pub async fn second_factor_submit(
         }
         Ok(SecondFactorOutcome::Locked(_)) => texts.locked_hard.to_string(),
         Ok(SecondFactorOutcome::Disabled) => texts.disabled.to_string(),
-        Err(AccountsError::Storage(error)) => return Err(error.into()),
-        Err(error) => return Err(WebError::Internal(format!("second factor: {error}"))),
+        Err(error) => return Err(error.into()),
     };
     let mut view = View::new("form");
     view.nonce = nonce_of(&nonce);
-    view.flow = flow_text;
+    view.flow = flow_value;
     view.error = Some(message);
     page(&state, locale, &headers, view, Some(clear))
 }
@@ -783,14 +768,7 @@ pub async fn lost_factors(
     let Some(reference) = pending_reference(&state, &headers) else {
         return see_other("/login", None);
     };
-    let started = state
-        .login
-        .lost_factors(&reference, locale)
-        .await
-        .map_err(|e| match e {
-            AccountsError::Storage(error) => WebError::Storage(error),
-            other => WebError::Internal(format!("lost factors: {other}")),
-        })?;
+    let started = state.login.lost_factors(&reference, locale).await?;
     match started {
         None => see_other("/login", None),
         Some(LostFactorStart::Sent) => page(&state, locale, &headers, View::new("lost_sent"), None),
@@ -850,14 +828,12 @@ pub async fn recover(
     let texts = &locale.texts().login;
     let token = SecretToken::parse(field(&fields, "token"));
     let outcome = match &token {
-        Some(token) => state
-            .login
-            .recover_lost_factors(token, field(&fields, "code"))
-            .await
-            .map_err(|e| match e {
-                AccountsError::Storage(error) => WebError::Storage(error),
-                other => WebError::Internal(format!("lost factors: {other}")),
-            })?,
+        Some(token) => {
+            state
+                .login
+                .recover_lost_factors(token, field(&fields, "code"))
+                .await?
+        }
         None => LostFactorFinish::Void,
     };
     let mut view = View::new("recover");
@@ -982,13 +958,12 @@ pub async fn passkey_login(
         }
         Ok(LoginOutcome::Disabled) => texts.disabled.to_string(),
         Ok(_) => texts.passkey_failed.to_string(),
-        Err(AccountsError::Storage(error)) => return Err(error.into()),
-        Err(error) => return Err(WebError::Internal(format!("passkey login: {error}"))),
+        Err(error) => return Err(error.into()),
     };
     let mut view = View::new("form");
     view.nonce = nonce_of(&nonce);
     view.passkey = true;
-    view.flow = flow.map(|f| f.expose().to_string()).unwrap_or_default();
+    view.flow = flow_text(flow.as_ref());
     view.error = Some(message);
     page(&state, locale, &headers, view, None)
 }
