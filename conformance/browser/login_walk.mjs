@@ -7,90 +7,21 @@
 // Starts `sesame demo` on a free loopback port with a fresh data directory, and stops it by PID.
 // Only 127.0.0.1 is contacted. Exits non-zero on the first failed check.
 
-import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-
-let passed = 0;
-let demo = null; // the server, stopped on any failure
-function check(condition, what) {
-  if (!condition) {
-    demo?.kill('SIGTERM');
-    console.error(`FAILED: ${what}`);
-    console.log(`${passed} passed, 1 failed`);
-    process.exit(1);
-  }
-  passed += 1;
-  console.log(`ok - ${what}`);
-}
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startDemo(binary) {
-  const work = mkdtempSync(join(tmpdir(), 'sesame-browser-'));
-  const port = await freePort();
-  const child = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`], {
-    cwd: work,
-    env: { PATH: process.env.PATH, SESAME_DATA_DIR: join(work, 'data'), SESAME_KEYS__DIR: join(work, 'keys'), SESAME_LOG__LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let banner = '';
-  await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no banner: ${banner}`)), 60000);
-    child.stdout.on('data', (chunk) => {
-      banner += chunk;
-      if (banner.includes('listening on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    });
-    child.on('exit', (code) => reject(new Error(`sesame exited (${code}): ${banner}`)));
-  });
-  return { child, base: `http://127.0.0.1:${port}`, banner };
-}
-
-// axe-core, WCAG 2.1 A and AA rules; returns the violations that matter.
-async function axeViolations(page) {
-  await page.evaluate(axeSource);
-  const results = await page.evaluate(async () =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  return results.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-}
-
-async function accessible(page, what) {
-  const violations = await axeViolations(page);
-  check(violations.length === 0, `axe-core finds no serious problem on ${what}${violations.length ? ` (${violations.join('; ')})` : ''}`);
-}
+import {
+  CHROMIUM_ARGS, abort, accessible, axeViolations, check, startDemo, summary,
+} from './walk_support.mjs';
 
 async function main() {
   const binary = resolve(process.argv[2]);
   const { child, base, banner } = await startDemo(binary);
-  demo = child;
   const login = banner.match(/^\s+(\S+)\s+password: (.+?)\s{2,}student/m);
   check(login !== null, 'the demo prints a student account and its password');
   const [, username, password] = login;
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1'],
+    args: CHROMIUM_ARGS,
   });
   try {
     // Self-check: axe-core does see a problem when there is one.
@@ -206,11 +137,7 @@ async function main() {
   }
   const code = await new Promise((resolve) => child.on('exit', resolve));
   check(code === 0, 'the demo stops cleanly on SIGTERM');
-  console.log(`${passed} passed, 0 failed`);
+  summary();
 }
 
-main().catch((error) => {
-  demo?.kill('SIGTERM');
-  console.error(error);
-  process.exit(1);
-});
+main().catch(abort);

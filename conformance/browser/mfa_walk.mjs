@@ -10,40 +10,10 @@
 // (WebAuthn refuses an IP address as relying party id) and stops it by PID. Only the loopback
 // interface is contacted. Exits non-zero on the first failed check.
 
-import { spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
-import { mkdtempSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { createRequire } from 'node:module';
+import { resolve } from 'node:path';
 import { chromium } from 'playwright-core';
-
-const require = createRequire(import.meta.url);
-const axeSource = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
-
-let passed = 0;
-let demo = null;
-function check(condition, what) {
-  if (!condition) {
-    demo?.kill('SIGTERM');
-    console.error(`FAILED: ${what}`);
-    console.log(`${passed} passed, 1 failed`);
-    process.exit(1);
-  }
-  passed += 1;
-  console.log(`ok - ${what}`);
-}
-
-function freePort() {
-  return new Promise((done) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => done(port));
-    });
-  });
-}
+import { CHROMIUM_ARGS, abort, accessible, check, startDemo, summary } from './walk_support.mjs';
 
 // RFC 6238 with SHA-1, 6 digits, 30 s: what an authenticator app computes from the key.
 function base32(text) {
@@ -60,46 +30,6 @@ function totp(key, seconds) {
   const mac = createHmac('sha1', base32(key)).update(counter).digest();
   const offset = mac[19] & 15;
   return String((mac.readUInt32BE(offset) & 0x7fffffff) % 1000000).padStart(6, '0');
-}
-
-async function startDemo(binary) {
-  const work = mkdtempSync(join(tmpdir(), 'sesame-mfa-'));
-  const port = await freePort();
-  const child = spawn(binary, ['demo', '--listen', `127.0.0.1:${port}`], {
-    cwd: work,
-    env: {
-      PATH: process.env.PATH,
-      SESAME_DATA_DIR: join(work, 'data'),
-      SESAME_KEYS__DIR: join(work, 'keys'),
-      SESAME_LOG__LEVEL: 'warn',
-      SESAME_SERVER__PUBLIC_URL: `http://localhost:${port}/`,
-    },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  let banner = '';
-  await new Promise((done, fail) => {
-    const timer = setTimeout(() => fail(new Error(`no banner: ${banner}`)), 60000);
-    child.stdout.on('data', (chunk) => {
-      banner += chunk;
-      if (banner.includes('listening on')) {
-        clearTimeout(timer);
-        done();
-      }
-    });
-    child.on('exit', (code) => fail(new Error(`sesame exited (${code}): ${banner}`)));
-  });
-  return { child, base: `http://localhost:${port}`, banner };
-}
-
-async function accessible(page, what) {
-  await page.evaluate(axeSource);
-  const results = await page.evaluate(async () =>
-    // eslint-disable-next-line no-undef
-    axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } }));
-  const violations = results.violations
-    .filter((v) => v.impact === 'serious' || v.impact === 'critical')
-    .map((v) => `${v.id}: ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
-  check(violations.length === 0, `axe-core finds no serious problem on ${what}${violations.length ? ` (${violations.join('; ')})` : ''}`);
 }
 
 async function signInWithPassword(page, base, username, password) {
@@ -122,16 +52,13 @@ async function signOut(page, base) {
 
 async function main() {
   const binary = resolve(process.argv[2]);
-  const { child, base, banner } = await startDemo(binary);
-  demo = child;
+  const { child, base, banner } = await startDemo(binary, 'localhost');
   const login = banner.match(/^\s+(\S+)\s+password: (.+?)\s{2,}student/m);
   check(login !== null, 'the demo prints a student account and its password');
   const [, username, password] = login;
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync',
-      '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost'],
+    args: CHROMIUM_ARGS,
   });
   try {
     const context = await browser.newContext({ locale: 'fr-FR' });
@@ -240,11 +167,7 @@ async function main() {
   }
   const code = await new Promise((done) => child.on('exit', done));
   check(code === 0, 'the demo stops cleanly on SIGTERM');
-  console.log(`${passed} passed, 0 failed`);
+  summary();
 }
 
-main().catch((error) => {
-  demo?.kill('SIGTERM');
-  console.error(error);
-  process.exit(1);
-});
+main().catch(abort);

@@ -170,6 +170,18 @@ fn reauth_redirect(path: &str) -> Result<Response, WebError> {
     )
 }
 
+/// The live session, authenticated within [`REAUTH_WINDOW`] (a sensitive change); otherwise the
+/// login page, or the password again, both coming back to `$path`.
+macro_rules! recent_session {
+    ($state:expr, $headers:expr, $path:expr) => {{
+        let session = session_or_login!($state, $headers, $path);
+        if !recent(&$state, &session) {
+            return reauth_redirect($path);
+        }
+        session
+    }};
+}
+
 macro_rules! session_or_login {
     ($state:expr, $headers:expr, $path:expr) => {
         match signed_in(&$state, &$headers, $path).await? {
@@ -291,11 +303,9 @@ pub async fn totp_page(
         Some(flow) => format!("/account/mfa/totp?flow={}", flow.expose()),
         None => "/account/mfa/totp".to_string(),
     };
-    let session = session_or_login!(state, headers, &path);
-    // The first factor of an account sent here by the policy was proved a moment ago.
-    if !recent(&state, &session) {
-        return reauth_redirect(&path);
-    }
+    // An account sent here at login (policy `enrol`) authenticated a moment ago: no password
+    // is asked again.
+    let session = recent_session!(state, headers, &path);
     let flow = SecretToken::parse(&query.flow)
         .map(|f| f.expose().to_string())
         .unwrap_or_default();
@@ -344,10 +354,7 @@ pub async fn totp_confirm(
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
     check_csrf(&state, &headers, &fields)?;
-    let session = session_or_login!(state, headers, "/account/mfa/totp");
-    if !recent(&state, &session) {
-        return reauth_redirect("/account/mfa/totp");
-    }
+    let session = recent_session!(state, headers, "/account/mfa/totp");
     let reference = SecretToken::parse(field(&fields, "reference"))
         .ok_or_else(|| WebError::BadRequest("no enrolment in progress".into()))?;
     let accepted = state
@@ -406,10 +413,7 @@ pub async fn totp_remove(
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
     check_csrf(&state, &headers, &fields)?;
-    let session = session_or_login!(state, headers, "/account");
-    if !recent(&state, &session) {
-        return reauth_redirect("/account");
-    }
+    let session = recent_session!(state, headers, "/account");
     let removed = state
         .login
         .mfa()
@@ -437,10 +441,7 @@ pub async fn new_codes(
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
     check_csrf(&state, &headers, &fields)?;
-    let session = session_or_login!(state, headers, "/account");
-    if !recent(&state, &session) {
-        return reauth_redirect("/account");
-    }
+    let session = recent_session!(state, headers, "/account");
     if !state.login.mfa().summary(&session.account_id).await?.any() {
         return Err(WebError::BadRequest(
             "recovery codes back up a second factor: add one first".into(),
@@ -503,10 +504,7 @@ pub async fn passkey_register(
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
     check_csrf(&state, &headers, &fields)?;
-    let session = session_or_login!(state, headers, "/account");
-    if !recent(&state, &session) {
-        return reauth_redirect("/account");
-    }
+    let session = recent_session!(state, headers, "/account");
     let reference = SecretToken::parse(field(&fields, "passkey_ref"))
         .ok_or_else(|| WebError::BadRequest("no registration in progress".into()))?;
     let texts = &locale.texts().account;
@@ -541,10 +539,7 @@ pub async fn passkey_change(
     Form(fields): Form<Fields>,
 ) -> Result<Response, WebError> {
     check_csrf(&state, &headers, &fields)?;
-    let session = session_or_login!(state, headers, "/account");
-    if !recent(&state, &session) {
-        return reauth_redirect("/account");
-    }
+    let session = recent_session!(state, headers, "/account");
     let id = field(&fields, "id");
     let mfa = state.login.mfa();
     let texts = &locale.texts().account;
