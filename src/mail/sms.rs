@@ -111,6 +111,20 @@ pub fn confirmation_code_text(locale: Locale, code: &str) -> String {
     }
 }
 
+/// The text of the SMS carrying the code that, with the mailed link, removes lost second factors.
+pub fn factor_recovery_text(locale: Locale, code: &str) -> String {
+    match locale {
+        Locale::Fr => format!(
+            "Sésame : votre code pour retirer la double authentification est {code}. \
+             Ne le donnez à personne."
+        ),
+        Locale::En => format!(
+            "Sésame: your code to remove two-step verification is {code}. \
+             Never give it to anyone."
+        ),
+    }
+}
+
 /// Writes each SMS to `<dir>/<UTC time>-<random>.txt`: `To: <number>`, a blank line, the text.
 #[derive(Debug, Clone)]
 pub struct FileSmsSender {

@@ -12,7 +12,7 @@ use super::{Mfa, SecurityEvent};
 use crate::audit::{Actor, AuditAction};
 use crate::entropy::EntropyExt as _;
 use crate::locale::Locale;
-use crate::mail::sms::{PhoneNumber, SmsSender};
+use crate::mail::sms::{PhoneNumber, SmsSender, factor_recovery_text};
 use crate::mail::{EmailAddress, OutgoingMail};
 use crate::one_time::SecretToken;
 use crate::storage::StorageError;
@@ -131,16 +131,7 @@ impl Mfa {
                 ))
                 .await?;
         }
-        let text = match locale {
-            Locale::Fr => format!(
-                "Sésame : votre code pour retirer la double authentification est {code}. \
-                 Ne le donnez à personne."
-            ),
-            Locale::En => format!(
-                "Sésame: your code to remove two-step verification is {code}. \
-                 Never give it to anyone."
-            ),
-        };
+        let text = factor_recovery_text(locale, &code);
         for phone in &phones {
             if let Err(error) = channels.sms.send_sms(phone, &text).await {
                 tracing::warn!(%error, "the lost-factor SMS was not sent");
