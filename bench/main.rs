@@ -15,6 +15,8 @@
 //! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
 //!        [--json bench-results.json] [--sessions N] [--postgres URL]
 
+mod activation;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -45,6 +47,8 @@ struct Options {
     postgres: Option<String>,
     sesame: PathBuf,
     json: PathBuf,
+    /// `shared/tools/gen_people.py`, which makes the students to import and activate.
+    people: PathBuf,
 }
 
 fn options() -> Options {
@@ -54,6 +58,7 @@ fn options() -> Options {
         postgres: None,
         sesame: PathBuf::from("target/release/sesame"),
         json: PathBuf::from("bench-results.json"),
+        people: PathBuf::from("../shared/tools/gen_people.py"),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -70,6 +75,7 @@ fn options() -> Options {
             }
             "--sesame" => o.sesame = args.next().expect("--sesame PATH").into(),
             "--json" => o.json = args.next().expect("--json PATH").into(),
+            "--people" => o.people = args.next().expect("--people PATH").into(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -485,6 +491,8 @@ struct SessionLoad {
     sessions: u64,
     database_bytes_per_session: f64,
     rss_idle_kib: u64,
+    /// A fresh `sesame serve` on the same database, once up and idle.
+    fresh_serve_rss_kib: u64,
     sso_hits_ok: u64,
     sso_hits_tried: u64,
 }
@@ -598,10 +606,35 @@ async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
             ok += 1;
         }
     }
+    // A fresh `sesame serve` on this database (the demo process has hashed and served every
+    // flow): its idle RSS with the sessions stored.
+    let port = free_port();
+    let mut serve = Command::new(&servers.sesame_path)
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SESAME_DATA_DIR", servers.dir.join("data"))
+        .env("SESAME_KEYS__DIR", servers.dir.join("keys"))
+        .env(
+            "SESAME_SERVER__PUBLIC_URL",
+            format!("http://127.0.0.1:{port}/"),
+        )
+        .env("SESAME_LOG__LEVEL", "error")
+        .current_dir(&servers.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_until_up(&format!("http://127.0.0.1:{port}/healthz")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fresh_serve_rss_kib = rss_kib(serve.id());
+    let _ = Command::new("kill").arg(serve.id().to_string()).status();
+    let _ = serve.wait();
     SessionLoad {
         sessions: n,
         database_bytes_per_session: (after - before) / n as f64,
         rss_idle_kib: rss,
+        fresh_serve_rss_kib,
         sso_hits_ok: ok,
         sso_hits_tried: cookies.len() as u64,
     }
@@ -781,6 +814,11 @@ struct Servers {
     floor_base: String,
     dir: PathBuf,
     startup_ms: f64,
+    sesame_path: PathBuf,
+    /// The generated students imported into Sésame, still to activate.
+    students: Vec<activation::Student>,
+    /// Seconds `sesame import students` took for them.
+    import_seconds: f64,
 }
 
 impl Drop for Servers {
@@ -888,6 +926,25 @@ async fn start(options: &Options) -> Servers {
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", options.sesame.display()));
     wait_until_up(&format!("{base}/healthz")).await;
     let startup_ms = watch.elapsed().as_secs_f64() * 1000.0;
+    // The registrar's export of the year, through the real import (the server is idle).
+    let count = if options.quick { 5_000 } else { 50_000 };
+    eprintln!("importing {count} generated students");
+    let csv = dir.join("students.csv");
+    let students = activation::generate(&options.people, count, &csv);
+    let watch = Stopwatch::start();
+    let mut import = Command::new(&options.sesame);
+    env(&mut import);
+    let out = import
+        .args(["import", "students"])
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let import_seconds = watch.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "the import failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let floor_port = free_port();
     let floor = Command::new(std::env::current_exe().unwrap())
         .args([
@@ -911,6 +968,9 @@ async fn start(options: &Options) -> Servers {
         floor_base,
         dir,
         startup_ms,
+        sesame_path: options.sesame.clone(),
+        students,
+        import_seconds,
     }
 }
 
@@ -969,6 +1029,10 @@ async fn main() {
     let mut discoveries = Vec::new();
     let mut jwks_reads = Vec::new();
     let secrets = Arc::new(servers.secrets.clone());
+    let mut activations = Vec::new();
+    let outbox = activation::Outbox::watch(servers.dir.join("data/outbox"));
+    let students = Arc::new(servers.students.clone());
+    let next_student = Arc::new(AtomicU64::new(0));
 
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
@@ -1021,6 +1085,33 @@ async fn main() {
         let (hist, max_rss) = probe.await.unwrap();
         rss_storm = rss_storm.max(max_rss);
         health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0));
+
+        // Activation end to end: dossier pair, contact, the code from the outbox, password.
+        let (http_a, base_a, outbox_a, students_a, next_a) = (
+            http.clone(),
+            base.clone(),
+            outbox.clone(),
+            students.clone(),
+            next_student.clone(),
+        );
+        // A student waits for the mailed code (the outbox leaves every `mail.send_interval`):
+        // eight times more virtual users keep the server busy meanwhile.
+        activations.push(
+            drive(workers * 8, round, Some(pid), move |_| {
+                let (http, base, outbox, students, next) = (
+                    http_a.clone(),
+                    base_a.clone(),
+                    outbox_a.clone(),
+                    students_a.clone(),
+                    next_a.clone(),
+                );
+                async move {
+                    let student = students.get(next.fetch_add(1, Ordering::Relaxed) as usize)?;
+                    Some(activation::activate(http, &base, student, &outbox).await)
+                }
+            })
+            .await,
+        );
 
         // Floors.
         for (path, into) in [
@@ -1319,6 +1410,7 @@ async fn main() {
 
     let argon = median(argon);
     let login = median_measure(&logins);
+    let activation = median_measure(&activations);
     let health = median_measure(&health);
     let write = median_measure(&floor_write);
     let read = median_measure(&floor_read);
@@ -1344,6 +1436,14 @@ async fn main() {
             argon,
             &login,
             "≥ 0.9",
+        ),
+        (
+            "activation end to end (4 forms, code from the outbox)",
+            activation.per_second,
+            "Argon2id hashes/s".into(),
+            argon,
+            &activation,
+            "—",
         ),
         (
             "CAS serviceValidate (ticket pool)",
@@ -1469,10 +1569,12 @@ async fn main() {
         println!("- live SSO sessions: not measured on PostgreSQL (the bulk path writes SQLite)");
     } else {
         println!(
-            "- {} live SSO sessions (seeded): {:.0} bytes each in the database (target ≤ 1 KB), \
-             server RSS {} MiB with them (target ≤ 50 MiB), SSO from {}/{} random ones",
+            "- {} live SSO sessions (seeded): {:.0} bytes each in the database (target ≤ 1 KB); \
+             idle RSS of a fresh `sesame serve` with them {} MiB (target ≤ 50 MiB; the demo \
+             process after every flow: {} MiB); SSO from {}/{} random ones",
             load.sessions,
             load.database_bytes_per_session,
+            load.fresh_serve_rss_kib / 1024,
             load.rss_idle_kib / 1024,
             load.sso_hits_ok,
             load.sso_hits_tried
@@ -1481,6 +1583,11 @@ async fn main() {
     println!(
         "- start-up (spawn to /healthz answering): {:.0} ms",
         servers.startup_ms
+    );
+    println!(
+        "- import of {} generated students (`sesame import students`): {:.1} s (target < 30 s for 50,000)",
+        servers.students.len(),
+        servers.import_seconds
     );
     println!(
         "- floors: SELECT+INSERT {:.0}/s (p99 {:.1} ms), SELECT {:.0}/s, static {:.0}/s",
@@ -1533,6 +1640,11 @@ async fn main() {
     json.insert("rss_idle_kib", serde_json::json!(rss_idle));
     json.insert("rss_login_storm_kib", serde_json::json!(rss_storm));
     json.insert("startup_ms", serde_json::json!(servers.startup_ms));
+    json.insert("activation", serde_json::to_value(&activation).unwrap());
+    json.insert(
+        "import",
+        serde_json::json!({"students": servers.students.len(), "seconds": servers.import_seconds}),
+    );
     json.insert("live_sessions", serde_json::to_value(&load).unwrap());
     json.insert("cores", serde_json::json!(cores()));
     json.insert("rounds", serde_json::json!(rounds));

@@ -229,7 +229,6 @@ pub fn oidc_server(
         store.clone(),
         store.clone(),
         store.clone(),
-        store.clone(),
         sessions,
         store,
         keys,

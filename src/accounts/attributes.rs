@@ -96,6 +96,22 @@ pub fn compute(
     out
 }
 
+/// The attributes of an account read with its feed records
+/// ([`super::AccountStore::find_account_with_records`]).
+pub fn of_records(
+    records: &super::AccountWithRecords,
+    student_domain: &str,
+    staff_domain: &str,
+) -> Attributes {
+    compute(
+        &records.account,
+        records.student.as_ref(),
+        records.staff.as_ref(),
+        student_domain,
+        staff_domain,
+    )
+}
+
 /// Reads the feed records of an account and computes its attributes.
 pub async fn of_account(
     store: &dyn AccountStore,

@@ -85,6 +85,14 @@ pub struct AccountRecord {
     pub person_key: String,
 }
 
+/// An account with its feed records (see [`AccountStore::find_account_with_records`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountWithRecords {
+    pub account: AccountRecord,
+    pub student: Option<StudentRecord>,
+    pub staff: Option<StaffRecord>,
+}
+
 /// A student's registrar record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StudentRecord {
@@ -229,6 +237,12 @@ pub trait AccountStore: Send + Sync {
         &self,
         account_id: &str,
     ) -> Result<Option<StudentRecord>, StorageError>;
+    /// An account with its student and staff records, in one query: what a ticket validation
+    /// or a userinfo request needs to compute the attributes.
+    async fn find_account_with_records(
+        &self,
+        id: &str,
+    ) -> Result<Option<AccountWithRecords>, StorageError>;
     /// The password hash of an account (none before activation).
     async fn find_password_hash(&self, account_id: &str) -> Result<Option<String>, StorageError>;
     /// Every login of an account, current first.

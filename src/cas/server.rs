@@ -252,8 +252,13 @@ impl CasServer {
                 ),
             )));
         }
-        let account = match self.accounts.find_account_by_id(&stored.account_id).await? {
-            Some(account) if account.state == AccountState::Active => account,
+        // The account and its feed records in one read.
+        let records = match self
+            .accounts
+            .find_account_with_records(&stored.account_id)
+            .await?
+        {
+            Some(records) if records.account.state == AccountState::Active => records,
             _ => {
                 return Ok(Err(CasFailure::new(
                     CasErrorCode::InvalidTicket,
@@ -261,13 +266,12 @@ impl CasServer {
                 )));
             }
         };
-        let all = attributes::of_account(
-            self.accounts.as_ref(),
-            &account,
+        let all = attributes::of_records(
+            &records,
             &self.settings.student_domain,
             &self.settings.staff_domain,
-        )
-        .await?;
+        );
+        let account = records.account;
         let user = all
             .get(&service.user_attribute)
             .and_then(|values| values.first())

@@ -625,6 +625,8 @@ pub struct FoundToken {
     pub expires_at: i64,
     pub created_at: i64,
     pub grant: Grant,
+    /// The grant's account with its feed records (`None` for a client's own grant).
+    pub account: Option<crate::accounts::AccountWithRecords>,
 }
 
 /// What presenting a code did.

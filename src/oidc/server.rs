@@ -19,10 +19,10 @@ use serde_json::{Value, json};
 use super::jose::{self, SigningKey};
 use super::{
     ACR_MULTI_FACTOR, ACR_SINGLE_FACTOR, AuthorizationRequest, AuthorizeError, ClientCredentials,
-    CodeRedemption, ErrorRedirect, Grant, NewToken, OAuthError, OidcStore, Params, RefreshOutcome,
-    StoredCode, TokenKind, claims, code_redirect, form_value, pkce_matches,
+    CodeRedemption, ErrorRedirect, FoundToken, Grant, NewToken, OAuthError, OidcStore, Params,
+    RefreshOutcome, StoredCode, TokenKind, claims, code_redirect, form_value, pkce_matches,
 };
-use crate::accounts::{AccountAdminStore, AccountState, AccountStore, attributes};
+use crate::accounts::{AccountAdminStore, AccountState, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
 use crate::cas::logout::{LogoutProtocol, LogoutStore, LogoutTarget, LogoutTokens};
 use crate::clock::{Clock, Stopwatch};
@@ -121,7 +121,6 @@ pub struct OidcServer {
     jwks: std::sync::Mutex<Option<PublishedJwks>>,
     store: Arc<dyn OidcStore>,
     clients: Arc<dyn ClientStore>,
-    accounts: Arc<dyn AccountStore>,
     admin: Arc<dyn AccountAdminStore>,
     sessions: Arc<Sessions>,
     logouts: Arc<dyn LogoutStore>,
@@ -155,7 +154,6 @@ impl OidcServer {
     pub fn new(
         store: Arc<dyn OidcStore>,
         clients: Arc<dyn ClientStore>,
-        accounts: Arc<dyn AccountStore>,
         admin: Arc<dyn AccountAdminStore>,
         sessions: Arc<Sessions>,
         logouts: Arc<dyn LogoutStore>,
@@ -171,7 +169,6 @@ impl OidcServer {
             jwks: std::sync::Mutex::new(None),
             store,
             clients,
-            accounts,
             admin,
             sessions,
             logouts,
@@ -617,7 +614,7 @@ impl OidcServer {
                 _ => invalid("unknown, expired or revoked refresh token"),
             };
         };
-        let grant = found.grant;
+        let (grant, account) = (found.grant, found.account);
         if let Some(scope) = form_value(form, "scope").ok().flatten() {
             // RFC 6749 §6: never more than the original grant.
             let granted: Vec<&str> = grant.scope.split(' ').collect();
@@ -631,7 +628,8 @@ impl OidcServer {
         let Some(account_id) = grant.account_id.clone() else {
             return invalid("not a user grant");
         };
-        if self.active_account(&account_id).await?.is_none() {
+        // The account was read with the token.
+        if !account.is_some_and(|a| a.account.state == AccountState::Active) {
             return invalid("the account is no longer active");
         }
         let issued = self.new_tokens(client, &grant, now)?;
@@ -699,17 +697,6 @@ impl OidcServer {
         .await?;
         unit.commit().await?;
         Ok(Ok(issued.response(&grant, None)))
-    }
-
-    async fn active_account(
-        &self,
-        id: &str,
-    ) -> Result<Option<crate::accounts::AccountRecord>, StorageError> {
-        Ok(self
-            .accounts
-            .find_account_by_id(id)
-            .await?
-            .filter(|a| a.state == AccountState::Active))
     }
 
     /// New access (and, if the client may refresh, refresh) tokens for a grant.
@@ -832,16 +819,13 @@ impl OidcServer {
     }
 
     /// The live grant behind a bearer access token.
-    async fn bearer_grant(&self, token: &str) -> Result<Option<(Grant, i64, i64)>, StorageError> {
+    async fn bearer_grant(&self, token: &str) -> Result<Option<FoundToken>, StorageError> {
         let now = self.clock.unix_now();
-        if let Some(found) = self.store.find_token(&digest_of(token), now).await? {
-            return Ok((found.kind == TokenKind::Access).then_some((
-                found.grant,
-                found.expires_at,
-                found.created_at,
-            )));
-        }
-        Ok(None)
+        Ok(self
+            .store
+            .find_token(&digest_of(token), now)
+            .await?
+            .filter(|found| found.kind == TokenKind::Access))
     }
 
     /// Userinfo (OIDC Core §5.3): the claims of the token's scopes.
@@ -849,26 +833,27 @@ impl OidcServer {
         &self,
         token: &str,
     ) -> Result<Result<super::Claims, BearerError>, StorageError> {
-        let Some((grant, _, _)) = self.bearer_grant(token).await? else {
+        let Some(FoundToken { grant, account, .. }) = self.bearer_grant(token).await? else {
             return Ok(Err(BearerError::InvalidToken));
         };
-        let Some(account_id) = &grant.account_id else {
+        if grant.account_id.is_none() {
             return Ok(Err(BearerError::InvalidToken));
-        };
+        }
         let scopes: Vec<String> = grant.scope.split(' ').map(str::to_string).collect();
         if !scopes.iter().any(|s| s == "openid") {
             return Ok(Err(BearerError::InsufficientScope));
         }
-        let Some(account) = self.active_account(account_id).await? else {
-            return Ok(Err(BearerError::InvalidToken));
+        // The account and its feed records were read with the token.
+        let records = match account {
+            Some(records) if records.account.state == AccountState::Active => records,
+            _ => return Ok(Err(BearerError::InvalidToken)),
         };
-        let all = attributes::of_account(
-            self.accounts.as_ref(),
-            &account,
+        let all = attributes::of_records(
+            &records,
             &self.settings.student_domain,
             &self.settings.staff_domain,
-        )
-        .await?;
+        );
+        let account = records.account;
         let phone = if scopes.iter().any(|s| s == "phone") {
             self.admin
                 .list_recovery_contacts(&account.id)
@@ -924,13 +909,14 @@ impl OidcServer {
             "iss": self.settings.issuer,
             "aud": grant.client_id,
         });
-        if let Some(account_id) = &grant.account_id {
-            match self.active_account(account_id).await? {
-                Some(account) => {
-                    answer["sub"] = json!(account.id);
-                    answer["username"] = json!(account.login);
+        if grant.account_id.is_some() {
+            // The account was read with the token.
+            match &found.account {
+                Some(a) if a.account.state == AccountState::Active => {
+                    answer["sub"] = json!(a.account.id);
+                    answer["username"] = json!(a.account.login);
                 }
-                None => return Ok(Ok(json!({"active": false}))),
+                _ => return Ok(Ok(json!({"active": false}))),
             }
         }
         if let Some(sid) = &grant.session_id {

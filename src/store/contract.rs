@@ -111,6 +111,8 @@ contract! {
     concurrent_promotions_of_one_key_succeed_once,
     retired_keys_are_deleted_after_the_cutoff_only,
     audit_events_round_trip_most_recent_first_and_filter,
+    concurrent_audit_records_are_each_committed_once_in_groups,
+    an_account_is_read_with_its_feed_records_in_one_query,
     one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers,
     one_time_values_are_bound_to_purpose_and_expiry,
     expired_one_time_values_are_purged,
@@ -368,6 +370,130 @@ async fn audit_events_round_trip_most_recent_first_and_filter(store: Arc<dyn Sto
         .await
         .unwrap();
     assert_eq!(limited.len(), 1);
+}
+
+async fn concurrent_audit_records_are_each_committed_once_in_groups(store: Arc<dyn Store>) {
+    let batch: Vec<NewAuditEvent> = (0..3)
+        .map(|n| NewAuditEvent {
+            at: n,
+            actor: Actor::System,
+            action: AuditAction::CasTicketValidated,
+            subject: Some(format!("batch-{n}")),
+            source: None,
+            user_agent: None,
+            request_id: None,
+            details: serde_json::json!({"n": n}),
+        })
+        .collect();
+    let ids = store.insert_audit_events(&batch).await.unwrap();
+    assert_eq!(ids.len(), 3);
+    assert!(
+        ids.windows(2).all(|w| w[0] < w[1]),
+        "ids in the batch's order"
+    );
+    assert!(store.insert_audit_events(&[]).await.unwrap().is_empty());
+
+    // Sixty concurrent records through the auditor's group commit: each returns its own id
+    // once its event is stored.
+    let auditor = Arc::new(crate::audit::Auditor::new(
+        store.clone(),
+        Arc::new(crate::clock::ManualClock::at_rentree()),
+    ));
+    let tasks: Vec<_> = (0..60)
+        .map(|n| {
+            let auditor = auditor.clone();
+            tokio::spawn(async move {
+                auditor
+                    .record(
+                        Actor::System,
+                        AuditAction::CasTicketValidated,
+                        Some(format!("group-{n}")),
+                        serde_json::json!({"n": n}),
+                    )
+                    .await
+            })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for task in tasks {
+        ids.push(task.await.unwrap().unwrap());
+    }
+    let stored = store
+        .list_audit_events(&AuditQuery {
+            action: Some(AuditAction::CasTicketValidated),
+            limit: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 63);
+    for (n, id) in ids.iter().enumerate() {
+        let event = stored.iter().find(|e| e.id == *id).expect("stored");
+        assert_eq!(
+            event.event.subject.as_deref(),
+            Some(format!("group-{n}").as_str())
+        );
+        assert_eq!(event.event.details, serde_json::json!({"n": n}));
+    }
+}
+
+async fn an_account_is_read_with_its_feed_records_in_one_query(store: Arc<dyn Store>) {
+    use crate::accounts::{AccountRecord, AccountState, StaffRecord, StudentRecord};
+    let account = |id: &str| AccountRecord {
+        id: id.into(),
+        login: format!("login-{id}"),
+        state: AccountState::Active,
+        first_name: "Zoé".into(),
+        last_name: "Lefèvre".into(),
+        birth_date: "2001-02-03".into(),
+        person_key: format!("key-{id}"),
+    };
+    let student = |id: &str| StudentRecord {
+        dossier_number: format!("2200{id}"),
+        account_id: id.into(),
+        component: "UFR Sciences".into(),
+        enrolment_year: 2026,
+        enrolment_email: Some(format!("{id}@etu.example.fr")),
+    };
+    let staff = |id: &str| StaffRecord {
+        employee_id: format!("E{id}"),
+        account_id: id.into(),
+        department: "Chimie".into(),
+        role: "teacher".into(),
+        status: "active".into(),
+    };
+    let mut unit = store.begin_provisioning().await.unwrap();
+    for id in ["1", "2", "3", "4"] {
+        unit.insert_account(&account(id), 10).await.unwrap();
+    }
+    unit.upsert_student(&student("1"), 10).await.unwrap();
+    unit.upsert_staff(&staff("2"), 10).await.unwrap();
+    unit.upsert_student(&student("3"), 10).await.unwrap();
+    unit.upsert_staff(&staff("3"), 10).await.unwrap();
+    unit.commit().await.unwrap();
+
+    let read = |id: &'static str| {
+        let store = store.clone();
+        async move { store.find_account_with_records(id).await.unwrap() }
+    };
+    let one = read("1").await.unwrap();
+    assert_eq!(
+        (one.account, one.student, one.staff),
+        (account("1"), Some(student("1")), None)
+    );
+    let two = read("2").await.unwrap();
+    assert_eq!((two.student, two.staff), (None, Some(staff("2"))));
+    let three = read("3").await.unwrap();
+    assert_eq!(
+        (three.student, three.staff),
+        (Some(student("3")), Some(staff("3")))
+    );
+    let four = read("4").await.unwrap();
+    assert_eq!(
+        (four.account, four.student, four.staff),
+        (account("4"), None, None)
+    );
+    assert!(read("nobody").await.is_none());
 }
 
 async fn one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers(

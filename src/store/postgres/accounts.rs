@@ -6,8 +6,8 @@ use sqlx::{Postgres, Row as _, Transaction};
 
 use super::PostgresStore;
 use crate::accounts::{
-    AccountRecord, AccountState, AccountStore, ProvisioningStore, ProvisioningUnit, StaffRecord,
-    StudentRecord,
+    AccountRecord, AccountState, AccountStore, AccountWithRecords, ProvisioningStore,
+    ProvisioningUnit, StaffRecord, StudentRecord,
 };
 use crate::storage::StorageError;
 use crate::store::{parse_column, storage_error};
@@ -44,6 +44,70 @@ fn staff(row: &PgRow) -> Result<StaffRecord, StorageError> {
         role: row.try_get("role").map_err(storage_error)?,
         status: row.try_get("status").map_err(storage_error)?,
     })
+}
+
+/// The columns of an account with its feed records (aliased, so that another room's query can
+/// join them: see [`account_with_records`]), and the joins that bring the records of `a`.
+pub(super) const WITH_RECORDS_COLUMNS: &str = "a.id AS a_id, a.login AS a_login, \
+    a.state AS a_state, a.first_name AS a_first_name, a.last_name AS a_last_name, \
+    a.birth_date AS a_birth_date, a.person_key AS a_person_key, \
+    s.dossier_number AS s_dossier_number, s.component AS s_component, \
+    s.enrolment_year AS s_enrolment_year, s.enrolment_email AS s_enrolment_email, \
+    f.employee_id AS f_employee_id, f.department AS f_department, f.role AS f_role, \
+    f.status AS f_status";
+pub(super) const WITH_RECORDS_JOIN: &str = "LEFT JOIN student_records s ON s.account_id = a.id \
+    LEFT JOIN staff_records f ON f.account_id = a.id";
+
+/// Reads [`WITH_RECORDS_COLUMNS`]; `None` when the row has no account (an outer join).
+pub(super) fn account_with_records(
+    row: &PgRow,
+) -> Result<Option<AccountWithRecords>, StorageError> {
+    let Some(id) = row
+        .try_get::<Option<String>, _>("a_id")
+        .map_err(storage_error)?
+    else {
+        return Ok(None);
+    };
+    let get = |column: &str| row.try_get::<String, _>(column).map_err(storage_error);
+    let student = match row
+        .try_get::<Option<String>, _>("s_dossier_number")
+        .map_err(storage_error)?
+    {
+        None => None,
+        Some(dossier_number) => Some(StudentRecord {
+            dossier_number,
+            account_id: id.clone(),
+            component: get("s_component")?,
+            enrolment_year: row.try_get("s_enrolment_year").map_err(storage_error)?,
+            enrolment_email: row.try_get("s_enrolment_email").map_err(storage_error)?,
+        }),
+    };
+    let staff = match row
+        .try_get::<Option<String>, _>("f_employee_id")
+        .map_err(storage_error)?
+    {
+        None => None,
+        Some(employee_id) => Some(StaffRecord {
+            employee_id,
+            account_id: id.clone(),
+            department: get("f_department")?,
+            role: get("f_role")?,
+            status: get("f_status")?,
+        }),
+    };
+    Ok(Some(AccountWithRecords {
+        account: AccountRecord {
+            login: get("a_login")?,
+            state: parse_column(&get("a_state")?)?,
+            first_name: get("a_first_name")?,
+            last_name: get("a_last_name")?,
+            birth_date: get("a_birth_date")?,
+            person_key: get("a_person_key")?,
+            id,
+        },
+        student,
+        staff,
+    }))
 }
 
 /// The queries both the import transaction and the pool run.
@@ -393,6 +457,22 @@ impl AccountStore for PostgresStore {
         account_id: &str,
     ) -> Result<Option<StaffRecord>, StorageError> {
         staff_by_account(&self.pool, account_id).await
+    }
+
+    async fn find_account_with_records(
+        &self,
+        id: &str,
+    ) -> Result<Option<AccountWithRecords>, StorageError> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {WITH_RECORDS_COLUMNS} FROM accounts a {WITH_RECORDS_JOIN} WHERE a.id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .map(|row| account_with_records(&row))
+        .transpose()
+        .map(Option::flatten)
     }
 
     async fn find_student_of_account(

@@ -33,6 +33,19 @@ impl AuditStore for PostgresStore {
         insert_event(&self.pool, event).await
     }
 
+    async fn insert_audit_events(
+        &self,
+        events: &[NewAuditEvent],
+    ) -> Result<Vec<i64>, StorageError> {
+        let mut tx = self.pool.begin().await.map_err(storage_error)?;
+        let mut ids = Vec::with_capacity(events.len());
+        for event in events {
+            ids.push(insert_event(&mut *tx, event).await?);
+        }
+        tx.commit().await.map_err(storage_error)?;
+        Ok(ids)
+    }
+
     async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {
         sqlx::query(
             "SELECT id, at, actor, action, subject, source, user_agent, request_id, details \

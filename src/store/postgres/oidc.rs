@@ -6,6 +6,7 @@ use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
+use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
 use crate::oidc::{
     CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode, TokenUnit,
 };
@@ -146,8 +147,12 @@ impl OidcStore for PostgresStore {
         now: i64,
     ) -> Result<Option<FoundToken>, StorageError> {
         let row = sqlx::query(AssertSqlSafe(format!(
+            // With the grant's account and its feed records, in the same query: what
+            // userinfo and introspection need next.
             "SELECT t.kind, t.expires_at AS token_expires_at, t.created_at AS token_created_at, \
-             {GRANT_COLUMNS} FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             {GRANT_COLUMNS}, {WITH_RECORDS_COLUMNS} \
+             FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             LEFT JOIN accounts a ON a.id = g.account_id {WITH_RECORDS_JOIN} \
              WHERE t.digest = $1 AND t.used_at IS NULL AND t.expires_at > $2 \
              AND g.expires_at > $2"
         )))
@@ -162,6 +167,7 @@ impl OidcStore for PostgresStore {
                 expires_at: row.try_get("token_expires_at").map_err(storage_error)?,
                 created_at: row.try_get("token_created_at").map_err(storage_error)?,
                 grant: grant_of(&row)?,
+                account: account_with_records(&row)?,
             })
         })
         .transpose()

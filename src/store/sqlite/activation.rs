@@ -58,7 +58,7 @@ impl ActivationStore for SqliteStore {
         .bind(dossier_number)
         .bind(max)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await
         .map_err(storage_error)
     }
@@ -66,7 +66,7 @@ impl ActivationStore for SqliteStore {
     async fn unlock_dossier(&self, dossier_number: &str) -> Result<bool, StorageError> {
         sqlx::query("DELETE FROM activation_failures WHERE dossier_number = ?")
             .bind(dossier_number)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(storage_error)
@@ -89,7 +89,7 @@ impl ActivationStore for SqliteStore {
         .bind(code_digest)
         .bind(expires_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -106,7 +106,7 @@ impl ActivationStore for SqliteStore {
         )
         .bind(code_digest)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(storage_error)
     }
@@ -122,7 +122,7 @@ impl ActivationStore for SqliteStore {
         .bind(row.locale.tag())
         .bind(now)
         .bind(row.expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -159,7 +159,7 @@ impl ActivationStore for SqliteStore {
         now: i64,
     ) -> Result<(), StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -189,7 +189,7 @@ impl ActivationStore for SqliteStore {
              RETURNING code_attempts",
         )
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map(|n| n.unwrap_or(i64::MAX))
         .map_err(storage_error)
@@ -201,7 +201,7 @@ impl ActivationStore for SqliteStore {
         )
         .bind(now)
         .bind(digest)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -215,7 +215,7 @@ impl ActivationStore for SqliteStore {
         now: i64,
     ) -> Result<bool, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -269,7 +269,7 @@ impl ActivationStore for SqliteStore {
     async fn list_contacts(&self, account_id: &str) -> Result<Vec<(String, String)>, StorageError> {
         sqlx::query("SELECT kind, value FROM recovery_contacts WHERE account_id = ? ORDER BY id")
             .bind(account_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.writer)
             .await
             .map_err(storage_error)?
             .iter()
@@ -294,7 +294,7 @@ impl crate::accounts::AccountSecretsPurge for SqliteStore {
         ] {
             purged += sqlx::query(statement)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await
                 .map_err(storage_error)?
                 .rows_affected();

@@ -30,7 +30,47 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
 #[async_trait]
 impl AuditStore for SqliteStore {
     async fn insert_audit_event(&self, event: &NewAuditEvent) -> Result<i64, StorageError> {
-        insert_event(&self.pool, event).await
+        let event = event.clone();
+        self.grouped(move |conn| Box::pin(async move { insert_event(conn, &event).await }))
+            .await
+    }
+
+    async fn insert_audit_events(
+        &self,
+        events: &[NewAuditEvent],
+    ) -> Result<Vec<i64>, StorageError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        // One multi-row statement, so that it can join a group commit (see `group`).
+        let events = events.to_vec();
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", ");
+                let sql = format!(
+                    "INSERT INTO audit_events \
+                     (at, actor, action, subject, source, user_agent, request_id, details) \
+                     VALUES {rows} RETURNING id"
+                );
+                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
+                for event in &events {
+                    query = query
+                        .bind(event.at)
+                        .bind(event.actor.to_string())
+                        .bind(event.action.as_str())
+                        .bind(&event.subject)
+                        .bind(&event.source)
+                        .bind(&event.user_agent)
+                        .bind(&event.request_id)
+                        .bind(event.details.to_string());
+                }
+                let mut ids = query.fetch_all(conn).await.map_err(storage_error)?;
+                // The rows are inserted in the order of VALUES: their ids ascend in that order.
+                ids.sort_unstable();
+                Ok(ids)
+            })
+        })
+        .await
     }
 
     async fn list_audit_events(&self, query: &AuditQuery) -> Result<Vec<AuditEvent>, StorageError> {

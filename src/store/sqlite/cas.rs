@@ -32,7 +32,7 @@ impl ServiceStore for SqliteStore {
             .bind(&service.id)
             .bind(definition)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
             .map_err(storage_error)
@@ -41,7 +41,7 @@ impl ServiceStore for SqliteStore {
     async fn delete_cas_service(&self, id: &str) -> Result<bool, StorageError> {
         sqlx::query("DELETE FROM cas_services WHERE id = ?1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(storage_error)
@@ -56,38 +56,53 @@ impl TicketStore for SqliteStore {
         ticket: &StoredTicket,
         now: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
-             from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-        )
-        .bind(digest)
-        .bind(ticket.kind.as_str())
-        .bind(&ticket.service)
-        .bind(&ticket.account_id)
-        .bind(&ticket.session_id)
-        .bind(i32::from(ticket.from_new_login))
-        .bind(ticket.expires_at)
-        .bind(now)
-        .bind(ticket.auth_time)
-        .bind(i32::from(ticket.long_term))
-        .bind(proxies_json(&ticket.proxies)?)
-        .bind(ticket.amr.join(" "))
-        .execute(&self.pool)
+        let (digest, ticket) = (digest.to_vec(), ticket.clone());
+        let proxies = proxies_json(&ticket.proxies)?;
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
+                     from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                )
+                .bind(digest)
+                .bind(ticket.kind.as_str())
+                .bind(&ticket.service)
+                .bind(&ticket.account_id)
+                .bind(&ticket.session_id)
+                .bind(i32::from(ticket.from_new_login))
+                .bind(ticket.expires_at)
+                .bind(now)
+                .bind(ticket.auth_time)
+                .bind(i32::from(ticket.long_term))
+                .bind(proxies)
+                .bind(ticket.amr.join(" "))
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(storage_error)
+            })
+        })
         .await
-        .map(|_| ())
-        .map_err(storage_error)
     }
 
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError> {
-        let row = sqlx::query(
-            "DELETE FROM cas_tickets WHERE digest = ?1 RETURNING kind, service, account_id, \
-             session_id, from_new_login, expires_at, auth_time, long_term, proxies, amr",
-        )
-        .bind(digest)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage_error)?;
+        let digest = digest.to_vec();
+        let row = self
+            .grouped(move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "DELETE FROM cas_tickets WHERE digest = ?1 RETURNING kind, service, \
+                         account_id, session_id, from_new_login, expires_at, auth_time, \
+                         long_term, proxies, amr",
+                    )
+                    .bind(digest)
+                    .fetch_optional(conn)
+                    .await
+                    .map_err(storage_error)
+                })
+            })
+            .await?;
         row.map(|row| {
             let kind: String = row.try_get("kind").map_err(storage_error)?;
             Ok(StoredTicket {
@@ -135,7 +150,7 @@ impl TicketStore for SqliteStore {
         .bind(i32::from(pgt.long_term))
         .bind(now)
         .bind(pgt.amr.join(" "))
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -180,7 +195,7 @@ impl TicketStore for SqliteStore {
     async fn purge_expired_tickets(&self, now: i64) -> Result<u64, StorageError> {
         sqlx::query("DELETE FROM cas_tickets WHERE expires_at <= ?1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
             .map_err(storage_error)

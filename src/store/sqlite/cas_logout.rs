@@ -49,7 +49,7 @@ impl LogoutStore for SqliteStore {
         .bind(&target.account_id)
         .bind(now)
         .bind(target.protocol.as_str())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -74,7 +74,7 @@ impl LogoutStore for SqliteStore {
         .bind(lease_until)
         .bind(now)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(storage_error)?
         .iter()
@@ -88,7 +88,7 @@ impl LogoutStore for SqliteStore {
         )
         .bind(id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -110,7 +110,7 @@ impl LogoutStore for SqliteStore {
         .bind(error.chars().take(500).collect::<String>())
         .bind(retry_at)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -154,7 +154,7 @@ impl LogoutStore for SqliteStore {
     async fn purge_finished_logouts(&self, before: i64) -> Result<u64, StorageError> {
         sqlx::query("DELETE FROM cas_logout_outbox WHERE COALESCE(delivered_at, failed_at) < ?1")
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
             .map_err(storage_error)

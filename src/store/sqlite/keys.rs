@@ -42,7 +42,7 @@ impl KeyStore for SqliteStore {
         sqlx::query("INSERT INTO master_key (id, fingerprint, created_at) VALUES (1, ?, ?)")
             .bind(fingerprint)
             .bind(at)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
             .map_err(storage_error)
@@ -74,7 +74,7 @@ impl KeyStore for SqliteStore {
         .bind(key.created_at)
         .bind(key.activated_at)
         .bind(key.retired_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -83,7 +83,7 @@ impl KeyStore for SqliteStore {
     async fn promote_signing_key(&self, kid: &str, at: i64) -> Result<bool, StorageError> {
         // BEGIN IMMEDIATE takes the write lock up front, so two nodes cannot interleave.
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -127,7 +127,7 @@ impl KeyStore for SqliteStore {
             "DELETE FROM signing_keys WHERE state = 'retired' AND retired_at < ? RETURNING kid",
         )
         .bind(cutoff)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(storage_error)
     }

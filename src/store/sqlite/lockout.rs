@@ -75,7 +75,7 @@ impl LockoutStore for SqliteStore {
         .bind(identifier)
         .bind(now - policy.failure_reset_time.as_secs() as i64)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(storage_error)?;
         // One statement (DESIGN.md §6): the lock test, the count and the new lock cannot be
@@ -113,7 +113,7 @@ impl LockoutStore for SqliteStore {
         .bind(first_lock)
         .bind(longest)
         .bind(policy.permanent_lockout_after)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(storage_error)?;
         row.as_ref().map(counter).transpose()
@@ -125,7 +125,7 @@ impl LockoutStore for SqliteStore {
              WHERE identifier = ? AND failures > 0",
         )
         .bind(identifier)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -140,7 +140,7 @@ impl LockoutStore for SqliteStore {
              RETURNING {COLUMNS}"
         )))
         .bind(identifier)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(storage_error)?;
         row.as_ref().map(counter).transpose()
@@ -149,7 +149,7 @@ impl LockoutStore for SqliteStore {
     async fn delete_failure_counter(&self, identifier: &str) -> Result<bool, StorageError> {
         sqlx::query("DELETE FROM failure_counters WHERE identifier = ?")
             .bind(identifier)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(storage_error)
@@ -161,7 +161,7 @@ impl LockoutStore for SqliteStore {
              AND last_failure_at < ?",
         )
         .bind(before)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|r| r.rows_affected())
         .map_err(storage_error)

@@ -21,7 +21,7 @@ impl LoginStore for SqliteStore {
             .bind(account_id)
             .bind(old)
             .bind(new)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(storage_error)
@@ -33,14 +33,22 @@ impl LoginStore for SqliteStore {
         now: i64,
         from: Option<&str>,
     ) -> Result<(), StorageError> {
-        sqlx::query("UPDATE accounts SET last_login_at = ?2, last_login_from = ?3 WHERE id = ?1")
-            .bind(account_id)
-            .bind(now)
-            .bind(from)
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(storage_error)
+        let (account_id, from) = (account_id.to_string(), from.map(str::to_string));
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE accounts SET last_login_at = ?2, last_login_from = ?3 WHERE id = ?1",
+                )
+                .bind(account_id)
+                .bind(now)
+                .bind(from)
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(storage_error)
+            })
+        })
+        .await
     }
 }
 
@@ -98,7 +106,7 @@ impl AccountAdminStore for SqliteStore {
         now: i64,
     ) -> Result<(), StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -130,7 +138,7 @@ impl AccountAdminStore for SqliteStore {
         now: i64,
     ) -> Result<u64, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;

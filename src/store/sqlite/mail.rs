@@ -60,7 +60,7 @@ fn queued_mail(row: &SqliteRow) -> Result<QueuedMail, StorageError> {
 #[async_trait]
 impl MailStore for SqliteStore {
     async fn insert_mail(&self, mail: &OutgoingMail, now: i64) -> Result<i64, StorageError> {
-        insert_mail(&self.pool, mail, now).await
+        insert_mail(&self.writer, mail, now).await
     }
 
     async fn claim_due_mails(
@@ -83,7 +83,7 @@ impl MailStore for SqliteStore {
         .bind(now)
         .bind(now)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await
         .map_err(storage_error)?;
         let mut mails = rows
@@ -101,7 +101,7 @@ impl MailStore for SqliteStore {
         )
         .bind(now)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -125,7 +125,7 @@ impl MailStore for SqliteStore {
         };
         query
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
             .map_err(storage_error)
@@ -145,7 +145,7 @@ impl MailStore for SqliteStore {
         sqlx::query("DELETE FROM mail_outbox WHERE sent_at < ? OR given_up_at < ?")
             .bind(before)
             .bind(before)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
             .map_err(storage_error)

@@ -85,7 +85,7 @@ impl MfaStore for SqliteStore {
         .bind(sealed_seed)
         .bind(step)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(storage_error)?;
         Ok(())
@@ -105,7 +105,7 @@ impl MfaStore for SqliteStore {
         .bind(now)
         .bind(account_id)
         .bind(step)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(storage_error)?;
         Ok(done.rows_affected() == 1)
@@ -114,7 +114,7 @@ impl MfaStore for SqliteStore {
     async fn delete_totp(&self, account_id: &str) -> Result<bool, StorageError> {
         let done = sqlx::query("DELETE FROM mfa_totp WHERE account_id = ?")
             .bind(account_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?;
         Ok(done.rows_affected() > 0)
@@ -127,7 +127,7 @@ impl MfaStore for SqliteStore {
         now: i64,
     ) -> Result<(), StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -163,7 +163,7 @@ impl MfaStore for SqliteStore {
         .bind(now)
         .bind(account_id)
         .bind(digest)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(storage_error)?;
         Ok(done.rows_affected() == 1)
@@ -181,7 +181,7 @@ impl MfaStore for SqliteStore {
         .bind(&passkey.name)
         .bind(&passkey.passkey)
         .bind(passkey.created_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(storage_error)?;
         Ok(())
@@ -229,7 +229,7 @@ impl MfaStore for SqliteStore {
             .bind(passkey)
             .bind(now)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?;
         Ok(())
@@ -241,7 +241,7 @@ impl MfaStore for SqliteStore {
         )
         .bind(now)
         .bind(credential_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map_err(storage_error)?;
         Ok(())
@@ -257,7 +257,7 @@ impl MfaStore for SqliteStore {
             .bind(name)
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?;
         Ok(done.rows_affected() == 1)
@@ -267,7 +267,7 @@ impl MfaStore for SqliteStore {
         let done = sqlx::query("DELETE FROM mfa_passkeys WHERE account_id = ? AND id = ?")
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?;
         Ok(done.rows_affected() == 1)
@@ -275,7 +275,7 @@ impl MfaStore for SqliteStore {
 
     async fn delete_factors(&self, account_id: &str) -> Result<u64, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;

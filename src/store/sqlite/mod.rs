@@ -6,6 +6,7 @@ mod activation;
 mod audit;
 mod cas;
 mod cas_logout;
+mod group;
 mod keys;
 mod lockout;
 mod login;
@@ -86,11 +87,15 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
 /// Every port, on SQLite.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
+    /// Readers: `database.max_connections` connections opened with `query_only`, so that a write
+    /// sent here by mistake fails instead of competing for the lock.
     pool: SqlitePool,
-    /// SQLite has one writer at a time. Transactions that hold the write lock across several
-    /// statements (the OIDC token requests) queue here, in order, instead of sleeping in SQLite's
-    /// busy handler, which wakes waiters late and makes the tail latency explode under load.
-    write_gate: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The writer: one connection. SQLite has one writer at a time; every write and every
+    /// transaction queues here, in order (the pool's FIFO), instead of sleeping in SQLite's busy
+    /// handler, which wakes waiters late and makes the tail latency explode under load (ADR 0017).
+    writer: SqlitePool,
+    /// Group commit of the hot single-statement writes, on the writer.
+    group: std::sync::Arc<group::Group>,
 }
 
 impl SqliteStore {
@@ -118,30 +123,52 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
+        // The writer first: it creates the file and switches it to WAL before any reader opens it.
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
             .map_err(storage_error)?;
         let store = Self {
-            pool,
-            write_gate: std::sync::Arc::new(tokio::sync::Mutex::new(())),
+            pool: writer.clone(),
+            writer,
+            group: std::sync::Arc::default(),
         };
         store.migrate().await?;
-        Ok(store)
+        let pool = SqlitePoolOptions::new()
+            .max_connections(options.max_connections)
+            .acquire_timeout(options.acquire_timeout)
+            .connect_with(connect.pragma("query_only", "ON"))
+            .await
+            .map_err(storage_error)?;
+        Ok(Self { pool, ..store })
     }
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StorageError> {
         migrator(MIGRATIONS)
-            .run(&self.pool)
+            .run(&self.writer)
             .await
             .map_err(migration_error)
     }
 
+    /// Runs one write statement in the next group commit (see [`group`]).
+    async fn grouped<T, F>(&self, statement: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::SqliteConnection,
+            ) -> group::BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
+        self.group.write(&self.writer, statement).await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+        self.writer.close().await;
     }
 }
 

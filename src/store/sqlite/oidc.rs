@@ -6,6 +6,7 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
+use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
 use crate::oidc::{
     CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode, TokenUnit,
 };
@@ -60,7 +61,7 @@ impl ClientStore for SqliteStore {
             .bind(&client.id)
             .bind(definition)
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|_| ())
             .map_err(storage_error)
@@ -72,7 +73,7 @@ impl ClientStore for SqliteStore {
         sqlx::query("UPDATE oidc_clients SET definition = ?2 WHERE id = ?1")
             .bind(&client.id)
             .bind(definition)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(storage_error)
@@ -80,7 +81,7 @@ impl ClientStore for SqliteStore {
 
     async fn delete_oidc_client(&self, id: &str) -> Result<bool, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -110,13 +111,12 @@ impl ClientStore for SqliteStore {
 #[async_trait]
 impl OidcStore for SqliteStore {
     async fn begin_token_unit(&self) -> Result<Box<dyn TokenUnit>, StorageError> {
-        let gate = self.write_gate.clone().lock_owned().await;
         let tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
-        Ok(Box::new(SqliteTokenUnit { tx, _gate: gate }))
+        Ok(Box::new(SqliteTokenUnit { tx }))
     }
 
     async fn insert_code(
@@ -125,28 +125,34 @@ impl OidcStore for SqliteStore {
         code: &StoredCode,
         now: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO oidc_codes (digest, client_id, redirect_uri, account_id, session_id, \
-             scope, nonce, code_challenge, auth_time, amr, acr, expires_at, created_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-        )
-        .bind(digest)
-        .bind(&code.client_id)
-        .bind(&code.redirect_uri)
-        .bind(&code.account_id)
-        .bind(&code.session_id)
-        .bind(&code.scope)
-        .bind(&code.nonce)
-        .bind(&code.code_challenge)
-        .bind(code.auth_time)
-        .bind(code.amr.join(" "))
-        .bind(&code.acr)
-        .bind(code.expires_at)
-        .bind(now)
-        .execute(&self.pool)
+        let (digest, code) = (digest.to_vec(), code.clone());
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO oidc_codes (digest, client_id, redirect_uri, account_id, \
+                     session_id, scope, nonce, code_challenge, auth_time, amr, acr, expires_at, \
+                     created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )
+                .bind(digest)
+                .bind(&code.client_id)
+                .bind(&code.redirect_uri)
+                .bind(&code.account_id)
+                .bind(&code.session_id)
+                .bind(&code.scope)
+                .bind(&code.nonce)
+                .bind(&code.code_challenge)
+                .bind(code.auth_time)
+                .bind(code.amr.join(" "))
+                .bind(&code.acr)
+                .bind(code.expires_at)
+                .bind(now)
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(storage_error)
+            })
+        })
         .await
-        .map(|_| ())
-        .map_err(storage_error)
     }
 
     async fn find_token(
@@ -155,8 +161,12 @@ impl OidcStore for SqliteStore {
         now: i64,
     ) -> Result<Option<FoundToken>, StorageError> {
         let row = sqlx::query(AssertSqlSafe(format!(
+            // With the grant's account and its feed records, in the same query: what
+            // userinfo and introspection need next.
             "SELECT t.kind, t.expires_at AS token_expires_at, t.created_at AS token_created_at, \
-             {GRANT_COLUMNS} FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             {GRANT_COLUMNS}, {WITH_RECORDS_COLUMNS} \
+             FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+             LEFT JOIN accounts a ON a.id = g.account_id {WITH_RECORDS_JOIN} \
              WHERE t.digest = ?1 AND t.used_at IS NULL AND t.expires_at > ?2 \
              AND g.expires_at > ?2"
         )))
@@ -171,6 +181,7 @@ impl OidcStore for SqliteStore {
                 expires_at: row.try_get("token_expires_at").map_err(storage_error)?,
                 created_at: row.try_get("token_created_at").map_err(storage_error)?,
                 grant: grant_of(&row)?,
+                account: account_with_records(&row)?,
             })
         })
         .transpose()
@@ -178,7 +189,7 @@ impl OidcStore for SqliteStore {
 
     async fn revoke_token(&self, digest: &[u8], client_id: &str) -> Result<bool, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -249,7 +260,7 @@ impl OidcStore for SqliteStore {
         .bind(client_id)
         .bind(scopes.join(" "))
         .bind(now)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -261,7 +272,7 @@ impl OidcStore for SqliteStore {
         client_id: Option<&str>,
     ) -> Result<u64, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -308,19 +319,19 @@ impl OidcStore for SqliteStore {
         // Codes are kept ten minutes past their expiry, to recognise a late replay.
         let codes = sqlx::query("DELETE FROM oidc_codes WHERE expires_at < ?1")
             .bind(now - 600)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?
             .rows_affected();
         let grants = sqlx::query("DELETE FROM oidc_grants WHERE expires_at < ?1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?
             .rows_affected();
         let tokens = sqlx::query("DELETE FROM oidc_tokens WHERE expires_at < ?1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map_err(storage_error)?
             .rows_affected();
@@ -330,9 +341,8 @@ impl OidcStore for SqliteStore {
 
 /// One token request's writes, in one transaction.
 pub struct SqliteTokenUnit {
+    /// On the writer connection: held until the unit commits or is dropped.
     tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-    /// Held until the unit commits or is dropped (see `SqliteStore::write_gate`).
-    _gate: tokio::sync::OwnedMutexGuard<()>,
 }
 
 #[async_trait]

@@ -23,7 +23,7 @@ impl OneTimeStore for SqliteStore {
         .bind(digest)
         .bind(payload)
         .bind(expires_at)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await
         .map(|_| ())
         .map_err(storage_error)
@@ -43,7 +43,7 @@ impl OneTimeStore for SqliteStore {
         .bind(purpose)
         .bind(digest)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(storage_error)
     }
@@ -69,7 +69,7 @@ impl OneTimeStore for SqliteStore {
     async fn purge_expired_one_time_values(&self, now: i64) -> Result<u64, StorageError> {
         sqlx::query("DELETE FROM one_time_values WHERE expires_at <= ?")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
             .map_err(storage_error)

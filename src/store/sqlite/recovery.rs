@@ -30,7 +30,7 @@ impl RecoveryStore for SqliteStore {
         now: i64,
     ) -> Result<(), StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;
@@ -76,7 +76,7 @@ impl RecoveryStore for SqliteStore {
         now: i64,
     ) -> Result<Option<String>, StorageError> {
         let mut tx = self
-            .pool
+            .writer
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(storage_error)?;

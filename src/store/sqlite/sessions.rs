@@ -50,32 +50,38 @@ pub(super) async fn end_account_sessions(
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn insert_session(&self, s: &Session, digest: &[u8]) -> Result<(), StorageError> {
-        sqlx::query(
-            // Only for an account still active at this instant: a disable committed while the
-            // password was being checked wins.
-            "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
-             last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
-             SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')",
-        )
-        .bind(&s.id)
-        .bind(digest)
-        .bind(&s.account_id)
-        .bind(s.kind.as_str())
-        .bind(s.auth_time)
-        .bind(s.factors.join(","))
-        .bind(s.last_seen_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(&s.client_ip)
-        .bind(&s.user_agent)
-        .execute(&self.pool)
-        .await
-        .map_err(storage_error)
-        .and_then(|r| match r.rows_affected() {
-            0 => Err(StorageError::Conflict),
-            _ => Ok(()),
+        let (s, digest) = (s.clone(), digest.to_vec());
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    // Only for an account still active at this instant: a disable committed
+                    // while the password was being checked wins.
+                    "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
+                     last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+                     WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')",
+                )
+                .bind(&s.id)
+                .bind(digest)
+                .bind(&s.account_id)
+                .bind(s.kind.as_str())
+                .bind(s.auth_time)
+                .bind(s.factors.join(","))
+                .bind(s.last_seen_at)
+                .bind(s.idle_expires_at)
+                .bind(s.expires_at)
+                .bind(&s.client_ip)
+                .bind(&s.user_agent)
+                .execute(conn)
+                .await
+                .map_err(storage_error)
+                .and_then(|r| match r.rows_affected() {
+                    0 => Err(StorageError::Conflict),
+                    _ => Ok(()),
+                })
+            })
         })
+        .await
     }
 
     async fn rotate_session(
@@ -104,7 +110,7 @@ impl SessionStore for SqliteStore {
         .bind(&s.client_ip)
         .bind(&s.user_agent)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(storage_error)?;
         row.as_ref().map(session).transpose()
@@ -133,17 +139,23 @@ impl SessionStore for SqliteStore {
         now: i64,
         idle_expires_at: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "UPDATE sessions SET last_seen_at = ?2, \
-             idle_expires_at = MIN(?3, expires_at) WHERE id = ?1",
-        )
-        .bind(id)
-        .bind(now)
-        .bind(idle_expires_at)
-        .execute(&self.pool)
+        let id = id.to_string();
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "UPDATE sessions SET last_seen_at = ?2, \
+                     idle_expires_at = MIN(?3, expires_at) WHERE id = ?1",
+                )
+                .bind(id)
+                .bind(now)
+                .bind(idle_expires_at)
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(storage_error)
+            })
+        })
         .await
-        .map(|_| ())
-        .map_err(storage_error)
     }
 
     async fn delete_session_by_digest(
@@ -154,7 +166,7 @@ impl SessionStore for SqliteStore {
             "DELETE FROM sessions WHERE digest = ?1 RETURNING {COLUMNS}"
         )))
         .bind(digest)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
         .map_err(storage_error)?;
         row.as_ref().map(session).transpose()
@@ -164,7 +176,7 @@ impl SessionStore for SqliteStore {
         sqlx::query("DELETE FROM sessions WHERE account_id = ?1 AND id = ?2")
             .bind(account_id)
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected() > 0)
             .map_err(storage_error)
@@ -173,7 +185,7 @@ impl SessionStore for SqliteStore {
     async fn delete_account_sessions(&self, account_id: &str) -> Result<u64, StorageError> {
         sqlx::query("DELETE FROM sessions WHERE account_id = ?1")
             .bind(account_id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
             .map_err(storage_error)
@@ -205,19 +217,26 @@ impl SessionStore for SqliteStore {
         service: &str,
         now: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO session_services (session_id, protocol, service, first_at, last_at) \
-             VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (session_id, protocol, service) \
-             DO UPDATE SET last_at = excluded.last_at",
-        )
-        .bind(id)
-        .bind(protocol)
-        .bind(service)
-        .bind(now)
-        .execute(&self.pool)
+        let (id, protocol, service) = (id.to_string(), protocol.to_string(), service.to_string());
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                sqlx::query(
+                    "INSERT INTO session_services (session_id, protocol, service, first_at, \
+                     last_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+                     ON CONFLICT (session_id, protocol, service) \
+                     DO UPDATE SET last_at = excluded.last_at",
+                )
+                .bind(id)
+                .bind(protocol)
+                .bind(service)
+                .bind(now)
+                .execute(conn)
+                .await
+                .map(|_| ())
+                .map_err(storage_error)
+            })
+        })
         .await
-        .map(|_| ())
-        .map_err(storage_error)
     }
 
     async fn list_session_services(
@@ -247,7 +266,7 @@ impl SessionStore for SqliteStore {
     async fn purge_expired_sessions(&self, now: i64) -> Result<u64, StorageError> {
         sqlx::query("DELETE FROM sessions WHERE idle_expires_at <= ?1 OR expires_at <= ?1")
             .bind(now)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await
             .map(|r| r.rows_affected())
             .map_err(storage_error)

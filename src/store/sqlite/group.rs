@@ -1,0 +1,135 @@
+//! Group commit on the SQLite writer (ADR 0017).
+//!
+//! With `synchronous=FULL`, every commit waits for the disk (an fsync of the WAL). The hot
+//! single-statement writes (a CAS ticket issued or consumed, a session touched, a service noted
+//! in a session, an OIDC code issued, an audit event) are therefore queued here: the first caller
+//! takes every write waiting at that moment, runs them in one transaction on the writer and
+//! commits once; each caller gets its own result only after that commit, so nothing is reported
+//! done before it is durable. Under load many requests share one fsync; alone, a write costs what
+//! it did (one statement, one commit).
+//!
+//! Each job is one statement: a failing statement is undone by SQLite on its own (statement
+//! rollback) and the others of the group still commit. If the commit itself fails, every job of
+//! the group gets the error.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use sqlx::{SqliteConnection, SqlitePool};
+
+use crate::storage::StorageError;
+use crate::store::storage_error;
+
+pub(super) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One queued statement: runs on the writer's connection and returns what to tell its caller
+/// once the group's commit is known.
+type Job = Box<
+    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn FnOnce(bool) + Send>>
+        + Send,
+>;
+
+/// At most this many statements in one transaction.
+const GROUP_LIMIT: usize = 128;
+
+/// The writes waiting for the next group commit, and the turn of the caller writing one.
+#[derive(Default)]
+pub(super) struct Group {
+    waiting: Mutex<Vec<Job>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Group {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Group")
+    }
+}
+
+impl Group {
+    /// Runs `statement` on the writer in the next group and returns its result once the group
+    /// has committed.
+    pub(super) async fn write<T, F>(
+        self: &Arc<Self>,
+        writer: &SqlitePool,
+        statement: F,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
+        let (sender, mut receiver) = tokio::sync::oneshot::channel::<Result<T, StorageError>>();
+        let job: Job = Box::new(move |conn| {
+            Box::pin(async move {
+                let result = statement(conn).await;
+                Box::new(move |committed: bool| {
+                    let _ = sender.send(match result {
+                        Ok(_) if !committed => Err(StorageError::Unavailable(
+                            "the transaction of this write did not commit".into(),
+                        )),
+                        other => other,
+                    });
+                }) as Box<dyn FnOnce(bool) + Send>
+            })
+        });
+        self.lock_waiting().push(job);
+        let abandoned = || StorageError::Unavailable("the write was abandoned".into());
+        loop {
+            let turn = self.turn.lock().await;
+            match receiver.try_recv() {
+                Ok(result) => return result,
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed) => return Err(abandoned()),
+                Err(tokio::sync::oneshot::error::TryRecvError::Empty) => {}
+            }
+            let jobs: Vec<Job> = {
+                let mut waiting = self.lock_waiting();
+                let take = waiting.len().min(GROUP_LIMIT);
+                waiting.drain(..take).collect()
+            };
+            if jobs.is_empty() {
+                // Our write is in a group that a caller who went away left running: wait for it.
+                drop(turn);
+                return receiver.await.unwrap_or_else(|_| Err(abandoned()));
+            }
+            // The group runs on its own task: if this caller goes away (its client hung up), the
+            // writes of the others it carries still complete and are answered.
+            let _ = tokio::spawn(run(writer.clone(), jobs)).await;
+            drop(turn);
+            if let Ok(result) = receiver.try_recv() {
+                return result;
+            }
+        }
+    }
+
+    fn lock_waiting(&self) -> std::sync::MutexGuard<'_, Vec<Job>> {
+        self.waiting.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One transaction for `jobs`; each is told whether it committed.
+async fn run(writer: SqlitePool, jobs: Vec<Job>) {
+    let mut tells = Vec::with_capacity(jobs.len());
+    let committed = async {
+        let mut conn = writer.acquire().await.map_err(storage_error)?;
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut *conn)
+            .await
+            .map_err(storage_error)?;
+        let mut jobs = jobs.into_iter();
+        for job in jobs.by_ref() {
+            tells.push(job(&mut conn).await);
+        }
+        match sqlx::query("COMMIT").execute(&mut *conn).await {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                Err(storage_error(error))
+            }
+        }
+    }
+    .await
+    .is_ok();
+    for tell in tells {
+        tell(committed);
+    }
+}
