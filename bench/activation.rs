@@ -186,7 +186,7 @@ impl Browser {
 
     /// GETs `path` (for its CSRF cookie) then POSTs `fields` with the token; status, location
     /// and body.
-    async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Option<(u16, String)> {
+    async fn form(&mut self, path: &str, fields: &[(&str, &str)]) -> Option<(u16, String, String)> {
         let url = format!("{}{path}", self.base);
         let page = self
             .http
@@ -216,8 +216,8 @@ impl Browser {
             .and_then(|l| l.to_str().ok())
             .unwrap_or_default()
             .to_string();
-        let _ = answer.bytes().await;
-        Some((status, location))
+        let body = answer.text().await.unwrap_or_default();
+        Some((status, location, body))
     }
 }
 
@@ -237,10 +237,10 @@ pub async fn activate(
     };
     let email = format!("bench.{}@example.org", student.dossier_number);
     let outcome: Result<(), String> = async {
-        let step = |name: &str, answer: Option<(u16, String)>| {
+        let step = |name: &str, answer: Option<(u16, String, String)>| {
             answer.ok_or_else(|| format!("{name}: no answer"))
         };
-        let (status, location) = step(
+        let (status, location, _) = step(
             "/activate",
             browser
                 .form(
@@ -255,7 +255,7 @@ pub async fn activate(
         if status != 303 || location != "/activate/contact" {
             return Err(format!("/activate answered {status} {location}"));
         }
-        let (status, location) = step(
+        let (status, location, _) = step(
             "/activate/contact",
             browser
                 .form(
@@ -271,28 +271,33 @@ pub async fn activate(
             .code_for(&email)
             .await
             .ok_or_else(|| format!("no code mailed to {email} within 30 s"))?;
-        let (status, location) = step(
+        let (status, location, _) = step(
             "/activate/code",
             browser.form("/activate/code", &[("code", &code)]).await,
         )?;
         if status != 303 || location != "/activate/password" {
             return Err(format!("/activate/code answered {status} {location}"));
         }
-        let password = format!("rentrée {} cheval agrafe", student.dossier_number);
-        let (status, location) = step(
+        // Strong for zxcvbn and free of the student's own words (name, dossier, birth date),
+        // which the policy refuses.
+        let password = "cheval agrafe pile correcte";
+        let (status, location, body) = step(
             "/activate/password",
             browser
                 .form(
                     "/activate/password",
                     &[
-                        ("new_password", &password),
-                        ("new_password_confirm", &password),
+                        ("new_password", password),
+                        ("new_password_confirm", password),
                     ],
                 )
                 .await,
         )?;
-        if status != 200 {
-            return Err(format!("/activate/password answered {status} {location}"));
+        // The last page shows the new identifier; a refused password shows the form again.
+        if status != 200 || !body.contains("id=\"identifier\"") {
+            return Err(format!(
+                "/activate/password answered {status} {location} without the new identifier"
+            ));
         }
         Ok(())
     }

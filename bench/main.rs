@@ -1094,10 +1094,12 @@ async fn main() {
             students.clone(),
             next_student.clone(),
         );
-        // A student waits for the mailed code (the outbox leaves every `mail.send_interval`):
-        // eight times more virtual users keep the server busy meanwhile.
+        // A student waits for the mailed code (the outbox leaves every `mail.send_interval`), so
+        // more virtual users keep the server busy meanwhile: as many as the hashing queue holds
+        // (`password.queue`, 64), since the codes of a batch arrive, and the passwords follow,
+        // together; beyond it the page answers "busy, retry" by design.
         activations.push(
-            drive(workers * 8, round, Some(pid), move |_| {
+            drive(64, round, Some(pid), move |_| {
                 let (http, base, outbox, students, next) = (
                     http_a.clone(),
                     base_a.clone(),
