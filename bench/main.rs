@@ -49,6 +49,9 @@ struct Options {
     json: PathBuf,
     /// `shared/tools/gen_people.py`, which makes the students to import and activate.
     people: PathBuf,
+    /// Only the login storm, this many seconds between two Argon2 baselines (for profiling the
+    /// server with `perf` meanwhile: the server's PID is printed first).
+    login_only: Option<u64>,
 }
 
 fn options() -> Options {
@@ -59,6 +62,7 @@ fn options() -> Options {
         sesame: PathBuf::from("target/release/sesame"),
         json: PathBuf::from("bench-results.json"),
         people: PathBuf::from("../shared/tools/gen_people.py"),
+        login_only: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -76,6 +80,14 @@ fn options() -> Options {
             "--sesame" => o.sesame = args.next().expect("--sesame PATH").into(),
             "--json" => o.json = args.next().expect("--json PATH").into(),
             "--people" => o.people = args.next().expect("--people PATH").into(),
+            "--login-only" => {
+                o.login_only = Some(
+                    args.next()
+                        .expect("--login-only SECONDS")
+                        .parse()
+                        .expect("a number"),
+                )
+            }
             other => panic!("unknown argument {other}"),
         }
     }
@@ -1008,6 +1020,10 @@ async fn main() {
     let workers = cores() * 8;
     let rss_idle = rss_kib(pid);
     let http = client();
+    if let Some(seconds) = options.login_only {
+        login_only(&http, &base, pid, workers, Duration::from_secs(seconds)).await;
+        return;
+    }
 
     let mut argon = Vec::new();
     let mut logins = Vec::new();
@@ -1652,4 +1668,40 @@ async fn main() {
     json.insert("rounds", serde_json::json!(rounds));
     std::fs::write(&options.json, serde_json::to_string_pretty(&json).unwrap()).unwrap();
     eprintln!("JSON written to {}", options.json.display());
+}
+
+/// `--login-only`: an Argon2 baseline, a login storm, another baseline; the ratio to their mean.
+async fn login_only(http: &reqwest::Client, base: &str, pid: u32, workers: usize, storm: Duration) {
+    eprintln!("sesame pid {pid}");
+    let baseline = Duration::from_secs(10);
+    let before = tokio::task::spawn_blocking(move || argon2_baseline(baseline))
+        .await
+        .unwrap();
+    let mut users = Vec::new();
+    for _ in 0..workers {
+        users.push(Arc::new(Mutex::new(
+            VirtualUser::new(http.clone(), base).await,
+        )));
+    }
+    eprintln!("storm starts");
+    let logins = drive(workers, storm, Some(pid), move |w| {
+        let user = users[w].clone();
+        async move { Some(user.lock().await.login().await) }
+    })
+    .await;
+    eprintln!("storm ends");
+    let after = tokio::task::spawn_blocking(move || argon2_baseline(baseline))
+        .await
+        .unwrap();
+    let argon = (before + after) / 2.0;
+    println!(
+        "argon2 {before:.1}/s and {after:.1}/s; logins {:.1}/s (ratio {:.3}), p50 {:.1} ms, p99 {:.1} ms, \
+         server CPU {:.0} µs/login, errors {}",
+        logins.per_second,
+        logins.per_second / argon,
+        logins.p50_ms,
+        logins.p99_ms,
+        logins.cpu_us_per_request,
+        logins.errors
+    );
 }
