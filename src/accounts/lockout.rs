@@ -113,11 +113,10 @@ pub trait LockoutStore: Send + Sync {
         &self,
         identifier: &str,
     ) -> Result<Option<FailureCounter>, StorageError>;
-    /// First restarts a counter idle for longer than the policy's reset time (not hard-locked,
-    /// not locked now). Then, in one atomic statement (`INSERT … ON CONFLICT DO UPDATE … WHERE …
-    /// RETURNING`): if the
-    /// identifier is not locked at `now`, counts one attempt, sets the temporary lock this count
-    /// calls for (doubling the previous one, up to the policy's longest) and the hard lock, and
+    /// In one atomic statement (`INSERT … ON CONFLICT DO UPDATE … WHERE … RETURNING`): if the
+    /// identifier is not locked at `now`, counts one attempt (from zero again if the counter was
+    /// idle for longer than the policy's reset time), sets the temporary lock this count calls
+    /// for (doubling the previous one, up to the policy's longest) and the hard lock, and
     /// returns the new counter; if it is locked, changes nothing and returns `None`. Of any number
     /// of concurrent attempts on any node, only those the policy allows get through.
     async fn count_attempt(

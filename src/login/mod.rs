@@ -21,7 +21,7 @@ use crate::accounts::mfa::{AMR_HWK, AMR_MFA, AMR_OTP, FactorSummary, Mfa, Passke
 use crate::accounts::password::{PasswordError, PasswordHasher, Verification};
 use crate::accounts::recovery::RecoveryStore;
 use crate::accounts::{AccountRecord, AccountState, AccountsError, attributes};
-use crate::audit::{Actor, AuditAction, Auditor};
+use crate::audit::{Actor, AuditAction, Auditor, NewAuditEvent};
 use crate::clock::Clock;
 use crate::config::Unenrolled;
 use crate::locale::Locale;
@@ -56,6 +56,52 @@ pub trait LoginStore: RecoveryStore + Send + Sync {
         now: i64,
         from: Option<&str>,
     ) -> Result<(), StorageError>;
+    /// What a password login reads of the login it names, in one query: the account, its
+    /// password hash and its second factors (as `MfaStore::factor_summary` counts them). `None`
+    /// for a login that names no account.
+    async fn find_login_candidate(
+        &self,
+        login: &str,
+    ) -> Result<Option<LoginCandidate>, StorageError>;
+    /// The writes of a successful login, in one transaction: the lockout counter
+    /// `clear_counter` is forgotten; the session is stored only if its account is still active
+    /// at this instant (a disable committed meanwhile wins: `Conflict`, and only the counter is
+    /// forgotten); with it, the last login is noted and `event` recorded.
+    async fn record_successful_login(
+        &self,
+        login: &SuccessfulLogin<'_>,
+    ) -> Result<(), StorageError>;
+}
+
+/// The account a login names, with what checking a password against it needs. Its `Debug`
+/// never shows the hash.
+#[derive(Clone)]
+pub struct LoginCandidate {
+    pub account: AccountRecord,
+    pub password_hash: Option<String>,
+    pub factors: FactorSummary,
+}
+
+impl std::fmt::Debug for LoginCandidate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoginCandidate")
+            .field("account", &self.account)
+            .field("has_password", &self.password_hash.is_some())
+            .field("factors", &self.factors)
+            .finish()
+    }
+}
+
+/// What [`LoginStore::record_successful_login`] writes.
+pub struct SuccessfulLogin<'a> {
+    pub session: &'a Session,
+    /// The SHA-256 of the session's cookie value (never the value).
+    pub digest: &'a [u8],
+    /// The lockout counter to forget, if the login went through the lockout.
+    pub clear_counter: Option<&'a str>,
+    /// Where the login came from (the last login's address).
+    pub from: Option<&'a str>,
+    pub event: &'a NewAuditEvent,
 }
 
 /// Builds the "account locked" notice: (locale, to, university, forgot-password link).
@@ -424,9 +470,20 @@ impl LoginService {
             .take(MAX_IDENTIFIER_CHARS)
             .collect();
         let canonical = canonical_login(&typed, &self.our_domains);
-        let account = match &canonical {
-            Some(login) => self.store.find_account_by_login(login.as_str()).await?,
+        // One read: the account, its hash and its factors.
+        let candidate = match &canonical {
+            Some(login) => self.store.find_login_candidate(login.as_str()).await?,
             None => None,
+        };
+        let (account, stored, factors) = match candidate {
+            Some(candidate) => {
+                let stored = match candidate.account.state {
+                    AccountState::Pending => None,
+                    _ => candidate.password_hash,
+                };
+                (Some(candidate.account), stored, candidate.factors)
+            }
+            None => (None, None, FactorSummary::default()),
         };
         let key = counter_key(
             &typed,
@@ -442,12 +499,6 @@ impl LoginService {
             Admission::Admitted(outcome) => outcome,
         };
 
-        let stored = match &account {
-            Some(account) if account.state != AccountState::Pending => {
-                self.store.find_password_hash(&account.id).await?
-            }
-            _ => None,
-        };
         let verification = match &stored {
             Some(hash) => self.passwords.verify(attempt.password, hash).await,
             None => self.passwords.verify_dummy(attempt.password).await,
@@ -469,7 +520,6 @@ impl LoginService {
                 if needs_rehash {
                     self.rehash(&account, &hash, attempt.password).await;
                 }
-                let factors = self.mfa.summary(&account.id).await?;
                 let required = attempt.require_mfa || self.required_by_policy(&account).await?;
                 if factors.any() {
                     // The lockout counter is reset only when every factor passed: wrong second
@@ -488,13 +538,14 @@ impl LoginService {
                         factors,
                     })));
                 }
-                self.lockout.record_success(&key).await?;
                 if required && self.mfa_policy.unenrolled == Unenrolled::Refuse {
+                    self.lockout.record_success(&key).await?;
                     self.failed(Some(account.id.clone()), "no_second_factor")
                         .await?;
                     return Ok(LoginOutcome::EnrolmentRequired);
                 }
                 let id = account.id.clone();
+                // The counter is reset with the session's own writes.
                 let opened = self
                     .signed_in(
                         account,
@@ -502,6 +553,7 @@ impl LoginService {
                         attempt.kind,
                         attempt.origin,
                         attempt.previous_session.as_ref(),
+                        Some(&key),
                     )
                     .await;
                 let opened = opened.map(|outcome| match outcome {
@@ -548,6 +600,8 @@ impl LoginService {
         }
     }
 
+    /// Opens the session of a completed login (resetting the lockout counter `clear_counter`),
+    /// notes the login and audits it.
     async fn signed_in(
         &self,
         account: AccountRecord,
@@ -555,37 +609,61 @@ impl LoginService {
         kind: SessionKind,
         origin: SessionOrigin,
         previous_session: Option<&SecretToken>,
+        clear_counter: Option<&str>,
     ) -> Result<LoginOutcome, AccountsError> {
         let from = origin.client_ip.clone();
+        let details = |session: &Session| {
+            serde_json::json!({
+                "factors": session.factors,
+                "session": session.id,
+                "kind": session.kind.as_str(),
+            })
+        };
         let (cookie, session) = match previous_session {
             // Never the old cookie value (no fixation); the same person keeps the session's
             // applications (a CAS renew or a step-up must not log them out).
             Some(previous) => {
-                self.sessions
+                if let Some(key) = clear_counter {
+                    self.lockout.record_success(key).await?;
+                }
+                let (cookie, session) = self
+                    .sessions
                     .reopen(previous, &account.id, factors, kind, origin)
-                    .await?
+                    .await?;
+                self.store
+                    .record_login(&account.id, self.clock.unix_now(), from.as_deref())
+                    .await?;
+                self.audit
+                    .record(
+                        Actor::User,
+                        AuditAction::LoginSucceeded,
+                        Some(account.id.clone()),
+                        details(&session),
+                    )
+                    .await?;
+                (cookie, session)
             }
+            // The common case: every write of the login in one transaction (one commit).
             None => {
-                self.sessions
-                    .open(&account.id, factors, kind, origin)
-                    .await?
+                let (cookie, session) = self.sessions.prepare(&account.id, factors, kind, origin);
+                let event = self.audit.event(
+                    Actor::User,
+                    AuditAction::LoginSucceeded,
+                    Some(account.id.clone()),
+                    details(&session),
+                );
+                self.store
+                    .record_successful_login(&SuccessfulLogin {
+                        session: &session,
+                        digest: &cookie.digest(),
+                        clear_counter,
+                        from: from.as_deref(),
+                        event: &event,
+                    })
+                    .await?;
+                (cookie, session)
             }
         };
-        self.store
-            .record_login(&account.id, self.clock.unix_now(), from.as_deref())
-            .await?;
-        self.audit
-            .record(
-                Actor::User,
-                AuditAction::LoginSucceeded,
-                Some(account.id.clone()),
-                serde_json::json!({
-                    "factors": session.factors,
-                    "session": session.id,
-                    "kind": session.kind.as_str(),
-                }),
-            )
-            .await?;
         Ok(LoginOutcome::SignedIn(Box::new(SignedIn {
             account,
             session,
@@ -808,7 +886,14 @@ impl LoginService {
         tracing::debug!(method, "second factor passed");
         Ok(
             match self
-                .signed_in(account, &factors, kind, origin, previous_session.as_ref())
+                .signed_in(
+                    account,
+                    &factors,
+                    kind,
+                    origin,
+                    previous_session.as_ref(),
+                    None,
+                )
                 .await
             {
                 Ok(LoginOutcome::SignedIn(signed_in)) => SecondFactorOutcome::SignedIn(signed_in),
@@ -905,6 +990,7 @@ impl LoginService {
                 kind,
                 origin,
                 previous_session.as_ref(),
+                None,
             )
             .await
         {

@@ -257,6 +257,20 @@ impl Sessions {
         kind: SessionKind,
         origin: SessionOrigin,
     ) -> Result<(SecretToken, Session), StorageError> {
+        let (token, session) = self.prepare(account_id, factors, kind, origin);
+        self.store.insert_session(&session, &token.digest()).await?;
+        Ok((token, session))
+    }
+
+    /// A new session and its cookie value, not stored yet: for a caller that stores it with
+    /// other writes in one transaction (`LoginStore::record_successful_login`).
+    pub fn prepare(
+        &self,
+        account_id: &str,
+        factors: &[&str],
+        kind: SessionKind,
+        origin: SessionOrigin,
+    ) -> (SecretToken, Session) {
         let now = self.clock.unix_now();
         let (idle, absolute) = self.limits(kind);
         // The CAS ticket-granting ticket (CAS 3.0.3 §3.6): `TGT-` and 160 random bits, only
@@ -274,8 +288,7 @@ impl Sessions {
             client_ip: origin.client_ip,
             user_agent: origin.user_agent,
         };
-        self.store.insert_session(&session, &token.digest()).await?;
-        Ok((token, session))
+        (token, session)
     }
 
     /// A new login in a browser that already has a session. The same person's session gets a new

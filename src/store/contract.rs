@@ -113,6 +113,9 @@ contract! {
     audit_events_round_trip_most_recent_first_and_filter,
     concurrent_audit_records_are_each_committed_once_in_groups,
     an_account_is_read_with_its_feed_records_in_one_query,
+    a_login_candidate_comes_with_its_hash_and_factors_in_one_query,
+    a_successful_login_writes_everything_or_only_forgets_the_counter,
+    an_idle_counter_counts_from_zero_without_its_old_lock,
     one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers,
     one_time_values_are_bound_to_purpose_and_expiry,
     expired_one_time_values_are_purged,
@@ -494,6 +497,327 @@ async fn an_account_is_read_with_its_feed_records_in_one_query(store: Arc<dyn St
         (account("4"), None, None)
     );
     assert!(read("nobody").await.is_none());
+}
+
+/// Two accounts, `acc-1` (active, logins `zoe.lefevre` and its alias `zlefevre`) and `acc-2`
+/// (disabled, login `paul.durand`).
+async fn two_accounts(store: &Arc<dyn Store>) -> crate::accounts::AccountRecord {
+    use crate::accounts::{AccountRecord, AccountState};
+    let zoe = AccountRecord {
+        id: "acc-1".into(),
+        login: "zoe.lefevre".into(),
+        state: AccountState::Active,
+        first_name: "Zoé".into(),
+        last_name: "Lefèvre".into(),
+        birth_date: "2001-02-03".into(),
+        person_key: "key-1".into(),
+    };
+    let paul = AccountRecord {
+        id: "acc-2".into(),
+        login: "paul.durand".into(),
+        state: AccountState::Disabled,
+        person_key: "key-2".into(),
+        ..zoe.clone()
+    };
+    let mut unit = store.begin_provisioning().await.unwrap();
+    unit.insert_account(&zoe, 10).await.unwrap();
+    unit.insert_login("zoe.lefevre", "acc-1", 10).await.unwrap();
+    unit.insert_login("zlefevre", "acc-1", 10).await.unwrap();
+    unit.insert_account(&paul, 10).await.unwrap();
+    unit.insert_login("paul.durand", "acc-2", 10).await.unwrap();
+    unit.commit().await.unwrap();
+    zoe
+}
+
+async fn a_login_candidate_comes_with_its_hash_and_factors_in_one_query(store: Arc<dyn Store>) {
+    use crate::accounts::mfa::{FactorSummary, StoredPasskey};
+    let zoe = two_accounts(&store).await;
+    let fresh = store
+        .find_login_candidate("zoe.lefevre")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.account, zoe);
+    assert_eq!(fresh.password_hash, None);
+    assert_eq!(fresh.factors, FactorSummary::default());
+
+    store
+        .replace_password_reset("acc-1", &[7; 32], 1_000, &[], 20)
+        .await
+        .unwrap();
+    let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo";
+    store
+        .complete_password_reset(&[7; 32], hash, &|_| Vec::new(), 30)
+        .await
+        .unwrap()
+        .unwrap();
+    store.put_totp("acc-1", b"sealed", 1, 30).await.unwrap();
+    store
+        .replace_recovery_codes("acc-1", &[[1; 32], [2; 32], [3; 32]], 30)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .use_recovery_code("acc-1", &[1; 32], 31)
+            .await
+            .unwrap()
+    );
+    for n in [1u8, 2] {
+        store
+            .insert_passkey(&StoredPasskey {
+                id: format!("pk-{n}"),
+                account_id: "acc-1".into(),
+                user_handle: vec![9; 16],
+                credential_id: vec![n; 16],
+                name: format!("clé {n}"),
+                passkey: "{}".into(),
+                created_at: 30,
+                last_used_at: None,
+                flagged_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    store.flag_passkey(&[2; 16], 32).await.unwrap();
+    let alias = store
+        .find_login_candidate("zlefevre")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(alias.account, zoe, "an alias names the same account");
+    assert_eq!(alias.password_hash.as_deref(), Some(hash));
+    let expected = FactorSummary {
+        totp: true,
+        passkeys: 1,
+        recovery_codes: 2,
+    };
+    assert_eq!(
+        alias.factors, expected,
+        "used codes and flagged keys left out"
+    );
+    assert_eq!(store.factor_summary("acc-1").await.unwrap(), expected);
+    assert_eq!(
+        store.factor_summary("nobody").await.unwrap(),
+        FactorSummary::default()
+    );
+    assert!(!format!("{alias:?}").contains(hash), "Debug hides the hash");
+    assert!(
+        store
+            .find_login_candidate("nobody")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.find_login_candidate("acc-1").await.unwrap().is_none());
+}
+
+async fn a_successful_login_writes_everything_or_only_forgets_the_counter(store: Arc<dyn Store>) {
+    use crate::login::SuccessfulLogin;
+    use crate::sessions::{Session, SessionKind};
+    two_accounts(&store).await;
+    let policy = LockoutPolicy::default();
+    for identifier in ["zoe.lefevre", "zoe.lefevre", "paul.durand"] {
+        store
+            .count_attempt(identifier, true, 100, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let session = |id: &str, account_id: &str| Session {
+        id: id.into(),
+        account_id: account_id.into(),
+        kind: SessionKind::Standard,
+        auth_time: 100,
+        factors: vec!["pwd".into()],
+        last_seen_at: 100,
+        idle_expires_at: 2_000,
+        expires_at: 30_000,
+        client_ip: Some("192.0.2.7".into()),
+        user_agent: Some("Firefox".into()),
+    };
+    let event = |subject: &str| NewAuditEvent {
+        at: 100,
+        actor: Actor::User,
+        action: AuditAction::LoginSucceeded,
+        subject: Some(subject.into()),
+        source: Some("192.0.2.7".into()),
+        user_agent: Some("Firefox".into()),
+        request_id: Some("req-1".into()),
+        details: serde_json::json!({"session": "s-1"}),
+    };
+    let events_of = |subject: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list_audit_events(&AuditQuery {
+                    subject: Some(subject.into()),
+                    limit: 10,
+                    ..AuditQuery::default()
+                })
+                .await
+                .unwrap()
+        }
+    };
+
+    let zoe = session("s-1", "acc-1");
+    store
+        .record_successful_login(&SuccessfulLogin {
+            session: &zoe,
+            digest: &[1; 32],
+            clear_counter: Some("zoe.lefevre"),
+            from: Some("192.0.2.7"),
+            event: &event("acc-1"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_session_by_digest(&[1; 32], 100).await.unwrap(),
+        Some(zoe)
+    );
+    assert_eq!(
+        store.find_failure_counter("zoe.lefevre").await.unwrap(),
+        None
+    );
+    let activity = store.find_account_activity("acc-1").await.unwrap().unwrap();
+    assert_eq!(
+        (activity.last_login_at, activity.last_login_from.as_deref()),
+        (Some(100), Some("192.0.2.7"))
+    );
+    let events = events_of("acc-1").await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event, event("acc-1"));
+
+    // Disabled meanwhile: a conflict; only the counter is forgotten (the password was right).
+    let paul = session("s-2", "acc-2");
+    let refused = store
+        .record_successful_login(&SuccessfulLogin {
+            session: &paul,
+            digest: &[2; 32],
+            clear_counter: Some("paul.durand"),
+            from: Some("192.0.2.7"),
+            event: &event("acc-2"),
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Conflict)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.find_failure_counter("paul.durand").await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_session_by_digest(&[2; 32], 100).await.unwrap(),
+        None
+    );
+    let activity = store.find_account_activity("acc-2").await.unwrap().unwrap();
+    assert_eq!(activity.last_login_at, None);
+    assert!(events_of("acc-2").await.is_empty());
+
+    // Without a counter to forget (a second factor's or a passkey's login), others stay.
+    store
+        .count_attempt("zoe.lefevre", true, 200, &policy)
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .record_successful_login(&SuccessfulLogin {
+            session: &session("s-3", "acc-1"),
+            digest: &[3; 32],
+            clear_counter: None,
+            from: None,
+            event: &event("acc-1"),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_failure_counter("zoe.lefevre")
+            .await
+            .unwrap()
+            .map(|c| c.failures),
+        Some(1)
+    );
+    assert!(
+        store
+            .find_session_by_digest(&[3; 32], 100)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(events_of("acc-1").await.len(), 2);
+}
+
+/// A counter whose last failure is older than the reset time counts from one again, and its old
+/// lock no longer doubles; a hard lock stays whatever its age.
+async fn an_idle_counter_counts_from_zero_without_its_old_lock(store: Arc<dyn Store>) {
+    let policy = LockoutPolicy::default();
+    let reset = policy.failure_reset_time.as_secs() as i64;
+    let mut now = 1_000;
+    for _ in 0..6 {
+        store
+            .count_attempt("x.y", false, now, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+        now += 1_000;
+    }
+    let counter = store.find_failure_counter("x.y").await.unwrap().unwrap();
+    assert_eq!(
+        (counter.failures, counter.locked_until),
+        (6, Some(now - 1_000 + 120))
+    );
+
+    // Within the reset time after the lock ended, the count goes on and the lock doubles.
+    let counter = store
+        .count_attempt("x.y", false, now, &policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (counter.failures, counter.locked_until),
+        (7, Some(now + 240))
+    );
+
+    // Long after: from one, no lock; the fifth failure locks for the first lock again.
+    now += reset + 1;
+    let counter = store
+        .count_attempt("x.y", false, now, &policy)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((counter.failures, counter.locked_until), (1, None));
+    for n in 2..=5 {
+        let counter = store
+            .count_attempt("x.y", false, now, &policy)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(counter.failures, n);
+    }
+    let counter = store.find_failure_counter("x.y").await.unwrap().unwrap();
+    assert_eq!(counter.locked_until, Some(now + 60));
+
+    let hard = policy_with_hard_lock_at(2);
+    for _ in 0..2 {
+        store
+            .count_attempt("h.l", false, 10, &hard)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert_eq!(
+        store
+            .count_attempt("h.l", false, 10 + reset * 10, &hard)
+            .await
+            .unwrap(),
+        None,
+        "a hard lock does not age"
+    );
+}
+
+fn policy_with_hard_lock_at(n: i64) -> LockoutPolicy {
+    policy(1_000, n)
 }
 
 async fn one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers(

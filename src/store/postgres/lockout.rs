@@ -64,24 +64,18 @@ impl LockoutStore for PostgresStore {
         policy: &LockoutPolicy,
     ) -> Result<Option<FailureCounter>, StorageError> {
         let (first_lock, longest) = policy.lock_bounds();
-        // A counter whose last failure is older than the reset time starts again, for real and
-        // unknown identifiers alike (otherwise an old count would tell a real account from an
-        // unknown one, whose counter is purged). Never a hard lock, never during a lock.
-        sqlx::query(
-            "UPDATE failure_counters SET failures = 0, lock_seconds = 0, locked_until = NULL \
-             WHERE identifier = $1 AND hard_locked_at IS NULL AND last_failure_at < $2 \
-             AND (locked_until IS NULL OR locked_until <= $3)",
-        )
-        .bind(identifier)
-        .bind(now - policy.failure_reset_time.as_secs() as i64)
-        .bind(now)
-        .execute(&self.pool)
-        .await
-        .map_err(storage_error)?;
         // One statement (DESIGN.md §6): the lock test, the count and the new lock cannot be
         // separated by a concurrent attempt on any node. The `WHERE` of the upsert refuses a
         // locked identifier; all right-hand sides read the row as it was before this attempt.
-        let row = sqlx::query(AssertSqlSafe(format!(
+        // A counter whose last failure is older than the reset time counts from zero again,
+        // for real and unknown identifiers alike (otherwise an old count would tell a real
+        // account from an unknown one, whose counter is purged); never a hard lock, never
+        // during a lock (the `WHERE` refuses those first).
+        let stale = "failure_counters.last_failure_at < $8";
+        let failures = format!("(CASE WHEN {stale} THEN 0 ELSE failure_counters.failures END)");
+        let lock = format!("(CASE WHEN {stale} THEN 0 ELSE failure_counters.lock_seconds END)");
+        let until = format!("(CASE WHEN {stale} THEN NULL ELSE failure_counters.locked_until END)");
+        let sql = format!(
             "INSERT INTO failure_counters \
                (identifier, failures, known, last_failure_at, lock_seconds, locked_until, hard_locked_at) \
              VALUES ($1, 1, $2, $3, \
@@ -89,33 +83,39 @@ impl LockoutStore for PostgresStore {
                CASE WHEN 1 >= $4 THEN $3 + $5 END, \
                CASE WHEN 1 >= $7 THEN $3 END) \
              ON CONFLICT (identifier) DO UPDATE SET \
-               failures = failure_counters.failures + 1, \
+               failures = {failures} + 1, \
                known = GREATEST(failure_counters.known, excluded.known), \
                last_failure_at = excluded.last_failure_at, \
                lock_seconds = CASE \
-                 WHEN failure_counters.failures + 1 < $4 THEN 0 \
-                 WHEN failure_counters.lock_seconds = 0 THEN $5 \
-                 ELSE LEAST(failure_counters.lock_seconds * 2, $6) END, \
+                 WHEN {failures} + 1 < $4 THEN 0 \
+                 WHEN {lock} = 0 THEN $5 \
+                 ELSE LEAST({lock} * 2, $6) END, \
                locked_until = CASE \
-                 WHEN failure_counters.failures + 1 < $4 THEN failure_counters.locked_until \
-                 WHEN failure_counters.lock_seconds = 0 THEN $3 + $5 \
-                 ELSE $3 + LEAST(failure_counters.lock_seconds * 2, $6) END, \
-               hard_locked_at = CASE WHEN failure_counters.failures + 1 >= $7 THEN $3 \
+                 WHEN {failures} + 1 < $4 THEN {until} \
+                 WHEN {lock} = 0 THEN $3 + $5 \
+                 ELSE $3 + LEAST({lock} * 2, $6) END, \
+               hard_locked_at = CASE WHEN {failures} + 1 >= $7 THEN $3 \
                  ELSE failure_counters.hard_locked_at END \
              WHERE failure_counters.hard_locked_at IS NULL \
                AND (failure_counters.locked_until IS NULL OR failure_counters.locked_until <= $3) \
              RETURNING {COLUMNS}"
-        )))
-        .bind(identifier)
-        .bind(i32::from(known))
-        .bind(now)
-        .bind(policy.max_login_failures)
-        .bind(first_lock)
-        .bind(longest)
-        .bind(policy.permanent_lockout_after)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(storage_error)?;
+        );
+        let identifier = identifier.to_string();
+        let reset_before = now - policy.failure_reset_time.as_secs() as i64;
+        let max_failures = policy.max_login_failures;
+        let hard_after = policy.permanent_lockout_after;
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(identifier)
+            .bind(i32::from(known))
+            .bind(now)
+            .bind(max_failures)
+            .bind(first_lock)
+            .bind(longest)
+            .bind(hard_after)
+            .bind(reset_before)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(storage_error)?;
         row.as_ref().map(counter).transpose()
     }
 

@@ -1,11 +1,13 @@
 //! Login and the helpdesk's account reads and writes, on PostgreSQL.
 
 use async_trait::async_trait;
-use sqlx::Row as _;
+use sqlx::{AssertSqlSafe, Row as _};
 
 use super::PostgresStore;
+use super::accounts::account;
+use super::mfa::{FACTOR_COUNTS, factors_of};
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
-use crate::login::LoginStore;
+use crate::login::{LoginCandidate, LoginStore, SuccessfulLogin};
 use crate::storage::StorageError;
 use crate::store::storage_error;
 
@@ -41,6 +43,81 @@ impl LoginStore for PostgresStore {
             .await
             .map(|_| ())
             .map_err(storage_error)
+    }
+
+    async fn find_login_candidate(
+        &self,
+        login: &str,
+    ) -> Result<Option<LoginCandidate>, StorageError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, \
+             a.person_key, a.password_hash, {FACTOR_COUNTS} \
+             FROM logins l JOIN accounts a ON a.id = l.account_id WHERE l.login = $1"
+        )))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.map(|row| {
+            Ok(LoginCandidate {
+                account: account(&row)?,
+                password_hash: row.try_get("password_hash").map_err(storage_error)?,
+                factors: factors_of(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_successful_login(
+        &self,
+        login: &SuccessfulLogin<'_>,
+    ) -> Result<(), StorageError> {
+        let (s, event) = (login.session, login.event);
+        // One statement, so one round trip and one commit. The session is inserted only for an
+        // account still active; the last login and the event are written only with it.
+        let inserted: i64 = sqlx::query_scalar(
+            "WITH cleared AS (DELETE FROM failure_counters WHERE identifier = $12), \
+             opened AS (INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
+               last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+               WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND state = 'active') \
+               RETURNING account_id), \
+             noted AS (UPDATE accounts SET last_login_at = $5, last_login_from = $13 \
+               WHERE id IN (SELECT account_id FROM opened)), \
+             audited AS (INSERT INTO audit_events \
+               (at, actor, action, subject, source, user_agent, request_id, details) \
+               SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM opened) \
+             SELECT COUNT(*) FROM opened",
+        )
+        .bind(&s.id)
+        .bind(login.digest)
+        .bind(&s.account_id)
+        .bind(s.kind.as_str())
+        .bind(s.auth_time)
+        .bind(s.factors.join(","))
+        .bind(s.last_seen_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(&s.client_ip)
+        .bind(&s.user_agent)
+        .bind(login.clear_counter)
+        .bind(login.from)
+        .bind(event.at)
+        .bind(event.actor.to_string())
+        .bind(event.action.as_str())
+        .bind(&event.subject)
+        .bind(&event.source)
+        .bind(&event.user_agent)
+        .bind(&event.request_id)
+        .bind(event.details.to_string())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        if inserted > 0 {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict)
+        }
     }
 }
 

@@ -1,13 +1,29 @@
 //! Second factors, on PostgreSQL.
 
 use async_trait::async_trait;
-use sqlx::Row as _;
 use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, Row as _};
 
 use super::PostgresStore;
 use crate::accounts::mfa::{FactorSummary, MfaStore, StoredPasskey, StoredTotp};
 use crate::storage::StorageError;
 use crate::store::storage_error;
+
+/// The counts behind a [`FactorSummary`] of the account `a.id` of the enclosing query.
+pub(super) const FACTOR_COUNTS: &str = "(SELECT COUNT(*) FROM mfa_totp WHERE account_id = a.id) AS totp, \
+     (SELECT COUNT(*) FROM mfa_passkeys WHERE account_id = a.id AND flagged_at IS NULL) \
+     AS passkeys, \
+     (SELECT COUNT(*) FROM mfa_recovery_codes WHERE account_id = a.id AND used_at IS NULL) \
+     AS codes";
+
+/// The [`FactorSummary`] of a row selecting [`FACTOR_COUNTS`].
+pub(super) fn factors_of(row: &PgRow) -> Result<FactorSummary, StorageError> {
+    Ok(FactorSummary {
+        totp: row.try_get::<i64, _>("totp").map_err(storage_error)? > 0,
+        passkeys: row.try_get::<i64, _>("passkeys").map_err(storage_error)? as u32,
+        recovery_codes: row.try_get::<i64, _>("codes").map_err(storage_error)? as u32,
+    })
+}
 
 const PASSKEY_COLUMNS: &str = "id, account_id, user_handle, credential_id, name, passkey, \
      created_at, last_used_at, flagged_at";
@@ -29,22 +45,14 @@ fn passkey(row: &PgRow) -> Result<StoredPasskey, sqlx::Error> {
 #[async_trait]
 impl MfaStore for PostgresStore {
     async fn factor_summary(&self, account_id: &str) -> Result<FactorSummary, StorageError> {
-        let row = sqlx::query(
-            "SELECT (SELECT COUNT(*) FROM mfa_totp WHERE account_id = $1) AS totp, \
-             (SELECT COUNT(*) FROM mfa_passkeys WHERE account_id = $1 AND flagged_at IS NULL) \
-             AS passkeys, \
-             (SELECT COUNT(*) FROM mfa_recovery_codes WHERE account_id = $1 AND used_at IS NULL) \
-             AS codes",
-        )
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {FACTOR_COUNTS} FROM (SELECT $1::text AS id) a"
+        )))
         .bind(account_id)
         .fetch_one(&self.pool)
         .await
         .map_err(storage_error)?;
-        Ok(FactorSummary {
-            totp: row.try_get::<i64, _>("totp").map_err(storage_error)? > 0,
-            passkeys: row.try_get::<i64, _>("passkeys").map_err(storage_error)? as u32,
-            recovery_codes: row.try_get::<i64, _>("codes").map_err(storage_error)? as u32,
-        })
+        factors_of(&row)
     }
 
     async fn find_totp(&self, account_id: &str) -> Result<Option<StoredTotp>, StorageError> {

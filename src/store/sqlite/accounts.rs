@@ -14,7 +14,7 @@ use crate::store::{parse_column, storage_error};
 
 const ACCOUNT_COLUMNS: &str = "id, login, state, first_name, last_name, birth_date, person_key";
 
-fn account(row: &SqliteRow) -> Result<AccountRecord, StorageError> {
+pub(super) fn account(row: &SqliteRow) -> Result<AccountRecord, StorageError> {
     Ok(AccountRecord {
         id: row.try_get("id").map_err(storage_error)?,
         login: row.try_get("login").map_err(storage_error)?,

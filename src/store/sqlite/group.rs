@@ -8,9 +8,12 @@
 //! done before it is durable. Under load many requests share one fsync; alone, a write costs what
 //! it did (one statement, one commit).
 //!
-//! Each job is one statement: a failing statement is undone by SQLite on its own (statement
-//! rollback) and the others of the group still commit. If the commit itself fails, every job of
-//! the group gets the error.
+//! A job is one statement, or a few whose partial application the job's caller accepts (see
+//! `write_many`): a failing statement is undone by SQLite on its own (statement rollback) and
+//! the others of the group still commit. If the commit itself fails, every job of the group gets
+//! the error. A group of one single-statement job runs without `BEGIN`/`COMMIT`: SQLite commits
+//! the statement by itself (as durably), and the writer's thread is crossed once instead of three
+//! times.
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -21,12 +24,18 @@ use crate::store::storage_error;
 
 pub(super) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// One queued statement: runs on the writer's connection and returns what to tell its caller
-/// once the group's commit is known.
-type Job = Box<
+/// One queued job: runs on the writer's connection and returns what to tell its caller once the
+/// group's commit is known.
+type Run = Box<
     dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn FnOnce(bool) + Send>>
         + Send,
 >;
+
+struct Job {
+    run: Run,
+    /// One statement: alone in its group, it needs no explicit transaction.
+    single: bool,
+}
 
 /// At most this many statements in one transaction.
 const GROUP_LIMIT: usize = 128;
@@ -45,8 +54,8 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    /// Runs `statement` on the writer in the next group and returns its result once the group
-    /// has committed.
+    /// Runs `statement` (one SQL statement) on the writer in the next group and returns its
+    /// result once the group has committed.
     pub(super) async fn write<T, F>(
         self: &Arc<Self>,
         writer: &SqlitePool,
@@ -58,8 +67,40 @@ impl Group {
             + Send
             + 'static,
     {
+        self.queue(writer, statement, true).await
+    }
+
+    /// Like [`Group::write`] for a job of several statements, always run inside the group's
+    /// transaction. Should one fail, those before it stay in the transaction: only for writes
+    /// whose partial application is harmless.
+    pub(super) async fn write_many<T, F>(
+        self: &Arc<Self>,
+        writer: &SqlitePool,
+        statements: F,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
+        self.queue(writer, statements, false).await
+    }
+
+    async fn queue<T, F>(
+        self: &Arc<Self>,
+        writer: &SqlitePool,
+        statement: F,
+        single: bool,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
         let (sender, mut receiver) = tokio::sync::oneshot::channel::<Result<T, StorageError>>();
-        let job: Job = Box::new(move |conn| {
+        let work: Run = Box::new(move |conn| {
             Box::pin(async move {
                 let result = statement(conn).await;
                 Box::new(move |committed: bool| {
@@ -72,7 +113,7 @@ impl Group {
                 }) as Box<dyn FnOnce(bool) + Send>
             })
         });
-        self.lock_waiting().push(job);
+        self.lock_waiting().push(Job { run: work, single });
         let abandoned = || StorageError::Unavailable("the write was abandoned".into());
         loop {
             let turn = self.turn.lock().await;
@@ -107,7 +148,16 @@ impl Group {
 }
 
 /// One transaction for `jobs`; each is told whether it committed.
-async fn run(writer: SqlitePool, jobs: Vec<Job>) {
+async fn run(writer: SqlitePool, mut jobs: Vec<Job>) {
+    if jobs.len() == 1 && jobs[0].single {
+        let job = jobs.remove(0);
+        // Autocommit: the statement's own success is its commit. Without a connection the job
+        // is dropped unrun, and its caller told the write was abandoned (as below).
+        if let Ok(mut conn) = writer.acquire().await {
+            (job.run)(&mut conn).await(true);
+        }
+        return;
+    }
     let mut tells = Vec::with_capacity(jobs.len());
     let committed = async {
         let mut conn = writer.acquire().await.map_err(storage_error)?;
@@ -117,7 +167,7 @@ async fn run(writer: SqlitePool, jobs: Vec<Job>) {
             .map_err(storage_error)?;
         let mut jobs = jobs.into_iter();
         for job in jobs.by_ref() {
-            tells.push(job(&mut conn).await);
+            tells.push((job.run)(&mut conn).await);
         }
         match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => Ok(()),

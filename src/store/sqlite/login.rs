@@ -1,11 +1,13 @@
 //! Login and the helpdesk's account reads and writes, on SQLite.
 
 use async_trait::async_trait;
-use sqlx::Row as _;
+use sqlx::{AssertSqlSafe, Row as _};
 
 use super::SqliteStore;
+use super::accounts::account;
+use super::mfa::{FACTOR_COUNTS, factors_of};
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
-use crate::login::LoginStore;
+use crate::login::{LoginCandidate, LoginStore, SuccessfulLogin};
 use crate::storage::StorageError;
 use crate::store::storage_error;
 
@@ -49,6 +51,75 @@ impl LoginStore for SqliteStore {
             })
         })
         .await
+    }
+
+    async fn find_login_candidate(
+        &self,
+        login: &str,
+    ) -> Result<Option<LoginCandidate>, StorageError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, \
+             a.person_key, a.password_hash, {FACTOR_COUNTS} \
+             FROM logins l JOIN accounts a ON a.id = l.account_id WHERE l.login = ?1"
+        )))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.map(|row| {
+            Ok(LoginCandidate {
+                account: account(&row)?,
+                password_hash: row.try_get("password_hash").map_err(storage_error)?,
+                factors: factors_of(&row)?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_successful_login(
+        &self,
+        login: &SuccessfulLogin<'_>,
+    ) -> Result<(), StorageError> {
+        let (s, event) = (login.session.clone(), login.event.clone());
+        let digest = login.digest.to_vec();
+        let clear_counter = login.clear_counter.map(str::to_string);
+        let from = login.from.map(str::to_string);
+        // One job of the group commit, in the group's transaction. Should a statement fail, those before it stay in the
+        // group's transaction: a forgotten counter (the password was right), a last login noted
+        // or a session whose cookie nobody received; the caller gets the error.
+        let inserted = self
+            .grouped_many(move |conn| {
+                Box::pin(async move {
+                    if let Some(identifier) = clear_counter {
+                        sqlx::query("DELETE FROM failure_counters WHERE identifier = ?")
+                            .bind(identifier)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(storage_error)?;
+                    }
+                    match super::sessions::insert_session_row(&mut *conn, &s, &digest).await {
+                        Err(StorageError::Conflict) => return Ok(false),
+                        other => other?,
+                    }
+                    sqlx::query(
+                        "UPDATE accounts SET last_login_at = ?2, last_login_from = ?3 WHERE id = ?1",
+                    )
+                    .bind(&s.account_id)
+                    .bind(s.auth_time)
+                    .bind(from)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(storage_error)?;
+                    super::audit::insert_event(&mut *conn, &event).await?;
+                    Ok(true)
+                })
+            })
+            .await?;
+        if inserted {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict)
+        }
     }
 }
 

@@ -124,8 +124,11 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout);
         // The writer first: it creates the file and switches it to WAL before any reader opens it.
+        // No ping before each acquire (sqlx's default): a connection to a local file does not
+        // go stale, and the ping is one more round trip to the connection's thread per query.
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.clone())
             .await
@@ -138,6 +141,7 @@ impl SqliteStore {
         store.migrate().await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(options.max_connections)
+            .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect.pragma("query_only", "ON"))
             .await
@@ -164,6 +168,19 @@ impl SqliteStore {
             + 'static,
     {
         self.group.write(&self.writer, statement).await
+    }
+
+    /// Runs a job of several write statements in the next group commit (see [`group`]).
+    async fn grouped_many<T, F>(&self, statements: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::SqliteConnection,
+            ) -> group::BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
+        self.group.write_many(&self.writer, statements).await
     }
 
     pub async fn close(&self) {

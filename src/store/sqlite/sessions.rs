@@ -52,34 +52,7 @@ impl SessionStore for SqliteStore {
     async fn insert_session(&self, s: &Session, digest: &[u8]) -> Result<(), StorageError> {
         let (s, digest) = (s.clone(), digest.to_vec());
         self.grouped(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    // Only for an account still active at this instant: a disable committed
-                    // while the password was being checked wins.
-                    "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
-                     last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-                     WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')",
-                )
-                .bind(&s.id)
-                .bind(digest)
-                .bind(&s.account_id)
-                .bind(s.kind.as_str())
-                .bind(s.auth_time)
-                .bind(s.factors.join(","))
-                .bind(s.last_seen_at)
-                .bind(s.idle_expires_at)
-                .bind(s.expires_at)
-                .bind(&s.client_ip)
-                .bind(&s.user_agent)
-                .execute(conn)
-                .await
-                .map_err(storage_error)
-                .and_then(|r| match r.rows_affected() {
-                    0 => Err(StorageError::Conflict),
-                    _ => Ok(()),
-                })
-            })
+            Box::pin(async move { insert_session_row(conn, &s, &digest).await })
         })
         .await
     }
@@ -282,4 +255,37 @@ impl SessionStore for SqliteStore {
         .map(|n| n as u64)
         .map_err(storage_error)
     }
+}
+
+/// Inserts a session, only for an account still active at this instant (a disable committed
+/// while the password was being checked wins: [`StorageError::Conflict`]).
+pub(super) async fn insert_session_row(
+    conn: &mut sqlx::SqliteConnection,
+    s: &Session,
+    digest: &[u8],
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
+         last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+         WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')",
+    )
+    .bind(&s.id)
+    .bind(digest)
+    .bind(&s.account_id)
+    .bind(s.kind.as_str())
+    .bind(s.auth_time)
+    .bind(s.factors.join(","))
+    .bind(s.last_seen_at)
+    .bind(s.idle_expires_at)
+    .bind(s.expires_at)
+    .bind(&s.client_ip)
+    .bind(&s.user_agent)
+    .execute(conn)
+    .await
+    .map_err(storage_error)
+    .and_then(|r| match r.rows_affected() {
+        0 => Err(StorageError::Conflict),
+        _ => Ok(()),
+    })
 }
