@@ -44,7 +44,8 @@ impl Throttle {
 
     /// `Ok` to go on, or how long to wait.
     pub fn check(&self, client: IpAddr) -> Result<(), Duration> {
-        let clock = DefaultClock::default();
+        // The limiter's own clock: making one per request would calibrate it each time.
+        let clock = self.per_address.clock();
         if let Err(not_until) = self.per_address.check_key(&client) {
             return Err(not_until.wait_time_from(clock.now()));
         }

@@ -90,6 +90,9 @@ pub struct PostgresStore {
     pool: PgPool,
 }
 
+/// A pooled connection idle for longer than this is pinged before it is handed out.
+const IDLE_BEFORE_PING: std::time::Duration = std::time::Duration::from_secs(10);
+
 impl PostgresStore {
     /// Connects and migrates (inside `options.schema` when set).
     pub async fn connect(options: &ConnectOptions) -> Result<Self, StorageError> {
@@ -132,8 +135,21 @@ impl PostgresStore {
         options: &ConnectOptions,
         connect: PgConnectOptions,
     ) -> Result<Self, StorageError> {
+        // sqlx pings every connection it hands out by default: one more round trip per query.
+        // Only a connection idle for a while is checked (the server may have closed it); one
+        // in steady use proves itself alive with every query.
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for < IDLE_BEFORE_PING {
+                        return Ok(true);
+                    }
+                    use sqlx::Connection as _;
+                    Ok(conn.ping().await.is_ok())
+                })
+            })
             .acquire_timeout(options.acquire_timeout)
             .connect_with(connect)
             .await
