@@ -98,6 +98,9 @@ pub struct SqliteStore {
     group: std::sync::Arc<group::Group>,
 }
 
+/// `PRAGMA cache_size` of each reader connection (negative: KiB).
+const READER_CACHE_SIZE: &str = "-512";
+
 impl SqliteStore {
     /// Opens (creating the file and its directory if needed) and migrates the database.
     pub async fn connect(options: &ConnectOptions) -> Result<Self, StorageError> {
@@ -143,7 +146,15 @@ impl SqliteStore {
             .max_connections(options.max_connections)
             .test_before_acquire(false)
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.pragma("query_only", "ON"))
+            // Each connection keeps its own page cache (SQLite's default: 2,000 KiB) in the
+            // heap of its own thread; the readers share the operating system's file cache
+            // anyway, so 512 KiB each keeps the hot index pages and bounds the process's memory
+            // (issue 8: RSS during a login storm).
+            .connect_with(
+                connect
+                    .pragma("query_only", "ON")
+                    .pragma("cache_size", READER_CACHE_SIZE),
+            )
             .await
             .map_err(storage_error)?;
         Ok(Self { pool, ..store })
