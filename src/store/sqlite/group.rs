@@ -8,9 +8,9 @@
 //! done before it is durable. Under load many requests share one fsync; alone, a write costs what
 //! it did (one statement, one commit).
 //!
-//! A job is one statement, or a few whose partial application the job's caller accepts (see
-//! `write_many`): a failing statement is undone by SQLite on its own (statement rollback) and
-//! the others of the group still commit. If the commit itself fails, every job of the group gets
+//! A job is one statement, or a few whose partial application the job's caller accepts
+//! ([`Statements::Several`]): a failing statement is undone by SQLite on its own (statement
+//! rollback) and the others of the group still commit. If the commit itself fails, every job of the group gets
 //! the error. A group of one single-statement job runs without `BEGIN`/`COMMIT`: SQLite commits
 //! the statement by itself (as durably), and the writer's thread is crossed once instead of three
 //! times.
@@ -37,6 +37,15 @@ struct Job {
     single: bool,
 }
 
+/// What a job holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Statements {
+    /// One statement: alone in its group, it runs in autocommit.
+    One,
+    /// Several, always inside the group's transaction.
+    Several,
+}
+
 /// At most this many statements in one transaction.
 const GROUP_LIMIT: usize = 128;
 
@@ -54,44 +63,15 @@ impl std::fmt::Debug for Group {
 }
 
 impl Group {
-    /// Runs `statement` (one SQL statement) on the writer in the next group and returns its
-    /// result once the group has committed.
+    /// Runs `statements` on the writer in the next group and returns their result once the
+    /// group has committed. [`Statements::Several`] always run inside the group's transaction;
+    /// should one fail, those before it stay in the transaction: only for writes whose partial
+    /// application is harmless.
     pub(super) async fn write<T, F>(
         self: &Arc<Self>,
         writer: &SqlitePool,
-        statement: F,
-    ) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>
-            + Send
-            + 'static,
-    {
-        self.queue(writer, statement, true).await
-    }
-
-    /// Like [`Group::write`] for a job of several statements, always run inside the group's
-    /// transaction. Should one fail, those before it stay in the transaction: only for writes
-    /// whose partial application is harmless.
-    pub(super) async fn write_many<T, F>(
-        self: &Arc<Self>,
-        writer: &SqlitePool,
+        kind: Statements,
         statements: F,
-    ) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>
-            + Send
-            + 'static,
-    {
-        self.queue(writer, statements, false).await
-    }
-
-    async fn queue<T, F>(
-        self: &Arc<Self>,
-        writer: &SqlitePool,
-        statement: F,
-        single: bool,
     ) -> Result<T, StorageError>
     where
         T: Send + 'static,
@@ -102,7 +82,7 @@ impl Group {
         let (sender, mut receiver) = tokio::sync::oneshot::channel::<Result<T, StorageError>>();
         let work: Run = Box::new(move |conn| {
             Box::pin(async move {
-                let result = statement(conn).await;
+                let result = statements(conn).await;
                 Box::new(move |committed: bool| {
                     let _ = sender.send(match result {
                         Ok(_) if !committed => Err(StorageError::Unavailable(
@@ -113,7 +93,10 @@ impl Group {
                 }) as Box<dyn FnOnce(bool) + Send>
             })
         });
-        self.lock_waiting().push(Job { run: work, single });
+        self.lock_waiting().push(Job {
+            run: work,
+            single: matches!(kind, Statements::One),
+        });
         let abandoned = || StorageError::Unavailable("the write was abandoned".into());
         loop {
             let turn = self.turn.lock().await;

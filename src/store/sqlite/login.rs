@@ -5,6 +5,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 
 use super::SqliteStore;
 use super::accounts::account;
+use super::group::Statements;
 use super::mfa::{FACTOR_COUNTS, factors_of};
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
 use crate::login::{LoginCandidate, LoginStore, SuccessfulLogin};
@@ -88,7 +89,8 @@ impl LoginStore for SqliteStore {
         // group's transaction: a forgotten counter (the password was right), a last login noted
         // or a session whose cookie nobody received; the caller gets the error.
         let inserted = self
-            .grouped_many(move |conn| {
+            .group
+            .write(&self.writer, Statements::Several, move |conn| {
                 Box::pin(async move {
                     if let Some(identifier) = clear_counter {
                         sqlx::query("DELETE FROM failure_counters WHERE identifier = ?")

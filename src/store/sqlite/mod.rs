@@ -178,20 +178,9 @@ impl SqliteStore {
             + Send
             + 'static,
     {
-        self.group.write(&self.writer, statement).await
-    }
-
-    /// Runs a job of several write statements in the next group commit (see [`group`]).
-    async fn grouped_many<T, F>(&self, statements: F) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        F: for<'c> FnOnce(
-                &'c mut sqlx::SqliteConnection,
-            ) -> group::BoxFuture<'c, Result<T, StorageError>>
-            + Send
-            + 'static,
-    {
-        self.group.write_many(&self.writer, statements).await
+        self.group
+            .write(&self.writer, group::Statements::One, statement)
+            .await
     }
 
     pub async fn close(&self) {
