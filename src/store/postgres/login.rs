@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 use super::PostgresStore;
 use super::accounts::account;
 use super::mfa::{FACTOR_COUNTS, factors_of};
+use super::sessions::{INSERT_ACTIVE_SESSION, bind_new_session};
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
 use crate::login::{LoginCandidate, LoginStore, SuccessfulLogin};
 use crate::storage::StorageError;
@@ -75,31 +76,20 @@ impl LoginStore for PostgresStore {
         let (s, event) = (login.session, login.event);
         // One statement, so one round trip and one commit. The session is inserted only for an
         // account still active; the last login and the event are written only with it.
-        let inserted: i64 = sqlx::query_scalar(
-            "WITH cleared AS (DELETE FROM failure_counters WHERE identifier = $12), \
-             opened AS (INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
-               last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
-               WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND state = 'active') \
-               RETURNING account_id), \
-             noted AS (UPDATE accounts SET last_login_at = $5, last_login_from = $13 \
-               WHERE id IN (SELECT account_id FROM opened)), \
-             audited AS (INSERT INTO audit_events \
-               (at, actor, action, subject, source, user_agent, request_id, details) \
-               SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM opened) \
-             SELECT COUNT(*) FROM opened",
+        let inserted: i64 = bind_new_session(
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "WITH cleared AS (DELETE FROM failure_counters WHERE identifier = $12), \
+                 opened AS ({INSERT_ACTIVE_SESSION} RETURNING account_id), \
+                 noted AS (UPDATE accounts SET last_login_at = $5, last_login_from = $13 \
+                   WHERE id IN (SELECT account_id FROM opened)), \
+                 audited AS (INSERT INTO audit_events \
+                   (at, actor, action, subject, source, user_agent, request_id, details) \
+                   SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM opened) \
+                 SELECT COUNT(*) FROM opened"
+            ))),
+            s,
+            login.digest,
         )
-        .bind(&s.id)
-        .bind(login.digest)
-        .bind(&s.account_id)
-        .bind(s.kind.as_str())
-        .bind(s.auth_time)
-        .bind(s.factors.join(","))
-        .bind(s.last_seen_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(&s.client_ip)
-        .bind(&s.user_agent)
         .bind(login.clear_counter)
         .bind(login.from)
         .bind(event.at)

@@ -3,7 +3,8 @@
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgArguments, PgRow, Postgres};
+use sqlx::query::QueryScalar;
 
 use super::PostgresStore;
 use crate::sessions::{ServedApplication, Session, SessionStore};
@@ -50,32 +51,17 @@ pub(super) async fn end_account_sessions(
 #[async_trait]
 impl SessionStore for PostgresStore {
     async fn insert_session(&self, s: &Session, digest: &[u8]) -> Result<(), StorageError> {
-        sqlx::query(
-            // Only for an account still active at this instant: a disable committed while the
-            // password was being checked wins.
-            "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
-             last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
-             WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND state = 'active')",
+        let inserted: Option<String> = bind_new_session(
+            sqlx::query_scalar(AssertSqlSafe(format!(
+                "{INSERT_ACTIVE_SESSION} RETURNING id"
+            ))),
+            s,
+            digest,
         )
-        .bind(&s.id)
-        .bind(digest)
-        .bind(&s.account_id)
-        .bind(s.kind.as_str())
-        .bind(s.auth_time)
-        .bind(s.factors.join(","))
-        .bind(s.last_seen_at)
-        .bind(s.idle_expires_at)
-        .bind(s.expires_at)
-        .bind(&s.client_ip)
-        .bind(&s.user_agent)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(storage_error)
-        .and_then(|r| match r.rows_affected() {
-            0 => Err(StorageError::Conflict),
-            _ => Ok(()),
-        })
+        .map_err(storage_error)?;
+        inserted.map(|_| ()).ok_or(StorageError::Conflict)
     }
 
     async fn rotate_session(
@@ -263,4 +249,31 @@ impl SessionStore for PostgresStore {
         .map(|n| n as u64)
         .map_err(storage_error)
     }
+}
+
+/// Inserts a session (`$1`–`$11`, bound by [`bind_new_session`]) only for an account still
+/// active at this instant: a disable committed while the password was being checked wins.
+pub(super) const INSERT_ACTIVE_SESSION: &str = "INSERT INTO sessions (id, digest, account_id, \
+     kind, auth_time, factors, last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+     WHERE EXISTS (SELECT 1 FROM accounts WHERE id = $3 AND state = 'active')";
+
+/// Binds `$1`–`$11` of [`INSERT_ACTIVE_SESSION`].
+pub(super) fn bind_new_session<'q, O>(
+    query: QueryScalar<'q, Postgres, O, PgArguments>,
+    s: &'q Session,
+    digest: &'q [u8],
+) -> QueryScalar<'q, Postgres, O, PgArguments> {
+    query
+        .bind(&s.id)
+        .bind(digest)
+        .bind(&s.account_id)
+        .bind(s.kind.as_str())
+        .bind(s.auth_time)
+        .bind(s.factors.join(","))
+        .bind(s.last_seen_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(&s.client_ip)
+        .bind(&s.user_agent)
 }
