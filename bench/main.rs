@@ -216,15 +216,27 @@ impl VirtualUser {
         }
     }
 
-    /// GET the form then POST it; the POST's latency and whether it signed in.
+    /// GET the form as a browser without a session does (a session would make `/login` show
+    /// "signed in" instead), then POST it; the POST's latency and whether it signed in. A GET
+    /// that does not show the form is a failure.
     async fn login(&mut self) -> (Duration, bool) {
-        let _ = self
+        let watch = Stopwatch::start();
+        let form = self
             .http
             .get(format!("{}/login", self.base))
-            .header("cookie", self.cookies())
+            .header("cookie", format!("sesame-csrf={}", self.csrf))
             .send()
-            .await
-            .map(|r| r.bytes());
+            .await;
+        let shown = match form {
+            Ok(r) if r.status() == reqwest::StatusCode::OK => r
+                .text()
+                .await
+                .is_ok_and(|page| page.contains("name=\"password\"")),
+            _ => false,
+        };
+        if !shown {
+            return (watch.elapsed(), false);
+        }
         let watch = Stopwatch::start();
         let response = self
             .http
