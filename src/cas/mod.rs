@@ -120,19 +120,32 @@ pub struct ProxyGrantingTicket {
     pub amr: Vec<String>,
 }
 
+/// A ticket just consumed, with its account.
+#[derive(Debug, Clone)]
+pub struct TakenTicket {
+    pub ticket: StoredTicket,
+    pub account: Option<crate::accounts::AccountWithRecords>,
+}
+
 /// The storage port of tickets.
 #[async_trait]
 pub trait TicketStore: Send + Sync {
+    /// Stores a ticket. With `noted_service` (a CAS service's id), the same write notes in the
+    /// ticket's session that it logged into that service, as
+    /// [`crate::sessions::SessionStore::record_session_service`] does (ADR 0019).
     async fn insert_ticket(
         &self,
         digest: &[u8],
         ticket: &StoredTicket,
+        noted_service: Option<&str>,
         now: i64,
     ) -> Result<(), StorageError>;
     /// Deletes and returns the ticket, expired or not (`DELETE … RETURNING`): a ticket gets
     /// exactly one validation attempt, whatever its outcome (§3.1.1, §3.2.1). Of concurrent
-    /// validators, one gets it.
-    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError>;
+    /// validators, one gets it. With it comes its account and feed records as they are now
+    /// (`None` for an account gone), which a successful validation releases: PostgreSQL reads
+    /// them in the same statement (ADR 0019).
+    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<TakenTicket>, StorageError>;
     async fn purge_expired_tickets(&self, now: i64) -> Result<u64, StorageError>;
     async fn insert_pgt(
         &self,

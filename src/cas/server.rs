@@ -10,14 +10,14 @@ use super::{
     ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore, ValidationRequest, new_ticket,
     new_value, validate, well_formed, well_formed_pgt,
 };
-use crate::accounts::{AccountState, AccountStore, attributes};
+use crate::accounts::{AccountState, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
 use crate::clock::{Clock, from_unix, rfc3339};
 use crate::entropy::Entropy;
 use crate::one_time::SecretToken;
 use crate::relying_parties::services::without_ticket;
 use crate::relying_parties::{CasService, ServiceRegistry, ServiceStore};
-use crate::sessions::{Session, SessionKind, Sessions};
+use crate::sessions::{Session, SessionKind};
 use crate::storage::StorageError;
 
 /// Which attributes a validation endpoint releases.
@@ -50,8 +50,6 @@ pub struct CasServer {
     logouts: Arc<dyn LogoutStore>,
     callback: Arc<dyn ProxyCallback>,
     services: Arc<dyn ServiceStore>,
-    accounts: Arc<dyn AccountStore>,
-    sessions: Arc<Sessions>,
     audit: Arc<Auditor>,
     clock: Arc<dyn Clock>,
     entropy: Arc<dyn Entropy>,
@@ -73,8 +71,6 @@ impl CasServer {
         logouts: Arc<dyn LogoutStore>,
         callback: Arc<dyn ProxyCallback>,
         services: Arc<dyn ServiceStore>,
-        accounts: Arc<dyn AccountStore>,
-        sessions: Arc<Sessions>,
         audit: Arc<Auditor>,
         clock: Arc<dyn Clock>,
         entropy: Arc<dyn Entropy>,
@@ -86,8 +82,6 @@ impl CasServer {
             logouts,
             callback,
             services,
-            accounts,
-            sessions,
             audit,
             clock,
             entropy,
@@ -168,9 +162,9 @@ impl CasServer {
             proxies: Vec::new(),
         };
         let digest = SecretToken::new(ticket.clone()).digest();
-        self.tickets.insert_ticket(&digest, &stored, now).await?;
-        self.sessions
-            .record_service(session, "cas", &service.service.id)
+        // The session notes the service in the same write.
+        self.tickets
+            .insert_ticket(&digest, &stored, Some(&service.service.id), now)
             .await?;
         Ok(ticket)
     }
@@ -191,6 +185,10 @@ impl CasServer {
                     .await?
             }
             None => None,
+        };
+        let (taken, account) = match taken {
+            Some(taken) => (Some(taken.ticket), taken.account),
+            None => (None, None),
         };
         let known = match request.service {
             Some(service) => self.known_service(service).await?,
@@ -252,12 +250,8 @@ impl CasServer {
                 ),
             )));
         }
-        // The account and its feed records in one read.
-        let records = match self
-            .accounts
-            .find_account_with_records(&stored.account_id)
-            .await?
-        {
+        // The account and its feed records, read with the ticket.
+        let records = match account {
             Some(records) if records.account.state == AccountState::Active => records,
             _ => {
                 return Ok(Err(CasFailure::new(
@@ -454,7 +448,12 @@ impl CasServer {
             proxies: granting.proxies,
         };
         self.tickets
-            .insert_ticket(&SecretToken::new(ticket.clone()).digest(), &stored, now)
+            .insert_ticket(
+                &SecretToken::new(ticket.clone()).digest(),
+                &stored,
+                None,
+                now,
+            )
             .await?;
         Ok(Ok(ticket))
     }

@@ -116,6 +116,7 @@ contract! {
     a_login_candidate_comes_with_its_hash_and_factors_in_one_query,
     a_successful_login_writes_everything_or_only_forgets_the_counter,
     an_idle_counter_counts_from_zero_without_its_old_lock,
+    a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now,
     one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers,
     one_time_values_are_bound_to_purpose_and_expiry,
     expired_one_time_values_are_purged,
@@ -527,6 +528,119 @@ async fn two_accounts(store: &Arc<dyn Store>) -> crate::accounts::AccountRecord 
     unit.insert_login("paul.durand", "acc-2", 10).await.unwrap();
     unit.commit().await.unwrap();
     zoe
+}
+
+async fn a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now(
+    store: Arc<dyn Store>,
+) {
+    use crate::accounts::{AccountState, StudentRecord};
+    use crate::cas::{StoredTicket, TicketKind};
+    use crate::sessions::{Session, SessionKind};
+    let zoe = two_accounts(&store).await;
+    let session = Session {
+        id: "s-1".into(),
+        account_id: "acc-1".into(),
+        kind: SessionKind::Standard,
+        auth_time: 100,
+        factors: vec!["pwd".into()],
+        last_seen_at: 100,
+        idle_expires_at: 2_000,
+        expires_at: 30_000,
+        client_ip: None,
+        user_agent: None,
+    };
+    store.insert_session(&session, &[1; 32]).await.unwrap();
+    let ticket = StoredTicket {
+        kind: TicketKind::Service,
+        service: "https://moodle.uca.fr/login/index.php".into(),
+        account_id: "acc-1".into(),
+        session_id: "s-1".into(),
+        from_new_login: true,
+        expires_at: 110,
+        auth_time: 100,
+        long_term: false,
+        amr: vec!["pwd".into(), "otp".into()],
+        proxies: vec!["https://portail.uca.fr/pgt".into()],
+    };
+    let served = || {
+        let store = store.clone();
+        async move {
+            store
+                .list_session_services("s-1")
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.protocol, s.service, s.first_at, s.last_at))
+                .collect::<Vec<_>>()
+        }
+    };
+    // Without a service to note, the session's applications are left alone.
+    store
+        .insert_ticket(&[2; 32], &ticket, None, 100)
+        .await
+        .unwrap();
+    assert!(served().await.is_empty());
+    // With one, it is noted; again later, its last use moves and nothing is doubled.
+    store
+        .insert_ticket(&[3; 32], &ticket, Some("moodle"), 101)
+        .await
+        .unwrap();
+    store
+        .insert_ticket(&[4; 32], &ticket, Some("moodle"), 105)
+        .await
+        .unwrap();
+    assert_eq!(
+        served().await,
+        [("cas".to_string(), "moodle".to_string(), 101, 105)]
+    );
+    // A duplicate ticket is refused.
+    assert!(
+        store
+            .insert_ticket(&[4; 32], &ticket, None, 106)
+            .await
+            .is_err()
+    );
+
+    // Taken once, with the account and its (absent) feed records.
+    let taken = store.take_ticket(&[3; 32]).await.unwrap().unwrap();
+    assert_eq!(taken.ticket.service, ticket.service);
+    assert_eq!(taken.ticket.amr, ticket.amr);
+    assert_eq!(taken.ticket.proxies, ticket.proxies);
+    assert_eq!(
+        (taken.ticket.session_id.as_str(), taken.ticket.expires_at),
+        ("s-1", 110)
+    );
+    assert!(taken.ticket.from_new_login && !taken.ticket.long_term);
+    let account = taken.account.unwrap();
+    assert_eq!(account.account, zoe);
+    assert_eq!((account.student, account.staff), (None, None));
+    assert!(store.take_ticket(&[3; 32]).await.unwrap().is_none());
+    assert!(store.take_ticket(&[9; 32]).await.unwrap().is_none());
+
+    // The account comes as it is at the taking, not as it was at the issuing.
+    let record = StudentRecord {
+        dossier_number: "22001234".into(),
+        account_id: "acc-1".into(),
+        component: "UFR Sciences".into(),
+        enrolment_year: 2026,
+        enrolment_email: None,
+    };
+    let mut unit = store.begin_provisioning().await.unwrap();
+    unit.upsert_student(&record, 107).await.unwrap();
+    unit.commit().await.unwrap();
+    let taken = store.take_ticket(&[4; 32]).await.unwrap().unwrap();
+    assert_eq!(taken.account.unwrap().student, Some(record));
+    // A ticket of an account since disabled goes with its sessions.
+    store
+        .insert_ticket(&[5; 32], &ticket, None, 108)
+        .await
+        .unwrap();
+    let mut unit = store.begin_provisioning().await.unwrap();
+    unit.set_account_state("acc-1", AccountState::Disabled, Some("test"), 109)
+        .await
+        .unwrap();
+    unit.commit().await.unwrap();
+    assert!(store.take_ticket(&[5; 32]).await.unwrap().is_none());
 }
 
 async fn a_login_candidate_comes_with_its_hash_and_factors_in_one_query(store: Arc<dyn Store>) {

@@ -427,6 +427,7 @@ async fn every_failure_gets_the_answer_of_the_specification(backend: Backend) {
                 amr: vec!["pwd".into()],
                 proxies: vec!["https://portail.uca.fr/pgt".into()],
             },
+            None,
             now,
         )
         .await

@@ -4,7 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::PostgresStore;
-use crate::cas::{ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore};
+use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
+use crate::cas::{ProxyGrantingTicket, StoredTicket, TakenTicket, TicketKind, TicketStore};
 use crate::relying_parties::{CasService, ServiceStore};
 use crate::storage::StorageError;
 use crate::store::storage_error;
@@ -54,43 +55,64 @@ impl TicketStore for PostgresStore {
         &self,
         digest: &[u8],
         ticket: &StoredTicket,
+        noted_service: Option<&str>,
         now: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
-             from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        )
-        .bind(digest)
-        .bind(ticket.kind.as_str())
-        .bind(&ticket.service)
-        .bind(&ticket.account_id)
-        .bind(&ticket.session_id)
-        .bind(i32::from(ticket.from_new_login))
-        .bind(ticket.expires_at)
-        .bind(now)
-        .bind(ticket.auth_time)
-        .bind(i32::from(ticket.long_term))
-        .bind(proxies_json(&ticket.proxies)?)
-        .bind(ticket.amr.join(" "))
-        .execute(&self.pool)
-        .await
-        .map(|_| ())
-        .map_err(storage_error)
+        const INSERT: &str = "INSERT INTO cas_tickets (digest, kind, service, account_id, \
+             session_id, from_new_login, expires_at, created_at, auth_time, long_term, proxies, \
+             amr) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)";
+        // With a service to note: one statement (a data-modifying CTE, ADR 0019).
+        let sql = match noted_service {
+            None => INSERT.to_string(),
+            Some(_) => format!(
+                "WITH t AS ({INSERT} RETURNING session_id) \
+                 INSERT INTO session_services (session_id, protocol, service, first_at, last_at) \
+                 SELECT session_id, 'cas', $13, $8, $8 FROM t \
+                 ON CONFLICT (session_id, protocol, service) \
+                 DO UPDATE SET last_at = excluded.last_at"
+            ),
+        };
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(digest)
+            .bind(ticket.kind.as_str())
+            .bind(&ticket.service)
+            .bind(&ticket.account_id)
+            .bind(&ticket.session_id)
+            .bind(i32::from(ticket.from_new_login))
+            .bind(ticket.expires_at)
+            .bind(now)
+            .bind(ticket.auth_time)
+            .bind(i32::from(ticket.long_term))
+            .bind(proxies_json(&ticket.proxies)?)
+            .bind(ticket.amr.join(" "));
+        if let Some(service) = noted_service {
+            query = query.bind(service);
+        }
+        query
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
     }
 
-    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError> {
-        let row = sqlx::query(
-            "DELETE FROM cas_tickets WHERE digest = $1 RETURNING kind, service, account_id, \
-             session_id, from_new_login, expires_at, auth_time, long_term, proxies, amr",
-        )
+    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<TakenTicket>, StorageError> {
+        // One statement (ADR 0019): the ticket's deletion, and its account and feed records as
+        // they are now (an outer join: `None` for an account gone).
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH t AS (DELETE FROM cas_tickets WHERE digest = $1 RETURNING kind, service, \
+             account_id, session_id, from_new_login, expires_at, auth_time, long_term, proxies, \
+             amr) \
+             SELECT t.kind, t.service, t.account_id, t.session_id, t.from_new_login, \
+             t.expires_at, t.auth_time, t.long_term, t.proxies, t.amr, {WITH_RECORDS_COLUMNS} \
+             FROM t LEFT JOIN accounts a ON a.id = t.account_id {WITH_RECORDS_JOIN}"
+        )))
         .bind(digest)
         .fetch_optional(&self.pool)
         .await
         .map_err(storage_error)?;
         row.map(|row| {
             let kind: String = row.try_get("kind").map_err(storage_error)?;
-            Ok(StoredTicket {
+            let ticket = StoredTicket {
                 kind: TicketKind::parse(&kind)
                     .ok_or_else(|| StorageError::Corrupt(format!("ticket kind `{kind}`")))?,
                 service: row.try_get("service").map_err(storage_error)?,
@@ -110,6 +132,10 @@ impl TicketStore for PostgresStore {
                     .map(str::to_string)
                     .collect(),
                 proxies: proxies_of(&row.try_get::<String, _>("proxies").map_err(storage_error)?)?,
+            };
+            Ok(TakenTicket {
+                ticket,
+                account: account_with_records(&row)?,
             })
         })
         .transpose()

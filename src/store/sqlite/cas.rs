@@ -4,7 +4,10 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::SqliteStore;
-use crate::cas::{ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore};
+use super::group::Statements;
+use super::sessions::upsert_session_service;
+use crate::accounts::AccountStore;
+use crate::cas::{ProxyGrantingTicket, StoredTicket, TakenTicket, TicketKind, TicketStore};
 use crate::relying_parties::{CasService, ServiceStore};
 use crate::storage::StorageError;
 use crate::store::storage_error;
@@ -54,39 +57,52 @@ impl TicketStore for SqliteStore {
         &self,
         digest: &[u8],
         ticket: &StoredTicket,
+        noted_service: Option<&str>,
         now: i64,
     ) -> Result<(), StorageError> {
         let (digest, ticket) = (digest.to_vec(), ticket.clone());
+        let noted_service = noted_service.map(str::to_string);
         let proxies = proxies_json(&ticket.proxies)?;
-        self.grouped(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
-                     from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-                )
-                .bind(digest)
-                .bind(ticket.kind.as_str())
-                .bind(&ticket.service)
-                .bind(&ticket.account_id)
-                .bind(&ticket.session_id)
-                .bind(i32::from(ticket.from_new_login))
-                .bind(ticket.expires_at)
-                .bind(now)
-                .bind(ticket.auth_time)
-                .bind(i32::from(ticket.long_term))
-                .bind(proxies)
-                .bind(ticket.amr.join(" "))
-                .execute(conn)
-                .await
-                .map(|_| ())
-                .map_err(storage_error)
+        // With a service to note: two statements in one job of the group. Should the note fail
+        // after the ticket, the ticket stays (as when the two were separate writes).
+        let kind = match noted_service {
+            Some(_) => Statements::Several,
+            None => Statements::One,
+        };
+        self.group
+            .write(&self.writer, kind, move |conn| {
+                Box::pin(async move {
+                    sqlx::query(
+                        "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
+                         from_new_login, expires_at, created_at, auth_time, long_term, proxies, \
+                         amr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+                    )
+                    .bind(digest)
+                    .bind(ticket.kind.as_str())
+                    .bind(&ticket.service)
+                    .bind(&ticket.account_id)
+                    .bind(&ticket.session_id)
+                    .bind(i32::from(ticket.from_new_login))
+                    .bind(ticket.expires_at)
+                    .bind(now)
+                    .bind(ticket.auth_time)
+                    .bind(i32::from(ticket.long_term))
+                    .bind(proxies)
+                    .bind(ticket.amr.join(" "))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(storage_error)?;
+                    if let Some(service) = noted_service {
+                        upsert_session_service(conn, &ticket.session_id, "cas", &service, now)
+                            .await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .await
+            .await
     }
 
-    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<StoredTicket>, StorageError> {
+    async fn take_ticket(&self, digest: &[u8]) -> Result<Option<TakenTicket>, StorageError> {
         let digest = digest.to_vec();
         let row = self
             .grouped(move |conn| {
@@ -103,31 +119,41 @@ impl TicketStore for SqliteStore {
                 })
             })
             .await?;
-        row.map(|row| {
-            let kind: String = row.try_get("kind").map_err(storage_error)?;
-            Ok(StoredTicket {
-                kind: TicketKind::parse(&kind)
-                    .ok_or_else(|| StorageError::Corrupt(format!("ticket kind `{kind}`")))?,
-                service: row.try_get("service").map_err(storage_error)?,
-                account_id: row.try_get("account_id").map_err(storage_error)?,
-                session_id: row.try_get("session_id").map_err(storage_error)?,
-                from_new_login: row
-                    .try_get::<i32, _>("from_new_login")
-                    .map_err(storage_error)?
-                    != 0,
-                expires_at: row.try_get("expires_at").map_err(storage_error)?,
-                auth_time: row.try_get("auth_time").map_err(storage_error)?,
-                long_term: row.try_get::<i32, _>("long_term").map_err(storage_error)? != 0,
-                amr: row
-                    .try_get::<String, _>("amr")
-                    .map_err(storage_error)?
-                    .split_whitespace()
-                    .map(str::to_string)
-                    .collect(),
-                proxies: proxies_of(&row.try_get::<String, _>("proxies").map_err(storage_error)?)?,
+        let ticket = row
+            .map(|row| {
+                let kind: String = row.try_get("kind").map_err(storage_error)?;
+                Ok::<_, StorageError>(StoredTicket {
+                    kind: TicketKind::parse(&kind)
+                        .ok_or_else(|| StorageError::Corrupt(format!("ticket kind `{kind}`")))?,
+                    service: row.try_get("service").map_err(storage_error)?,
+                    account_id: row.try_get("account_id").map_err(storage_error)?,
+                    session_id: row.try_get("session_id").map_err(storage_error)?,
+                    from_new_login: row
+                        .try_get::<i32, _>("from_new_login")
+                        .map_err(storage_error)?
+                        != 0,
+                    expires_at: row.try_get("expires_at").map_err(storage_error)?,
+                    auth_time: row.try_get("auth_time").map_err(storage_error)?,
+                    long_term: row.try_get::<i32, _>("long_term").map_err(storage_error)? != 0,
+                    amr: row
+                        .try_get::<String, _>("amr")
+                        .map_err(storage_error)?
+                        .split_whitespace()
+                        .map(str::to_string)
+                        .collect(),
+                    proxies: proxies_of(
+                        &row.try_get::<String, _>("proxies").map_err(storage_error)?,
+                    )?,
+                })
             })
-        })
-        .transpose()
+            .transpose()?;
+        // The account is read after the write, from a reader: the writer's thread stays for
+        // writes (ADR 0019).
+        let Some(ticket) = ticket else {
+            return Ok(None);
+        };
+        let account = AccountStore::find_account_with_records(self, &ticket.account_id).await?;
+        Ok(Some(TakenTicket { ticket, account }))
     }
 
     async fn insert_pgt(

@@ -192,22 +192,9 @@ impl SessionStore for SqliteStore {
     ) -> Result<(), StorageError> {
         let (id, protocol, service) = (id.to_string(), protocol.to_string(), service.to_string());
         self.grouped(move |conn| {
-            Box::pin(async move {
-                sqlx::query(
-                    "INSERT INTO session_services (session_id, protocol, service, first_at, \
-                     last_at) VALUES (?1, ?2, ?3, ?4, ?4) \
-                     ON CONFLICT (session_id, protocol, service) \
-                     DO UPDATE SET last_at = excluded.last_at",
-                )
-                .bind(id)
-                .bind(protocol)
-                .bind(service)
-                .bind(now)
-                .execute(conn)
-                .await
-                .map(|_| ())
-                .map_err(storage_error)
-            })
+            Box::pin(
+                async move { upsert_session_service(conn, &id, &protocol, &service, now).await },
+            )
         })
         .await
     }
@@ -288,4 +275,28 @@ pub(super) async fn insert_session_row(
         0 => Err(StorageError::Conflict),
         _ => Ok(()),
     })
+}
+
+/// Notes that a session logged into an application, or when it last did (shared with the CAS
+/// ticket's insert, which notes its service in the same job).
+pub(super) async fn upsert_session_service(
+    conn: &mut sqlx::SqliteConnection,
+    session_id: &str,
+    protocol: &str,
+    service: &str,
+    now: i64,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "INSERT INTO session_services (session_id, protocol, service, first_at, last_at) \
+         VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (session_id, protocol, service) \
+         DO UPDATE SET last_at = excluded.last_at",
+    )
+    .bind(session_id)
+    .bind(protocol)
+    .bind(service)
+    .bind(now)
+    .execute(conn)
+    .await
+    .map(|_| ())
+    .map_err(storage_error)
 }
