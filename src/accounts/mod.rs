@@ -114,8 +114,9 @@ pub struct StaffRecord {
     pub status: String,
 }
 
-/// One import's unit of work: a database transaction in which rows are applied one by one, each
-/// inside its own savepoint so that a failing row leaves nothing behind.
+/// One import's unit of work: a database transaction in which rows are applied one by one; when a
+/// row of the batch fails, the batch is applied again with each row inside its own savepoint, so
+/// that a failing row leaves nothing behind.
 #[async_trait]
 pub trait ProvisioningUnit: Send {
     async fn savepoint(&mut self) -> Result<(), StorageError>;
@@ -141,6 +142,8 @@ pub trait ProvisioningUnit: Send {
     /// Every login (current or alias) starting with `prefix`.
     async fn logins_with_prefix(&mut self, prefix: &str) -> Result<Vec<String>, StorageError>;
 
+    /// Inserts the account and adds its login (`account.login`) to the namespace (PostgreSQL:
+    /// in one statement); [`StorageError::Conflict`] if the login is taken.
     async fn insert_account(
         &mut self,
         account: &AccountRecord,

@@ -1,8 +1,9 @@
 //! The registrar (students) and HR (staff) feeds (DESIGN.md §3): parsing with a reason for every
 //! rejected line, then idempotent upserts keyed by dossier number / employee id.
 //!
-//! Each row is all-or-nothing (a savepoint per row); rows are committed in batches so that a
-//! 50,000-line file does not pay one disk flush per line. A dry run applies everything in one
+//! Each row is all-or-nothing; rows are committed in batches so that a 50,000-line file does not
+//! pay one disk flush per line. A batch is first applied without savepoints; if a row fails, it is
+//! rolled back and applied again with a savepoint per row, which leaves out only the failing rows. A dry run applies everything in one
 //! transaction and rolls it back, so its counts are exactly those of the real run.
 
 use std::collections::{HashMap, HashSet};
@@ -111,6 +112,17 @@ pub struct ImportSummary {
     pub unchanged: u64,
     pub disabled: u64,
     pub rejected: Vec<Rejection>,
+}
+
+/// What one batch did, before it is added to the summary.
+#[derive(Default)]
+struct BatchCounts {
+    created: u64,
+    updated: u64,
+    unchanged: u64,
+    disabled: u64,
+    /// The failed rows: their index in the batch, and why.
+    rejected: Vec<(usize, String)>,
 }
 
 /// The outcome of one applied row.
@@ -473,41 +485,80 @@ impl Importer {
         };
         let batch = if dry_run { usize::MAX } else { BATCH };
         for chunk in rows.chunks(batch.min(rows.len().max(1))) {
-            let mut unit = self.store.begin_provisioning().await?;
-            for row in chunk {
-                unit.savepoint().await?;
-                match apply(self, unit.as_mut(), row, now).await {
-                    Ok(outcome) => {
-                        unit.release_savepoint().await?;
-                        match outcome {
-                            Outcome::Created => summary.created += 1,
-                            Outcome::Updated => summary.updated += 1,
-                            Outcome::Unchanged => summary.unchanged += 1,
-                            Outcome::Disabled => summary.disabled += 1,
-                        }
-                    }
-                    Err(RowFailure::Storage(StorageError::Unavailable(reason))) => {
-                        return Err(StorageError::Unavailable(reason));
-                    }
-                    Err(failure) => {
-                        unit.rollback_to_savepoint().await?;
-                        unit.release_savepoint().await?;
-                        rejected.push(Rejection {
-                            line: line_of(row),
-                            reason: failure.to_string(),
-                        });
-                    }
-                }
-            }
-            if dry_run {
-                unit.rollback().await?;
-            } else {
-                unit.commit().await?;
-            }
+            // First without savepoints (two round trips fewer per row); should a row fail, the
+            // batch is rolled back and applied again with a savepoint per row, so that only the
+            // failing rows are left out. A failing statement aborts a PostgreSQL transaction
+            // anyway.
+            let counts = match self.apply_batch(chunk, apply, now, dry_run, false).await? {
+                Some(counts) => counts,
+                None => self
+                    .apply_batch(chunk, apply, now, dry_run, true)
+                    .await?
+                    .expect("a careful batch always completes"),
+            };
+            summary.created += counts.created;
+            summary.updated += counts.updated;
+            summary.unchanged += counts.unchanged;
+            summary.disabled += counts.disabled;
+            rejected.extend(counts.rejected.into_iter().map(|(row, reason)| Rejection {
+                line: line_of(&chunk[row]),
+                reason,
+            }));
         }
         rejected.sort_by_key(|r| r.line);
         summary.rejected = rejected;
         Ok(summary)
+    }
+
+    /// Applies one batch in its own transaction. Careless (`careful == false`): no savepoints,
+    /// and `None` (everything rolled back) as soon as a row fails. Careful: a savepoint per row,
+    /// and a failing row is undone alone and reported (by its index in `chunk`).
+    async fn apply_batch<R: Sync>(
+        &self,
+        chunk: &[R],
+        apply: ApplyRow<R>,
+        now: i64,
+        dry_run: bool,
+        careful: bool,
+    ) -> Result<Option<BatchCounts>, StorageError> {
+        let mut counts = BatchCounts::default();
+        let mut unit = self.store.begin_provisioning().await?;
+        for (index, row) in chunk.iter().enumerate() {
+            if careful {
+                unit.savepoint().await?;
+            }
+            match apply(self, unit.as_mut(), row, now).await {
+                Ok(outcome) => {
+                    if careful {
+                        unit.release_savepoint().await?;
+                    }
+                    match outcome {
+                        Outcome::Created => counts.created += 1,
+                        Outcome::Updated => counts.updated += 1,
+                        Outcome::Unchanged => counts.unchanged += 1,
+                        Outcome::Disabled => counts.disabled += 1,
+                    }
+                }
+                Err(RowFailure::Storage(StorageError::Unavailable(reason))) => {
+                    return Err(StorageError::Unavailable(reason));
+                }
+                Err(_) if !careful => {
+                    unit.rollback().await?;
+                    return Ok(None);
+                }
+                Err(failure) => {
+                    unit.rollback_to_savepoint().await?;
+                    unit.release_savepoint().await?;
+                    counts.rejected.push((index, failure.to_string()));
+                }
+            }
+        }
+        if dry_run {
+            unit.rollback().await?;
+        } else {
+            unit.commit().await?;
+        }
+        Ok(Some(counts))
     }
 
     /// Allocates the first free login for a name.
@@ -546,7 +597,6 @@ impl Importer {
             person_key: person_key(first_name, last_name, birth_date),
         };
         unit.insert_account(&account, now).await?;
-        unit.insert_login(&account.login, &account.id, now).await?;
         Ok(account)
     }
 

@@ -522,10 +522,8 @@ async fn two_accounts(store: &Arc<dyn Store>) -> crate::accounts::AccountRecord 
     };
     let mut unit = store.begin_provisioning().await.unwrap();
     unit.insert_account(&zoe, 10).await.unwrap();
-    unit.insert_login("zoe.lefevre", "acc-1", 10).await.unwrap();
     unit.insert_login("zlefevre", "acc-1", 10).await.unwrap();
     unit.insert_account(&paul, 10).await.unwrap();
-    unit.insert_login("paul.durand", "acc-2", 10).await.unwrap();
     unit.commit().await.unwrap();
     zoe
 }

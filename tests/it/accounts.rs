@@ -12,6 +12,7 @@ use crate::support::{Backend, TestApp};
 on_both_backends! {
     a_generated_registrar_file_imports_and_reimports_unchanged,
     dirty_lines_are_rejected_by_line_and_the_rest_goes_in,
+    a_row_failing_in_the_database_is_left_out_alone_from_its_batch,
     a_dry_run_counts_exactly_and_writes_nothing,
     homonyms_are_numbered_and_never_renumbered,
     a_renamed_student_keeps_the_old_login_as_an_alias,
@@ -54,6 +55,57 @@ async fn a_generated_registrar_file_imports_and_reimports_unchanged(backend: Bac
     let again = import_students(&app, &csv, false).await;
     assert_eq!((again.created, again.updated, again.unchanged), (0, 0, 400));
     assert_eq!(app.app.store.count_accounts().await.unwrap(), 400);
+}
+
+/// A batch is applied without savepoints first; a row the database refuses sends it back to the
+/// careful way (a savepoint per row): only that row is left out, and reported by its line.
+async fn a_row_failing_in_the_database_is_left_out_alone_from_its_batch(backend: Backend) {
+    use sesame::accounts::AccountRecord;
+    use sesame::accounts::identifiers::derive_base;
+    let app = TestApp::start(backend).await;
+    let csv = generate(&["students", "30", "--seed", "11"]);
+    // Line 17 (the 16th student) is made to fail in the database: an account already holds its
+    // login as its current login without the namespace knowing it (an inconsistency only a
+    // database edit makes), so the new account's insert breaks the accounts' unique login.
+    let line = 17;
+    let fields: Vec<&str> = csv.lines().nth(line - 1).unwrap().split(',').collect();
+    let login = derive_base(fields[2], fields[1]).unwrap();
+    let mut unit = app.app.store.begin_provisioning().await.unwrap();
+    let mut other = AccountRecord {
+        id: "inconsistent".into(),
+        login: "x.inconsistent".into(),
+        state: AccountState::Pending,
+        first_name: "X".into(),
+        last_name: "Inconsistent".into(),
+        birth_date: "2000-01-01".into(),
+        person_key: "inconsistent".into(),
+    };
+    unit.insert_account(&other, 10).await.unwrap();
+    other.login = login.as_str().to_string();
+    unit.update_account_identity(&other, 10).await.unwrap();
+    unit.commit().await.unwrap();
+
+    let summary = import_students(&app, &csv, false).await;
+    assert_eq!((summary.created, summary.updated), (29, 0));
+    assert_eq!(summary.rejected.len(), 1, "{:?}", summary.rejected);
+    assert_eq!(summary.rejected[0].line, line as u64);
+    assert_eq!(app.app.store.count_accounts().await.unwrap(), 30);
+    // Every other student of the batch is in, the failing one is not.
+    for (n, row) in csv.lines().enumerate().skip(1) {
+        let dossier = row.split(',').next().unwrap();
+        let found = app
+            .app
+            .store
+            .find_student_by_dossier(dossier)
+            .await
+            .unwrap();
+        assert_eq!(found.is_some(), n + 1 != line, "line {}", n + 1);
+    }
+    // Again: the same report, the others unchanged.
+    let again = import_students(&app, &csv, false).await;
+    assert_eq!((again.created, again.unchanged), (0, 29));
+    assert_eq!(again.rejected.len(), 1);
+    assert_eq!(again.rejected[0].line, line as u64);
 }
 
 async fn dirty_lines_are_rejected_by_line_and_the_rest_goes_in(backend: Backend) {

@@ -272,9 +272,12 @@ impl ProvisioningUnit for PostgresProvisioning {
         account: &AccountRecord,
         now: i64,
     ) -> Result<(), StorageError> {
+        // One round trip: an import creates thousands of accounts.
         sqlx::query(
-            "INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
-             person_key, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "WITH a AS (INSERT INTO accounts (id, login, state, first_name, last_name, \
+             birth_date, person_key, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, login) \
+             INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a",
         )
         .bind(&account.id)
         .bind(&account.login)

@@ -292,8 +292,8 @@ impl ProvisioningUnit for SqliteProvisioning {
         .bind(now)
         .execute(&mut *self.tx)
         .await
-        .map(|_| ())
-        .map_err(storage_error)
+        .map_err(storage_error)?;
+        self.insert_login(&account.login, &account.id, now).await
     }
 
     async fn insert_login(
