@@ -528,26 +528,32 @@ async fn two_accounts(store: &Arc<dyn Store>) -> crate::accounts::AccountRecord 
     zoe
 }
 
-async fn a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now(
-    store: Arc<dyn Store>,
-) {
-    use crate::accounts::{AccountState, StudentRecord};
-    use crate::cas::{StoredTicket, TicketKind};
-    use crate::sessions::{Session, SessionKind};
-    let zoe = two_accounts(&store).await;
-    let session = Session {
-        id: "s-1".into(),
-        account_id: "acc-1".into(),
-        kind: SessionKind::Standard,
+/// A session of `account_id` opened at 100 with a password.
+fn live_session(id: &str, account_id: &str) -> crate::sessions::Session {
+    crate::sessions::Session {
+        id: id.into(),
+        account_id: account_id.into(),
+        kind: crate::sessions::SessionKind::Standard,
         auth_time: 100,
         factors: vec!["pwd".into()],
         last_seen_at: 100,
         idle_expires_at: 2_000,
         expires_at: 30_000,
-        client_ip: None,
-        user_agent: None,
-    };
-    store.insert_session(&session, &[1; 32]).await.unwrap();
+        client_ip: Some("192.0.2.7".into()),
+        user_agent: Some("Firefox".into()),
+    }
+}
+
+async fn a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now(
+    store: Arc<dyn Store>,
+) {
+    use crate::accounts::{AccountState, StudentRecord};
+    use crate::cas::{StoredTicket, TicketKind};
+    let zoe = two_accounts(&store).await;
+    store
+        .insert_session(&live_session("s-1", "acc-1"), &[1; 32])
+        .await
+        .unwrap();
     let ticket = StoredTicket {
         kind: TicketKind::Service,
         service: "https://moodle.uca.fr/login/index.php".into(),
@@ -725,7 +731,6 @@ async fn a_login_candidate_comes_with_its_hash_and_factors_in_one_query(store: A
 
 async fn a_successful_login_writes_everything_or_only_forgets_the_counter(store: Arc<dyn Store>) {
     use crate::login::SuccessfulLogin;
-    use crate::sessions::{Session, SessionKind};
     two_accounts(&store).await;
     let policy = LockoutPolicy::default();
     for identifier in ["zoe.lefevre", "zoe.lefevre", "paul.durand"] {
@@ -735,18 +740,7 @@ async fn a_successful_login_writes_everything_or_only_forgets_the_counter(store:
             .unwrap()
             .unwrap();
     }
-    let session = |id: &str, account_id: &str| Session {
-        id: id.into(),
-        account_id: account_id.into(),
-        kind: SessionKind::Standard,
-        auth_time: 100,
-        factors: vec!["pwd".into()],
-        last_seen_at: 100,
-        idle_expires_at: 2_000,
-        expires_at: 30_000,
-        client_ip: Some("192.0.2.7".into()),
-        user_agent: Some("Firefox".into()),
-    };
+    let session = live_session;
     let event = |subject: &str| NewAuditEvent {
         at: 100,
         actor: Actor::User,
