@@ -969,6 +969,7 @@ async fn start(options: &Options) -> Servers {
         "the import failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    eprintln!("imported {count} students in {import_seconds:.1} s");
     let floor_port = free_port();
     let floor = Command::new(std::env::current_exe().unwrap())
         .args([

@@ -114,6 +114,20 @@ pub struct StaffRecord {
     pub status: String,
 }
 
+/// What a student row of the registrar feed finds in the database
+/// ([`ProvisioningUnit::student_context`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StudentContext {
+    /// The dossier's record and its account (`None` if the account is missing).
+    pub existing: Option<(StudentRecord, Option<AccountRecord>)>,
+    /// Ids of the accounts of the same person, oldest first; read only for a new dossier (empty
+    /// otherwise).
+    pub same_person: Vec<String>,
+    /// Logins (current or alias) starting with the base of the row's names, in no order; `None`
+    /// when the names give no base.
+    pub logins: Option<Vec<String>>,
+}
+
 /// One import's unit of work: a database transaction in which rows are applied one by one; when a
 /// row of the batch fails, the batch is applied again with each row inside its own savepoint, so
 /// that a failing row leaves nothing behind.
@@ -141,6 +155,43 @@ pub trait ProvisioningUnit: Send {
     ) -> Result<Vec<AccountRecord>, StorageError>;
     /// Every login (current or alias) starting with `prefix`.
     async fn logins_with_prefix(&mut self, prefix: &str) -> Result<Vec<String>, StorageError>;
+
+    /// What applying a student row reads, at once (PostgreSQL: one statement, where the
+    /// separate reads were up to four round trips per row): the dossier's record with its
+    /// account, the accounts of the same person, and the logins starting with `login_base` (the
+    /// base of the row's names, `None` when they give none). This default reads them one by one.
+    async fn student_context(
+        &mut self,
+        dossier_number: &str,
+        person_key: &str,
+        login_base: Option<&str>,
+    ) -> Result<StudentContext, StorageError> {
+        let existing = match self.find_student(dossier_number).await? {
+            Some(record) => {
+                let account = self.find_account(&record.account_id).await?;
+                Some((record, account))
+            }
+            None => None,
+        };
+        let same_person = match existing {
+            Some(_) => Vec::new(),
+            None => self
+                .find_accounts_by_person(person_key)
+                .await?
+                .into_iter()
+                .map(|account| account.id)
+                .collect(),
+        };
+        let logins = match login_base {
+            Some(base) => Some(self.logins_with_prefix(base).await?),
+            None => None,
+        };
+        Ok(StudentContext {
+            existing,
+            same_person,
+            logins,
+        })
+    }
 
     /// Inserts the account and adds its login (`account.login`) to the namespace (PostgreSQL:
     /// in one statement); [`StorageError::Conflict`] if the login is taken.
@@ -175,6 +226,17 @@ pub trait ProvisioningUnit: Send {
         now: i64,
     ) -> Result<(), StorageError>;
     async fn upsert_staff(&mut self, record: &StaffRecord, now: i64) -> Result<(), StorageError>;
+    /// A new student: [`Self::insert_account`] then [`Self::upsert_student`] (PostgreSQL: in one
+    /// statement).
+    async fn insert_student_account(
+        &mut self,
+        account: &AccountRecord,
+        record: &StudentRecord,
+        now: i64,
+    ) -> Result<(), StorageError> {
+        self.insert_account(account, now).await?;
+        self.upsert_student(record, now).await
+    }
 
     /// Makes everything durable.
     async fn commit(self: Box<Self>) -> Result<(), StorageError>;

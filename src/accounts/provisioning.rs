@@ -3,8 +3,12 @@
 //!
 //! Each row is all-or-nothing; rows are committed in batches so that a 50,000-line file does not
 //! pay one disk flush per line. A batch is first applied without savepoints; if a row fails, it is
-//! rolled back and applied again with a savepoint per row, which leaves out only the failing rows. A dry run applies everything in one
-//! transaction and rolls it back, so its counts are exactly those of the real run.
+//! rolled back and applied again with a savepoint per row, which leaves out only the failing
+//! rows. A dry run applies everything in one transaction and rolls it back, so its counts are
+//! exactly those of the real run. A student row reads what it needs at once
+//! ([`ProvisioningUnit::student_context`]) and a new student is written at once
+//! ([`ProvisioningUnit::insert_student_account`]): on PostgreSQL, two round trips for a new
+//! student and one for an unchanged one.
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -561,33 +565,36 @@ impl Importer {
         Ok(Some(counts))
     }
 
-    /// Allocates the first free login for a name.
+    /// Allocates the first free login for a name; `known` are the logins starting with the
+    /// name's base when they were already read in this row (read here otherwise).
     async fn allocate_login(
         unit: &mut dyn ProvisioningUnit,
         first_name: &str,
         last_name: &str,
+        known: Option<Vec<String>>,
     ) -> Result<Login, RowFailure> {
         let base =
             derive_base(first_name, last_name).map_err(|e| RowFailure::Invalid(e.to_string()))?;
-        let taken: HashSet<String> = unit
-            .logins_with_prefix(base.as_str())
-            .await?
-            .into_iter()
-            .collect();
+        let taken: HashSet<String> = match known {
+            Some(logins) => logins,
+            None => unit.logins_with_prefix(base.as_str()).await?,
+        }
+        .into_iter()
+        .collect();
         Ok(first_free(&base, |candidate| taken.contains(candidate)))
     }
 
-    /// Creates an account with a fresh login.
-    async fn create_account(
+    /// A new account with a fresh login, not yet stored.
+    async fn new_account(
         &self,
         unit: &mut dyn ProvisioningUnit,
         first_name: &str,
         last_name: &str,
         birth_date: &str,
-        now: i64,
+        known_logins: Option<Vec<String>>,
     ) -> Result<AccountRecord, RowFailure> {
-        let login = Self::allocate_login(unit, first_name, last_name).await?;
-        let account = AccountRecord {
+        let login = Self::allocate_login(unit, first_name, last_name, known_logins).await?;
+        Ok(AccountRecord {
             id: self.entropy.hex(16),
             login: login.as_str().to_string(),
             state: AccountState::Pending,
@@ -595,9 +602,7 @@ impl Importer {
             last_name: last_name.to_string(),
             birth_date: birth_date.to_string(),
             person_key: person_key(first_name, last_name, birth_date),
-        };
-        unit.insert_account(&account, now).await?;
-        Ok(account)
+        })
     }
 
     /// Brings an existing account's identity in line with the feed. A changed name that changes
@@ -608,6 +613,7 @@ impl Importer {
         first_name: &str,
         last_name: &str,
         birth_date: &str,
+        known_logins: Option<Vec<String>>,
         now: i64,
     ) -> Result<bool, RowFailure> {
         if account.first_name == first_name
@@ -619,7 +625,7 @@ impl Importer {
         let new_base =
             derive_base(first_name, last_name).map_err(|e| RowFailure::Invalid(e.to_string()))?;
         if base_of(&account.login) != new_base.as_str() {
-            let login = Self::allocate_login(unit, first_name, last_name).await?;
+            let login = Self::allocate_login(unit, first_name, last_name, known_logins).await?;
             unit.insert_login(login.as_str(), &account.id, now).await?;
             account.login = login.as_str().to_string();
         }
@@ -645,10 +651,13 @@ impl Importer {
                 enrolment_year: row.enrolment_year,
                 enrolment_email: row.email.clone(),
             };
-            if let Some(existing) = unit.find_student(&row.dossier_number).await? {
-                let mut account = unit
-                    .find_account(&existing.account_id)
-                    .await?
+            let key = person_key(&row.first_name, &row.last_name, &row.birth_date);
+            let base = derive_base(&row.first_name, &row.last_name).ok();
+            let context = unit
+                .student_context(&row.dossier_number, &key, base.as_ref().map(Login::as_str))
+                .await?;
+            if let Some((existing, account)) = context.existing {
+                let mut account = account
                     .ok_or_else(|| RowFailure::Invalid("the record's account is missing".into()))?;
                 let renamed = Self::update_identity(
                     unit,
@@ -656,6 +665,7 @@ impl Importer {
                     &row.first_name,
                     &row.last_name,
                     &row.birth_date,
+                    context.logins,
                     now,
                 )
                 .await?;
@@ -672,19 +682,25 @@ impl Importer {
             }
             // Security: a new dossier joins an existing account only when the same person (same
             // names and birth date) is already staff without a student record.
-            let key = person_key(&row.first_name, &row.last_name, &row.birth_date);
-            for candidate in unit.find_accounts_by_person(&key).await? {
-                if unit.find_staff_by_account(&candidate.id).await?.is_some()
-                    && !unit.has_student_record(&candidate.id).await?
+            for candidate in &context.same_person {
+                if unit.find_staff_by_account(candidate).await?.is_some()
+                    && !unit.has_student_record(candidate).await?
                 {
-                    unit.upsert_student(&record(&candidate.id), now).await?;
+                    unit.upsert_student(&record(candidate), now).await?;
                     return Ok(Outcome::Updated);
                 }
             }
             let account = self
-                .create_account(unit, &row.first_name, &row.last_name, &row.birth_date, now)
+                .new_account(
+                    unit,
+                    &row.first_name,
+                    &row.last_name,
+                    &row.birth_date,
+                    context.logins,
+                )
                 .await?;
-            unit.upsert_student(&record(&account.id), now).await?;
+            unit.insert_student_account(&account, &record(&account.id), now)
+                .await?;
             Ok(Outcome::Created)
         })
     }
@@ -728,14 +744,15 @@ impl Importer {
                         Some(account) => (account, None, false),
                         None => {
                             let account = self
-                                .create_account(
+                                .new_account(
                                     unit,
                                     &row.first_name,
                                     &row.last_name,
                                     &row.birth_date,
-                                    now,
+                                    None,
                                 )
                                 .await?;
+                            unit.insert_account(&account, now).await?;
                             (account, None, true)
                         }
                     }
@@ -747,6 +764,7 @@ impl Importer {
                 &row.first_name,
                 &row.last_name,
                 &row.birth_date,
+                None,
                 now,
             )
             .await?;

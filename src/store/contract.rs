@@ -113,6 +113,7 @@ contract! {
     audit_events_round_trip_most_recent_first_and_filter,
     concurrent_audit_records_are_each_committed_once_in_groups,
     an_account_is_read_with_its_feed_records_in_one_query,
+    a_student_row_reads_its_context_at_once_and_a_new_student_is_written_whole,
     a_login_candidate_comes_with_its_hash_and_factors_in_one_query,
     a_successful_login_writes_everything_or_only_forgets_the_counter,
     an_idle_counter_counts_from_zero_without_its_old_lock,
@@ -498,6 +499,149 @@ async fn an_account_is_read_with_its_feed_records_in_one_query(store: Arc<dyn St
         (account("4"), None, None)
     );
     assert!(read("nobody").await.is_none());
+}
+
+async fn a_student_row_reads_its_context_at_once_and_a_new_student_is_written_whole(
+    store: Arc<dyn Store>,
+) {
+    use crate::accounts::{AccountRecord, AccountState, StudentContext, StudentRecord};
+    let account = |id: &str, login: &str, key: &str| AccountRecord {
+        id: id.into(),
+        login: login.into(),
+        state: AccountState::Pending,
+        first_name: "Zoé".into(),
+        last_name: "Lefèvre".into(),
+        birth_date: "2001-02-03".into(),
+        person_key: key.into(),
+    };
+    let student = |dossier: &str, id: &str| StudentRecord {
+        dossier_number: dossier.into(),
+        account_id: id.into(),
+        component: "UFR Sciences".into(),
+        enrolment_year: 2026,
+        enrolment_email: None,
+    };
+    let sorted = |context: StudentContext| StudentContext {
+        logins: context.logins.map(|mut logins| {
+            logins.sort();
+            logins
+        }),
+        ..context
+    };
+    let mut unit = store.begin_provisioning().await.unwrap();
+    unit.insert_student_account(
+        &account("acc-1", "zoe.lefevre", "key-zoe"),
+        &student("22001", "acc-1"),
+        10,
+    )
+    .await
+    .unwrap();
+    unit.insert_login("zoe.lefevre-old", "acc-1", 10)
+        .await
+        .unwrap();
+    // The same person twice (staff, say), the younger one first in id order.
+    unit.insert_account(&account("acc-9", "zoe.lefevre2", "key-twin"), 20)
+        .await
+        .unwrap();
+    unit.insert_account(&account("acc-3", "zoe.lefevre3", "key-twin"), 30)
+        .await
+        .unwrap();
+    unit.insert_account(&account("acc-4", "zoe.lefevres", "key-other"), 30)
+        .await
+        .unwrap();
+
+    // A known dossier: its record and account; no one else is looked for.
+    let known = unit
+        .student_context("22001", "key-twin", Some("zoe.lefevre"))
+        .await
+        .unwrap();
+    let every_zoe = [
+        "zoe.lefevre",
+        "zoe.lefevre-old",
+        "zoe.lefevre2",
+        "zoe.lefevre3",
+        "zoe.lefevres",
+    ];
+    assert_eq!(
+        sorted(known),
+        StudentContext {
+            existing: Some((
+                student("22001", "acc-1"),
+                Some(account("acc-1", "zoe.lefevre", "key-zoe"))
+            )),
+            same_person: vec![],
+            logins: Some(every_zoe.map(String::from).to_vec()),
+        }
+    );
+    // A new dossier: the accounts of the same person, oldest first, and the logins of the base.
+    let new = unit
+        .student_context("22002", "key-twin", Some("zoe.lefevre2"))
+        .await
+        .unwrap();
+    assert_eq!(
+        sorted(new),
+        StudentContext {
+            existing: None,
+            same_person: vec!["acc-9".into(), "acc-3".into()],
+            logins: Some(vec!["zoe.lefevre2".into()]),
+        }
+    );
+    // Names that give no login base: no logins are read.
+    let nameless = unit
+        .student_context("22003", "key-nobody", None)
+        .await
+        .unwrap();
+    assert_eq!(nameless, StudentContext::default());
+    unit.commit().await.unwrap();
+
+    let written = store
+        .find_account_with_records("acc-1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (written.account, written.student),
+        (
+            account("acc-1", "zoe.lefevre", "key-zoe"),
+            Some(student("22001", "acc-1"))
+        )
+    );
+    // A taken login: the new student is refused, and once the unit is rolled back, nothing of
+    // it is left.
+    let mut unit = store.begin_provisioning().await.unwrap();
+    let refused = unit
+        .insert_student_account(
+            &account("acc-5", "zoe.lefevre-old", "key-5"),
+            &student("22005", "acc-5"),
+            40,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Conflict)),
+        "{refused:?}"
+    );
+    unit.rollback().await.unwrap();
+    assert!(
+        store
+            .find_account_with_records("acc-5")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let mut unit = store.begin_provisioning().await.unwrap();
+    let after = unit
+        .student_context("22005", "key-5", Some("zoe.lefevre-old"))
+        .await
+        .unwrap();
+    assert_eq!(
+        after,
+        StudentContext {
+            existing: None,
+            same_person: vec![],
+            logins: Some(vec!["zoe.lefevre-old".into()]),
+        }
+    );
+    unit.rollback().await.unwrap();
 }
 
 /// Two accounts, `acc-1` (active, logins `zoe.lefevre` and its alias `zlefevre`) and `acc-2`
