@@ -120,6 +120,22 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
+/// The machine's CPU ticks since boot from `/proc/stat`: (user + nice, system, idle + iowait,
+/// irq + softirq, steal).
+fn machine_ticks() -> [u64; 5] {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    [at(0) + at(1), at(2), at(3) + at(4), at(5) + at(6), at(7)]
+}
+
 /// Resident memory in KiB.
 fn rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -1697,12 +1713,35 @@ async fn login_only(http: &reqwest::Client, base: &str, pid: u32, workers: usize
         )));
     }
     eprintln!("storm starts");
+    let (machine_before, driver_before) = (machine_ticks(), cpu_ticks(std::process::id()));
     let logins = drive(workers, storm, Some(pid), move |w| {
         let user = users[w].clone();
         async move { Some(user.lock().await.login().await) }
     })
     .await;
+    let (machine_after, driver_after) = (machine_ticks(), cpu_ticks(std::process::id()));
     eprintln!("storm ends");
+    // Where the two cores went during the storm, in shares of all ticks.
+    let spent: Vec<u64> = machine_after
+        .iter()
+        .zip(machine_before)
+        .map(|(a, b)| a.saturating_sub(b))
+        .collect();
+    let all = spent.iter().sum::<u64>().max(1) as f64;
+    let share = |t: u64| 100.0 * t as f64 / all;
+    let server = logins.cpu_us_per_request * logins.per_second * storm.as_secs_f64() / 1e4;
+    println!(
+        "machine during the storm: user {:.1} %, system {:.1} %, idle {:.1} %, irq {:.1} %, \
+         steal {:.1} %; server {:.1} %, load driver {:.1} % (of {} ticks)",
+        share(spent[0]),
+        share(spent[1]),
+        share(spent[2]),
+        share(spent[3]),
+        share(spent[4]),
+        server / all * 100.0,
+        share(driver_after.saturating_sub(driver_before)),
+        all
+    );
     let after = tokio::task::spawn_blocking(move || argon2_baseline(baseline))
         .await
         .unwrap();
