@@ -633,8 +633,13 @@ pub struct FoundToken {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// Unused until now: it is used now, whatever the checks that follow say.
-    Redeemed(Box<StoredCode>),
-    /// Used before: the grant it produced (if any) was revoked (RFC 6749 §4.1.2).
+    Redeemed {
+        code: Box<StoredCode>,
+        /// Whether its account was active and its session alive at the redemption.
+        live: bool,
+    },
+    /// Used before: it is marked replayed, and the grant it produced (if any) was revoked
+    /// (RFC 6749 §4.1.2).
     Replayed {
         grant_revoked: bool,
     },
@@ -660,9 +665,32 @@ pub trait OidcStore: Send + Sync {
         code: &StoredCode,
         now: i64,
     ) -> Result<(), StorageError>;
-    /// Opens the transaction in which a token request writes: the code's redemption or the
-    /// refresh token's rotation, the new grant and tokens, and the audit event, committed once.
-    async fn begin_token_unit(&self) -> Result<Box<dyn TokenUnit>, StorageError>;
+    /// Spends a code, in one write (ADR 0020): the first caller wins and is told whether the
+    /// code's account is still active and its session alive. A code used before is marked
+    /// replayed and revokes the grant it produced (RFC 6749 §4.1.2). An expired code is still
+    /// spent.
+    async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError>;
+    /// Stores a grant, its first tokens and the audit event of their issue, in one write, tied
+    /// to the code it was made from (if any). [`StorageError::Conflict`] if that code was
+    /// replayed since it was taken, or the grant's session ended meanwhile: nothing is stored.
+    async fn issue_grant(
+        &self,
+        grant: &Grant,
+        tokens: &[NewToken],
+        code_digest: Option<&[u8]>,
+        event: &crate::audit::NewAuditEvent,
+    ) -> Result<(), StorageError>;
+    /// Spends a live refresh token of `client_id` and stores its successors with `event`, in
+    /// one write. A spent one presented again revokes its family (RFC 9700 §4.14.2). With no
+    /// successors (`[]`) nothing is spent: only a replay is looked for.
+    async fn rotate_refresh_token(
+        &self,
+        digest: &[u8],
+        client_id: &str,
+        successors: &[NewToken],
+        now: i64,
+        event: Option<&crate::audit::NewAuditEvent>,
+    ) -> Result<RefreshOutcome, StorageError>;
     /// A live token, with its grant.
     async fn find_token(&self, digest: &[u8], now: i64)
     -> Result<Option<FoundToken>, StorageError>;
@@ -695,46 +723,6 @@ pub trait OidcStore: Send + Sync {
     ) -> Result<Vec<(String, Vec<String>, i64)>, StorageError>;
     /// Deletes expired codes (after a replay window), tokens and grants.
     async fn purge_oidc(&self, now: i64) -> Result<u64, StorageError>;
-}
-
-/// The writes of one token request, in one transaction (one commit, one fsync on SQLite).
-/// Dropping the unit without [`TokenUnit::commit`] rolls it back.
-#[async_trait]
-pub trait TokenUnit: Send {
-    /// Marks a code used (the first caller wins). A code used before revokes the grant it
-    /// produced. An expired code is still consumed.
-    async fn redeem_code(
-        &mut self,
-        digest: &[u8],
-        now: i64,
-    ) -> Result<CodeRedemption, StorageError>;
-    /// Whether an account is active (and, if given, its session still exists).
-    async fn account_active(
-        &mut self,
-        account_id: &str,
-        session_id: Option<&str>,
-    ) -> Result<bool, StorageError>;
-    /// Stores a grant and its first tokens, tied to the code it was made from (if any).
-    /// [`StorageError::Conflict`] if its session ended meanwhile (on PostgreSQL, where another
-    /// node may end it concurrently).
-    async fn insert_grant(
-        &mut self,
-        grant: &Grant,
-        tokens: &[NewToken],
-        code_digest: Option<&[u8]>,
-    ) -> Result<(), StorageError>;
-    /// Spends a live refresh token of `client_id` and stores its successors. A spent one
-    /// presented again revokes its family (RFC 9700 §4.14.2).
-    async fn rotate_refresh_token(
-        &mut self,
-        digest: &[u8],
-        client_id: &str,
-        successors: &[NewToken],
-        now: i64,
-    ) -> Result<RefreshOutcome, StorageError>;
-    /// Writes an audit event with the rest.
-    async fn record(&mut self, event: &crate::audit::NewAuditEvent) -> Result<(), StorageError>;
-    async fn commit(self: Box<Self>) -> Result<(), StorageError>;
 }
 
 /// The claims that userinfo and the ID token release, by scope (OIDC Core §5.4).

@@ -481,25 +481,25 @@ impl OidcServer {
         };
         let now = self.clock.unix_now();
         let digest = digest_of(code);
-        // One transaction: the redemption, the grant with its tokens, and the audit event.
-        let mut unit = self.store.begin_token_unit().await?;
-        let stored = match unit.redeem_code(&digest, now).await? {
-            CodeRedemption::Redeemed(stored) => *stored,
+        // Two writes (ADR 0020): the code is spent, then the grant with its tokens and the audit
+        // event are stored.
+        let (stored, live) = match self.store.take_code(&digest, now).await? {
+            CodeRedemption::Redeemed { code, live } => (*code, live),
             CodeRedemption::Replayed { grant_revoked } => {
                 // RFC 6749 §4.1.2: a code used twice revokes what it gave (RFC 9700 §4.14.2).
-                unit.record(&self.audit.event(
-                    Actor::System,
-                    AuditAction::OidcReplayDetected,
-                    None,
-                    json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
-                ))
-                .await?;
-                unit.commit().await?;
+                self.audit
+                    .record(
+                        Actor::System,
+                        AuditAction::OidcReplayDetected,
+                        None,
+                        json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
+                    )
+                    .await?;
                 return invalid("the code was already used");
             }
             CodeRedemption::Unknown => return invalid("unknown or expired code"),
         };
-        // Every check below fails with the code already spent (the unit is committed).
+        // Every check below fails with the code already spent.
         let refusal = if stored.expires_at <= now {
             Some("the code has expired")
         } else if stored.client_id != client.id {
@@ -518,17 +518,10 @@ impl OidcServer {
             }
         };
         let refusal = match refusal {
-            Some(reason) => Some(reason),
-            None if !unit
-                .account_active(&stored.account_id, Some(&stored.session_id))
-                .await? =>
-            {
-                Some("the account is no longer active, or the session has ended")
-            }
-            None => None,
+            None if !live => Some("the account is no longer active, or the session has ended"),
+            refusal => refusal,
         };
         if let Some(reason) = refusal {
-            unit.commit().await?;
             return invalid(reason);
         }
         let grant = Grant {
@@ -544,24 +537,25 @@ impl OidcServer {
             expires_at: now + self.settings.refresh_token_lifetime.as_secs() as i64,
         };
         let issued = self.new_tokens(client, &grant, now)?;
-        match unit.insert_grant(&grant, &issued.rows, Some(&digest)).await {
-            Ok(()) => {}
-            // The session ended between the code and now (logout, reset…).
-            Err(StorageError::Conflict) => {
-                // The code went with its session (foreign key): nothing is left to keep.
-                drop(unit);
-                return invalid("the session has ended");
-            }
-            Err(e) => return Err(e),
-        }
-        unit.record(&self.audit.event(
+        let event = self.audit.event(
             Actor::System,
             AuditAction::OidcTokensIssued,
             Some(stored.account_id.clone()),
             json!({"client": client.id, "grant": "authorization_code"}),
-        ))
-        .await?;
-        unit.commit().await?;
+        );
+        match self
+            .store
+            .issue_grant(&grant, &issued.rows, Some(&digest), &event)
+            .await
+        {
+            Ok(()) => {}
+            // Since the code was taken, it was presented again (RFC 6749 §4.1.2: the replay
+            // wins, nothing is issued), or its session ended (logout, reset…).
+            Err(StorageError::Conflict) => {
+                return invalid("the code was used again, or the session has ended");
+            }
+            Err(e) => return Err(e),
+        }
         // Signed after the commit: the database's write lock is not held for it.
         let id_token =
             self.id_token(client, &grant, stored.nonce.as_deref(), &issued.access, now)?;
@@ -595,20 +589,20 @@ impl OidcServer {
             .filter(|f| f.kind == TokenKind::Refresh && f.grant.client_id == client.id);
         let Some(found) = live else {
             // Spent, unknown or another client's: a spent one revokes its family.
-            let mut unit = self.store.begin_token_unit().await?;
-            return match unit
-                .rotate_refresh_token(&digest, &client.id, &[], now)
+            return match self
+                .store
+                .rotate_refresh_token(&digest, &client.id, &[], now, None)
                 .await?
             {
                 RefreshOutcome::Replayed => {
-                    unit.record(&self.audit.event(
-                        Actor::System,
-                        AuditAction::OidcReplayDetected,
-                        None,
-                        json!({"client": client.id, "what": "refresh_token", "revoked": true}),
-                    ))
-                    .await?;
-                    unit.commit().await?;
+                    self.audit
+                        .record(
+                            Actor::System,
+                            AuditAction::OidcReplayDetected,
+                            None,
+                            json!({"client": client.id, "what": "refresh_token", "revoked": true}),
+                        )
+                        .await?;
                     invalid("the refresh token was already used; its family is revoked")
                 }
                 _ => invalid("unknown, expired or revoked refresh token"),
@@ -633,23 +627,21 @@ impl OidcServer {
             return invalid("the account is no longer active");
         }
         let issued = self.new_tokens(client, &grant, now)?;
-        // One transaction: the rotation and the audit event.
-        let mut unit = self.store.begin_token_unit().await?;
-        match unit
-            .rotate_refresh_token(&digest, &client.id, &issued.rows, now)
+        // One write: the rotation and the audit event.
+        let event = self.audit.event(
+            Actor::System,
+            AuditAction::OidcTokensIssued,
+            Some(account_id),
+            json!({"client": client.id, "grant": "refresh_token"}),
+        );
+        match self
+            .store
+            .rotate_refresh_token(&digest, &client.id, &issued.rows, now, Some(&event))
             .await?
         {
             RefreshOutcome::Rotated(_) => {}
             _ => return invalid("the refresh token was already used"),
         }
-        unit.record(&self.audit.event(
-            Actor::System,
-            AuditAction::OidcTokensIssued,
-            Some(account_id),
-            json!({"client": client.id, "grant": "refresh_token"}),
-        ))
-        .await?;
-        unit.commit().await?;
         // OIDC Core §12.2: a new ID token, same auth_time, no nonce.
         let id_token = self.id_token(client, &grant, None, &issued.access, now)?;
         Ok(Ok(issued.response(&grant, Some(id_token))))
@@ -686,16 +678,15 @@ impl OidcServer {
         // RFC 6749 §4.4.3: no refresh token.
         issued.rows.retain(|r| r.kind == TokenKind::Access);
         issued.refresh = None;
-        let mut unit = self.store.begin_token_unit().await?;
-        unit.insert_grant(&grant, &issued.rows, None).await?;
-        unit.record(&self.audit.event(
+        let event = self.audit.event(
             Actor::System,
             AuditAction::OidcTokensIssued,
             None,
             json!({"client": client.id, "grant": "client_credentials"}),
-        ))
-        .await?;
-        unit.commit().await?;
+        );
+        self.store
+            .issue_grant(&grant, &issued.rows, None, &event)
+            .await?;
         Ok(Ok(issued.response(&grant, None)))
     }
 

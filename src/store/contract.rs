@@ -118,6 +118,8 @@ contract! {
     a_successful_login_writes_everything_or_only_forgets_the_counter,
     an_idle_counter_counts_from_zero_without_its_old_lock,
     a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now,
+    a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant,
+    a_refresh_token_rotates_once_with_its_event_and_a_replay_revokes_its_family,
     one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers,
     one_time_values_are_bound_to_purpose_and_expiry,
     expired_one_time_values_are_purged,
@@ -642,6 +644,326 @@ async fn a_student_row_reads_its_context_at_once_and_a_new_student_is_written_wh
         }
     );
     unit.rollback().await.unwrap();
+}
+
+/// A code of `acc-1`'s session `s-1` for the client `web`.
+fn stored_code(account_id: &str, session_id: &str) -> crate::oidc::StoredCode {
+    crate::oidc::StoredCode {
+        client_id: "web".into(),
+        redirect_uri: "https://app.uca.fr/cb".into(),
+        account_id: account_id.into(),
+        session_id: session_id.into(),
+        scope: "openid profile".into(),
+        nonce: Some("n-0S6".into()),
+        code_challenge: Some("E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into()),
+        auth_time: 100,
+        amr: vec!["pwd".into()],
+        acr: "urn:sesame:loa:1".into(),
+        expires_at: 160,
+    }
+}
+
+/// A grant of `web` for `acc-1`'s session `s-1` (none for client credentials).
+fn user_grant(id: &str, session: Option<&str>) -> crate::oidc::Grant {
+    crate::oidc::Grant {
+        id: id.into(),
+        client_id: "web".into(),
+        account_id: session.map(|_| "acc-1".into()),
+        session_id: session.map(str::to_string),
+        scope: "openid profile".into(),
+        auth_time: session.map(|_| 100),
+        amr: vec!["pwd".into()],
+        acr: session.map(|_| "urn:sesame:loa:1".into()),
+        created_at: 120,
+        expires_at: 9_000,
+    }
+}
+
+/// An access token and a refresh token, their digests made of `seed`.
+fn token_pair(seed: u8) -> Vec<crate::oidc::NewToken> {
+    use crate::oidc::{NewToken, TokenKind};
+    vec![
+        NewToken {
+            digest: vec![seed; 32],
+            kind: TokenKind::Access,
+            expires_at: 900,
+        },
+        NewToken {
+            digest: vec![seed + 1; 32],
+            kind: TokenKind::Refresh,
+            expires_at: 9_000,
+        },
+    ]
+}
+
+fn issued_event(n: u32) -> NewAuditEvent {
+    NewAuditEvent {
+        at: 120,
+        actor: Actor::System,
+        action: AuditAction::OidcTokensIssued,
+        subject: Some("acc-1".into()),
+        source: Some("192.0.2.7".into()),
+        user_agent: None,
+        request_id: None,
+        details: serde_json::json!({"n": n}),
+    }
+}
+
+/// The `n` of every recorded "tokens issued" event, oldest first.
+async fn issued_events(store: &Arc<dyn Store>) -> Vec<u64> {
+    let mut events: Vec<u64> = store
+        .list_audit_events(&AuditQuery {
+            subject: None,
+            action: Some(AuditAction::OidcTokensIssued),
+            since: None,
+            limit: 100,
+        })
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.event.details["n"].as_u64().unwrap())
+        .collect();
+    events.reverse();
+    events
+}
+
+async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: Arc<dyn Store>) {
+    use crate::oidc::CodeRedemption;
+    two_accounts(&store).await;
+    for (digest, id) in [(1u8, "s-1"), (2, "s-2"), (3, "s-3")] {
+        store
+            .insert_session(&live_session(id, "acc-1"), &[digest; 32])
+            .await
+            .unwrap();
+    }
+    for (digest, session) in [(1u8, "s-1"), (2, "s-1"), (3, "s-3"), (4, "s-2")] {
+        store
+            .insert_code(&[digest; 32], &stored_code("acc-1", session), 100)
+            .await
+            .unwrap();
+    }
+    let live_token = |seed: u8| {
+        let store = store.clone();
+        async move {
+            store
+                .find_token(&[seed; 32], 130)
+                .await
+                .unwrap()
+                .map(|t| t.grant.id)
+        }
+    };
+
+    // Taken once, with its account active; its grant, tokens and event stored at once.
+    assert_eq!(
+        store.take_code(&[1; 32], 120).await.unwrap(),
+        CodeRedemption::Redeemed {
+            code: Box::new(stored_code("acc-1", "s-1")),
+            live: true
+        }
+    );
+    store
+        .issue_grant(
+            &user_grant("g-1", Some("s-1")),
+            &token_pair(10),
+            Some(&[1; 32]),
+            &issued_event(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live_token(10).await.as_deref(), Some("g-1"));
+    assert_eq!(live_token(11).await.as_deref(), Some("g-1"));
+    assert_eq!(issued_events(&store).await, [1]);
+    // RFC 6749 §4.1.2: presented again, it revokes what it gave; and again, nothing is left.
+    assert_eq!(
+        store.take_code(&[1; 32], 121).await.unwrap(),
+        CodeRedemption::Replayed {
+            grant_revoked: true
+        }
+    );
+    assert_eq!(live_token(10).await, None);
+    assert_eq!(live_token(11).await, None);
+    assert_eq!(
+        store.take_code(&[1; 32], 122).await.unwrap(),
+        CodeRedemption::Replayed {
+            grant_revoked: false
+        }
+    );
+
+    // Replayed between its taking and its grant: the grant is refused, nothing is stored.
+    assert!(matches!(
+        store.take_code(&[2; 32], 120).await.unwrap(),
+        CodeRedemption::Redeemed { live: true, .. }
+    ));
+    assert_eq!(
+        store.take_code(&[2; 32], 121).await.unwrap(),
+        CodeRedemption::Replayed {
+            grant_revoked: false
+        }
+    );
+    let refused = store
+        .issue_grant(
+            &user_grant("g-2", Some("s-1")),
+            &token_pair(20),
+            Some(&[2; 32]),
+            &issued_event(2),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Conflict)),
+        "{refused:?}"
+    );
+    assert_eq!(live_token(20).await, None);
+    assert_eq!(issued_events(&store).await, [1]);
+
+    // A session that ends between the taking and the grant: refused, nothing stored.
+    assert!(matches!(
+        store.take_code(&[4; 32], 120).await.unwrap(),
+        CodeRedemption::Redeemed { live: true, .. }
+    ));
+    assert!(store.delete_session("acc-1", "s-2").await.unwrap());
+    let refused = store
+        .issue_grant(
+            &user_grant("g-4", Some("s-2")),
+            &token_pair(40),
+            Some(&[4; 32]),
+            &issued_event(4),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Conflict)),
+        "{refused:?}"
+    );
+    assert_eq!(live_token(40).await, None);
+    // An unknown code.
+    assert_eq!(
+        store.take_code(&[9; 32], 120).await.unwrap(),
+        CodeRedemption::Unknown
+    );
+    // A client's own grant, from no code: an access token only.
+    store
+        .issue_grant(
+            &user_grant("g-5", None),
+            &token_pair(50)[..1],
+            None,
+            &issued_event(5),
+        )
+        .await
+        .unwrap();
+    assert_eq!(live_token(50).await.as_deref(), Some("g-5"));
+    assert_eq!(live_token(51).await, None);
+    assert_eq!(issued_events(&store).await, [1, 5]);
+    // The code of an account no longer active is spent all the same, and said not live.
+    let mut unit = store.begin_provisioning().await.unwrap();
+    unit.set_account_state("acc-1", crate::accounts::AccountState::Pending, None, 125)
+        .await
+        .unwrap();
+    unit.commit().await.unwrap();
+    assert!(matches!(
+        store.take_code(&[3; 32], 126).await.unwrap(),
+        CodeRedemption::Redeemed { live: false, .. }
+    ));
+    assert_eq!(
+        store.take_code(&[3; 32], 127).await.unwrap(),
+        CodeRedemption::Replayed {
+            grant_revoked: false
+        }
+    );
+}
+
+async fn a_refresh_token_rotates_once_with_its_event_and_a_replay_revokes_its_family(
+    store: Arc<dyn Store>,
+) {
+    use crate::oidc::RefreshOutcome;
+    two_accounts(&store).await;
+    store
+        .insert_session(&live_session("s-1", "acc-1"), &[1; 32])
+        .await
+        .unwrap();
+    store
+        .insert_code(&[1; 32], &stored_code("acc-1", "s-1"), 100)
+        .await
+        .unwrap();
+    store.take_code(&[1; 32], 120).await.unwrap();
+    store
+        .issue_grant(
+            &user_grant("g-1", Some("s-1")),
+            &token_pair(10),
+            Some(&[1; 32]),
+            &issued_event(1),
+        )
+        .await
+        .unwrap();
+    let live_token = |seed: u8| {
+        let store = store.clone();
+        async move {
+            store
+                .find_token(&[seed; 32], 130)
+                .await
+                .unwrap()
+                .map(|t| t.grant.id)
+        }
+    };
+    // Another client's, or an unknown one: nothing happens.
+    for (digest, client) in [(11u8, "spa"), (99, "web")] {
+        assert_eq!(
+            store
+                .rotate_refresh_token(
+                    &[digest; 32],
+                    client,
+                    &token_pair(60),
+                    125,
+                    Some(&issued_event(6))
+                )
+                .await
+                .unwrap(),
+            RefreshOutcome::Unknown
+        );
+    }
+    // Only looking for a replay spends nothing.
+    assert_eq!(
+        store
+            .rotate_refresh_token(&[11; 32], "web", &[], 125, None)
+            .await
+            .unwrap(),
+        RefreshOutcome::Unknown
+    );
+    assert_eq!(live_token(11).await.as_deref(), Some("g-1"));
+    // Rotated: the successors belong to the grant, with the event.
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                &[11; 32],
+                "web",
+                &token_pair(20),
+                125,
+                Some(&issued_event(2))
+            )
+            .await
+            .unwrap(),
+        RefreshOutcome::Rotated(user_grant("g-1", Some("s-1")))
+    );
+    assert_eq!(live_token(20).await.as_deref(), Some("g-1"));
+    assert_eq!(live_token(21).await.as_deref(), Some("g-1"));
+    assert_eq!(live_token(11).await, None);
+    assert_eq!(issued_events(&store).await, [1, 2]);
+    // RFC 9700 §4.14.2: the spent one again revokes the whole family, and writes nothing.
+    assert_eq!(
+        store
+            .rotate_refresh_token(
+                &[11; 32],
+                "web",
+                &token_pair(30),
+                126,
+                Some(&issued_event(3))
+            )
+            .await
+            .unwrap(),
+        RefreshOutcome::Replayed
+    );
+    for seed in [10, 20, 21, 30, 31] {
+        assert_eq!(live_token(seed).await, None, "token {seed}");
+    }
+    assert_eq!(issued_events(&store).await, [1, 2]);
 }
 
 /// Two accounts, `acc-1` (active, logins `zoe.lefevre` and its alias `zlefevre`) and `acc-2`

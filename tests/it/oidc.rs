@@ -405,7 +405,9 @@ async fn a_code_is_single_use_and_a_replay_revokes_what_it_gave(backend: Backend
     )
     .await;
     assert_eq!(json_of(&refresh)["error"], "invalid_grant");
-    // Twenty concurrent redemptions of one code: exactly one gets tokens.
+    // Twenty concurrent redemptions of one code: at most one gets tokens (RFC 6749 §4.1.2: the
+    // others are replays, which revoke what the code gave, or refuse it if they come before its
+    // grant is stored, ADR 0020), and whatever it got is revoked by the replays that follow.
     let code = query_param(
         &location(
             &browser
@@ -436,23 +438,43 @@ async fn a_code_is_single_use_and_a_replay_revokes_what_it_gave(backend: Backend
                 .body(Body::from(body))
                 .unwrap();
             let peer: std::net::SocketAddr = "127.0.0.1:40000".parse().unwrap();
-            router
+            let response = router
                 .layer(axum::extract::connect_info::MockConnectInfo(peer))
                 .oneshot(request)
                 .await
-                .unwrap()
-                .status()
+                .unwrap();
+            let status = response.status();
+            let body = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            (status, body)
         });
     }
-    let mut statuses = Vec::new();
-    while let Some(status) = racers.join_next().await {
-        statuses.push(status.unwrap());
+    let mut answers = Vec::new();
+    while let Some(answer) = racers.join_next().await {
+        answers.push(answer.unwrap());
     }
-    assert_eq!(
-        statuses.iter().filter(|s| **s == StatusCode::OK).count(),
-        1,
-        "{statuses:?}"
-    );
+    let (granted, refused): (Vec<_>, Vec<_>) = answers
+        .into_iter()
+        .partition(|(status, _)| *status == StatusCode::OK);
+    assert!(granted.len() <= 1, "{granted:?}");
+    assert_eq!(refused.len(), 20 - granted.len());
+    for (status, body) in &refused {
+        assert_eq!(
+            (*status, body["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some("invalid_grant"))
+        );
+    }
+    for (_, tokens) in &granted {
+        assert_eq!(
+            userinfo(&app, tokens["access_token"].as_str().unwrap())
+                .await
+                .status,
+            StatusCode::UNAUTHORIZED,
+            "revoked by the replays that followed"
+        );
+    }
     // An expired code (60 s) is refused, and consumed.
     let back = location(
         &browser

@@ -67,6 +67,27 @@ impl AuditStore for PostgresStore {
 }
 
 /// Writes an audit event through `executor` (the pool, or another room's transaction).
+/// The columns of an event, for an `INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT …` inside
+/// another statement; [`bind_event`] binds their values.
+pub(super) const EVENT_COLUMNS: &str =
+    "at, actor, action, subject, source, user_agent, request_id, details";
+
+/// Binds an event's values, in [`EVENT_COLUMNS`]' order, after a query's own.
+pub(super) fn bind_event<'q>(
+    query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    event: &'q NewAuditEvent,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(event.at)
+        .bind(event.actor.to_string())
+        .bind(event.action.as_str())
+        .bind(&event.subject)
+        .bind(&event.source)
+        .bind(&event.user_agent)
+        .bind(&event.request_id)
+        .bind(event.details.to_string())
+}
+
 pub(super) async fn insert_event<'c>(
     executor: impl sqlx::PgExecutor<'c>,
     event: &NewAuditEvent,

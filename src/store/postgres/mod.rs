@@ -82,6 +82,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
         "mfa",
         include_str!("../../../migrations/postgres/0011_mfa.sql"),
     ),
+    (
+        12,
+        "oidc_code_replay",
+        include_str!("../../../migrations/postgres/0012_oidc_code_replay.sql"),
+    ),
 ];
 
 /// Every port, on PostgreSQL.

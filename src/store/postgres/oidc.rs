@@ -7,8 +7,10 @@ use sqlx::postgres::PgRow;
 
 use super::PostgresStore;
 use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
+use super::audit::{EVENT_COLUMNS, bind_event};
+use crate::audit::NewAuditEvent;
 use crate::oidc::{
-    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode, TokenUnit,
+    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode,
 };
 use crate::relying_parties::clients::{ClientStore, OidcClient};
 use crate::storage::StorageError;
@@ -34,6 +36,16 @@ fn grant_of(row: &PgRow) -> Result<Grant, StorageError> {
         created_at: row.try_get("created_at").map_err(storage_error)?,
         expires_at: row.try_get("expires_at").map_err(storage_error)?,
     })
+}
+
+/// The columns of [`NewToken`]s as arrays (`$n::BYTEA[], $n+1::TEXT[], $n+2::BIGINT[]`), for an
+/// `UNNEST` that stores a grant's tokens within another statement.
+fn token_arrays(tokens: &[NewToken]) -> (Vec<Vec<u8>>, Vec<&'static str>, Vec<i64>) {
+    (
+        tokens.iter().map(|t| t.digest.clone()).collect(),
+        tokens.iter().map(|t| t.kind.as_str()).collect(),
+        tokens.iter().map(|t| t.expires_at).collect(),
+    )
 }
 
 const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.session_id, g.scope, \
@@ -106,9 +118,188 @@ impl ClientStore for PostgresStore {
 
 #[async_trait]
 impl OidcStore for PostgresStore {
-    async fn begin_token_unit(&self) -> Result<Box<dyn TokenUnit>, StorageError> {
-        let tx = self.pool.begin().await.map_err(storage_error)?;
-        Ok(Box::new(PostgresTokenUnit { tx }))
+    async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
+        // One statement (ADR 0020): the code spent, with whether its account is active and its
+        // session alive.
+        let row = sqlx::query(
+            "WITH taken AS (UPDATE oidc_codes SET redeemed_at = $2 \
+             WHERE digest = $1 AND redeemed_at IS NULL \
+             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
+             code_challenge, auth_time, amr, acr, expires_at) \
+             SELECT t.*, \
+             EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id AND a.state = 'active') \
+             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = t.session_id) AS live \
+             FROM taken t",
+        )
+        .bind(digest)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        if let Some(row) = row {
+            let code = StoredCode {
+                client_id: row.try_get("client_id").map_err(storage_error)?,
+                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
+                account_id: row.try_get("account_id").map_err(storage_error)?,
+                session_id: row.try_get("session_id").map_err(storage_error)?,
+                scope: row.try_get("scope").map_err(storage_error)?,
+                nonce: row.try_get("nonce").map_err(storage_error)?,
+                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
+                auth_time: row.try_get("auth_time").map_err(storage_error)?,
+                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+                acr: row.try_get("acr").map_err(storage_error)?,
+                expires_at: row.try_get("expires_at").map_err(storage_error)?,
+            };
+            return Ok(CodeRedemption::Redeemed {
+                code: Box::new(code),
+                live: row.try_get("live").map_err(storage_error)?,
+            });
+        }
+        // RFC 6749 §4.1.2: used before. Two statements, in this order: the mark first (it waits
+        // for an `issue_grant` holding the code's row, or makes it insert nothing), then the
+        // revocation, which sees the grant of an `issue_grant` that went first.
+        let replayed = sqlx::query(
+            "UPDATE oidc_codes SET replayed_at = COALESCE(replayed_at, $2) WHERE digest = $1",
+        )
+        .bind(digest)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .rows_affected()
+            > 0;
+        if !replayed {
+            return Ok(CodeRedemption::Unknown);
+        }
+        let revoked = sqlx::query("DELETE FROM oidc_grants WHERE code_digest = $1")
+            .bind(digest)
+            .execute(&self.pool)
+            .await
+            .map_err(storage_error)?
+            .rows_affected()
+            > 0;
+        Ok(CodeRedemption::Replayed {
+            grant_revoked: revoked,
+        })
+    }
+
+    async fn issue_grant(
+        &self,
+        grant: &Grant,
+        tokens: &[NewToken],
+        code_digest: Option<&[u8]>,
+        event: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        // One statement: the grant (only while its code is not marked replayed: the code's row
+        // is held until the commit, see `take_code`), its tokens and the event.
+        let (digests, kinds, expiries) = token_arrays(tokens);
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "WITH code AS (SELECT digest FROM oidc_codes \
+             WHERE digest = $11 AND replayed_at IS NULL FOR UPDATE), \
+             g AS (INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, \
+             auth_time, amr, acr, created_at, expires_at, code_digest) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
+             WHERE $11::BYTEA IS NULL OR EXISTS (SELECT 1 FROM code) RETURNING id), \
+             t AS (INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) \
+             SELECT x.digest, g.id, x.kind, x.expires_at, $9 FROM g, \
+             UNNEST($12::BYTEA[], $13::TEXT[], $14::BIGINT[]) AS x (digest, kind, expires_at)), \
+             e AS (INSERT INTO audit_events ({EVENT_COLUMNS}) \
+             SELECT $15, $16, $17, $18, $19, $20, $21, $22 FROM g) \
+             SELECT COUNT(*) AS issued FROM g"
+        )))
+        .bind(&grant.id)
+        .bind(&grant.client_id)
+        .bind(&grant.account_id)
+        .bind(&grant.session_id)
+        .bind(&grant.scope)
+        .bind(grant.auth_time)
+        .bind(grant.amr.join(" "))
+        .bind(&grant.acr)
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .bind(code_digest)
+        .bind(digests)
+        .bind(kinds)
+        .bind(expiries);
+        let issued: i64 = bind_event(query, event)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage_error)?
+            .try_get("issued")
+            .map_err(storage_error)?;
+        if issued == 0 {
+            // The code was replayed (or is gone with its session) since it was taken.
+            return Err(StorageError::Conflict);
+        }
+        Ok(())
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        digest: &[u8],
+        client_id: &str,
+        successors: &[NewToken],
+        now: i64,
+        event: Option<&NewAuditEvent>,
+    ) -> Result<RefreshOutcome, StorageError> {
+        if !successors.is_empty() {
+            // One statement: the token spent, its successors, the event, and the grant read.
+            let (digests, kinds, expiries) = token_arrays(successors);
+            let audited = match event {
+                Some(_) => {
+                    ", e AS (INSERT INTO audit_events ({EVENT_COLUMNS}) \
+                     SELECT $7, $8, $9, $10, $11, $12, $13, $14 FROM spent)"
+                }
+                None => "",
+            }
+            .replace("{EVENT_COLUMNS}", EVENT_COLUMNS);
+            let query = sqlx::query(AssertSqlSafe(format!(
+                "WITH spent AS (UPDATE oidc_tokens SET used_at = $2 \
+                 WHERE digest = $1 AND kind = 'refresh' AND used_at IS NULL AND expires_at > $2 \
+                 AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_tokens.grant_id \
+                             AND g.client_id = $3 AND g.expires_at > $2) \
+                 RETURNING grant_id), \
+                 t AS (INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) \
+                 SELECT x.digest, spent.grant_id, x.kind, x.expires_at, $2 FROM spent, \
+                 UNNEST($4::BYTEA[], $5::TEXT[], $6::BIGINT[]) AS x (digest, kind, expires_at)) \
+                 {audited} \
+                 SELECT {GRANT_COLUMNS} FROM oidc_grants g JOIN spent ON spent.grant_id = g.id"
+            )))
+            .bind(digest)
+            .bind(now)
+            .bind(client_id)
+            .bind(digests)
+            .bind(kinds)
+            .bind(expiries);
+            let query = match event {
+                Some(event) => bind_event(query, event),
+                None => query,
+            };
+            if let Some(row) = query
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(storage_error)?
+            {
+                return Ok(RefreshOutcome::Rotated(grant_of(&row)?));
+            }
+        }
+        // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
+        let revoked = sqlx::query(
+            "DELETE FROM oidc_grants WHERE id = (SELECT t.grant_id FROM oidc_tokens t \
+             JOIN oidc_grants g ON g.id = t.grant_id WHERE t.digest = $1 AND t.kind = 'refresh' \
+             AND t.used_at IS NOT NULL AND g.client_id = $2)",
+        )
+        .bind(digest)
+        .bind(client_id)
+        .execute(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        Ok(if revoked > 0 {
+            RefreshOutcome::Replayed
+        } else {
+            RefreshOutcome::Unknown
+        })
     }
 
     async fn insert_code(
@@ -315,230 +506,4 @@ impl OidcStore for PostgresStore {
             .rows_affected();
         Ok(codes + grants + tokens)
     }
-}
-
-/// One token request's writes, in one transaction.
-pub struct PostgresTokenUnit {
-    tx: sqlx::Transaction<'static, sqlx::Postgres>,
-}
-
-#[async_trait]
-impl TokenUnit for PostgresTokenUnit {
-    async fn redeem_code(
-        &mut self,
-        digest: &[u8],
-        now: i64,
-    ) -> Result<CodeRedemption, StorageError> {
-        let row = sqlx::query(
-            "UPDATE oidc_codes SET redeemed_at = $2 WHERE digest = $1 AND redeemed_at IS NULL \
-             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
-             code_challenge, auth_time, amr, acr, expires_at",
-        )
-        .bind(digest)
-        .bind(now)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
-        let outcome = match row {
-            Some(row) => CodeRedemption::Redeemed(Box::new(StoredCode {
-                client_id: row.try_get("client_id").map_err(storage_error)?,
-                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
-                account_id: row.try_get("account_id").map_err(storage_error)?,
-                session_id: row.try_get("session_id").map_err(storage_error)?,
-                scope: row.try_get("scope").map_err(storage_error)?,
-                nonce: row.try_get("nonce").map_err(storage_error)?,
-                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
-                auth_time: row.try_get("auth_time").map_err(storage_error)?,
-                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
-                acr: row.try_get("acr").map_err(storage_error)?,
-                expires_at: row.try_get("expires_at").map_err(storage_error)?,
-            })),
-            None => {
-                let used: Option<i64> =
-                    sqlx::query_scalar("SELECT redeemed_at FROM oidc_codes WHERE digest = $1")
-                        .bind(digest)
-                        .fetch_optional(&mut *self.tx)
-                        .await
-                        .map_err(storage_error)?;
-                match used {
-                    None => CodeRedemption::Unknown,
-                    Some(_) => {
-                        let revoked = sqlx::query("DELETE FROM oidc_grants WHERE code_digest = $1")
-                            .bind(digest)
-                            .execute(&mut *self.tx)
-                            .await
-                            .map_err(storage_error)?
-                            .rows_affected()
-                            > 0;
-                        CodeRedemption::Replayed {
-                            grant_revoked: revoked,
-                        }
-                    }
-                }
-            }
-        };
-        Ok(outcome)
-    }
-
-    async fn insert_grant(
-        &mut self,
-        grant: &Grant,
-        tokens: &[NewToken],
-        code_digest: Option<&[u8]>,
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
-             amr, acr, created_at, expires_at, code_digest) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(&grant.id)
-        .bind(&grant.client_id)
-        .bind(&grant.account_id)
-        .bind(&grant.session_id)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(grant.amr.join(" "))
-        .bind(&grant.acr)
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .bind(code_digest)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
-        insert_tokens(&mut self.tx, &grant.id, tokens, grant.created_at).await?;
-        Ok(())
-    }
-
-    async fn rotate_refresh_token(
-        &mut self,
-        digest: &[u8],
-        client_id: &str,
-        successors: &[NewToken],
-        now: i64,
-    ) -> Result<RefreshOutcome, StorageError> {
-        let spent: Option<String> = if successors.is_empty() {
-            None
-        } else {
-            sqlx::query_scalar(
-                "UPDATE oidc_tokens SET used_at = $2 WHERE digest = $1 AND kind = 'refresh' \
-                 AND used_at IS NULL AND expires_at > $2 \
-                 AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_tokens.grant_id \
-                             AND g.client_id = $3 AND g.expires_at > $2) \
-                 RETURNING grant_id",
-            )
-            .bind(digest)
-            .bind(now)
-            .bind(client_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(storage_error)?
-        };
-        let outcome = match spent {
-            Some(grant_id) => {
-                insert_tokens(&mut self.tx, &grant_id, successors, now).await?;
-                let row = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = $1"
-                )))
-                .bind(&grant_id)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(storage_error)?;
-                RefreshOutcome::Rotated(grant_of(&row)?)
-            }
-            None => {
-                // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
-                let replayed: Option<String> = sqlx::query_scalar(
-                    "SELECT t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
-                     WHERE t.digest = $1 AND t.kind = 'refresh' AND t.used_at IS NOT NULL \
-                     AND g.client_id = $2",
-                )
-                .bind(digest)
-                .bind(client_id)
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(storage_error)?;
-                match replayed {
-                    Some(grant_id) => {
-                        sqlx::query("DELETE FROM oidc_grants WHERE id = $1")
-                            .bind(grant_id)
-                            .execute(&mut *self.tx)
-                            .await
-                            .map_err(storage_error)?;
-                        RefreshOutcome::Replayed
-                    }
-                    None => RefreshOutcome::Unknown,
-                }
-            }
-        };
-        Ok(outcome)
-    }
-
-    async fn account_active(
-        &mut self,
-        account_id: &str,
-        session_id: Option<&str>,
-    ) -> Result<bool, StorageError> {
-        let live: Option<i32> = sqlx::query_scalar(
-            "SELECT 1 FROM accounts WHERE id = $1 AND state = 'active' \
-             AND ($2::TEXT IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = $2))",
-        )
-        .bind(account_id)
-        .bind(session_id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
-        Ok(live.is_some())
-    }
-
-    async fn record(&mut self, event: &crate::audit::NewAuditEvent) -> Result<(), StorageError> {
-        super::audit::insert_event(&mut *self.tx, event)
-            .await
-            .map(|_| ())
-    }
-
-    async fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        self.tx.commit().await.map_err(storage_error)
-    }
-}
-
-/// Stores tokens of a grant in one statement.
-async fn insert_tokens(
-    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
-    grant_id: &str,
-    tokens: &[NewToken],
-    now: i64,
-) -> Result<(), StorageError> {
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<String> = (0..tokens.len())
-        .map(|i| {
-            let n = i * 5;
-            format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            )
-        })
-        .collect();
-    let mut query = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) VALUES {}",
-        rows.join(", ")
-    )));
-    for token in tokens {
-        query = query
-            .bind(token.digest.clone())
-            .bind(grant_id.to_string())
-            .bind(token.kind.as_str())
-            .bind(token.expires_at)
-            .bind(now);
-    }
-    query
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
-        .map_err(storage_error)
 }

@@ -166,3 +166,28 @@ async fn run(writer: SqlitePool, mut jobs: Vec<Job>) {
         tell(committed);
     }
 }
+
+/// Runs `work` inside a savepoint of the group's transaction: should it fail, what it wrote is
+/// undone and the other jobs of the group are unaffected. For a job of several statements that
+/// must apply all or nothing.
+pub(super) async fn atomically<T, F>(
+    conn: &mut SqliteConnection,
+    work: F,
+) -> Result<T, StorageError>
+where
+    F: for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Result<T, StorageError>>,
+{
+    sqlx::query("SAVEPOINT job")
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    let result = work(&mut *conn).await;
+    if result.is_err() {
+        let _ = sqlx::query("ROLLBACK TO job").execute(&mut *conn).await;
+    }
+    sqlx::query("RELEASE job")
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    result
+}

@@ -3,12 +3,15 @@
 use async_trait::async_trait;
 use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
+use sqlx::SqliteConnection;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
 use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
+use super::group::{Statements, atomically};
+use crate::audit::NewAuditEvent;
 use crate::oidc::{
-    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode, TokenUnit,
+    CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode,
 };
 use crate::relying_parties::clients::{ClientStore, OidcClient};
 use crate::storage::StorageError;
@@ -110,13 +113,68 @@ impl ClientStore for SqliteStore {
 
 #[async_trait]
 impl OidcStore for SqliteStore {
-    async fn begin_token_unit(&self) -> Result<Box<dyn TokenUnit>, StorageError> {
-        let tx = self
-            .writer
-            .begin_with("BEGIN IMMEDIATE")
+    async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
+        // One job of the group commit (ADR 0017, 0020): the code spent and its account checked,
+        // or a replay marked with its grant revoked. Either part alone is harmless.
+        let digest = digest.to_vec();
+        self.group
+            .write(&self.writer, Statements::Several, move |conn| {
+                Box::pin(async move { take_code(conn, &digest, now).await })
+            })
             .await
-            .map_err(storage_error)?;
-        Ok(Box::new(SqliteTokenUnit { tx }))
+    }
+
+    async fn issue_grant(
+        &self,
+        grant: &Grant,
+        tokens: &[NewToken],
+        code_digest: Option<&[u8]>,
+        event: &NewAuditEvent,
+    ) -> Result<(), StorageError> {
+        let (grant, tokens, code_digest, event) = (
+            grant.clone(),
+            tokens.to_vec(),
+            code_digest.map(<[u8]>::to_vec),
+            event.clone(),
+        );
+        self.group
+            .write(&self.writer, Statements::Several, move |conn| {
+                Box::pin(async move {
+                    atomically(conn, |conn| {
+                        Box::pin(issue_grant(conn, grant, tokens, code_digest, event))
+                    })
+                    .await
+                })
+            })
+            .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        digest: &[u8],
+        client_id: &str,
+        successors: &[NewToken],
+        now: i64,
+        event: Option<&NewAuditEvent>,
+    ) -> Result<RefreshOutcome, StorageError> {
+        let (digest, client_id, successors, event) = (
+            digest.to_vec(),
+            client_id.to_string(),
+            successors.to_vec(),
+            event.cloned(),
+        );
+        self.group
+            .write(&self.writer, Statements::Several, move |conn| {
+                Box::pin(async move {
+                    atomically(conn, |conn| {
+                        Box::pin(rotate_refresh_token(
+                            conn, digest, client_id, successors, now, event,
+                        ))
+                    })
+                    .await
+                })
+            })
+            .await
     }
 
     async fn insert_code(
@@ -339,194 +397,181 @@ impl OidcStore for SqliteStore {
     }
 }
 
-/// One token request's writes, in one transaction.
-pub struct SqliteTokenUnit {
-    /// On the writer connection: held until the unit commits or is dropped.
-    tx: sqlx::Transaction<'static, sqlx::Sqlite>,
-}
-
-#[async_trait]
-impl TokenUnit for SqliteTokenUnit {
-    async fn redeem_code(
-        &mut self,
-        digest: &[u8],
-        now: i64,
-    ) -> Result<CodeRedemption, StorageError> {
-        let row = sqlx::query(
-            "UPDATE oidc_codes SET redeemed_at = ?2 WHERE digest = ?1 AND redeemed_at IS NULL \
-             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
-             code_challenge, auth_time, amr, acr, expires_at",
-        )
-        .bind(digest)
-        .bind(now)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
-        let outcome = match row {
-            Some(row) => CodeRedemption::Redeemed(Box::new(StoredCode {
-                client_id: row.try_get("client_id").map_err(storage_error)?,
-                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
-                account_id: row.try_get("account_id").map_err(storage_error)?,
-                session_id: row.try_get("session_id").map_err(storage_error)?,
-                scope: row.try_get("scope").map_err(storage_error)?,
-                nonce: row.try_get("nonce").map_err(storage_error)?,
-                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
-                auth_time: row.try_get("auth_time").map_err(storage_error)?,
-                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
-                acr: row.try_get("acr").map_err(storage_error)?,
-                expires_at: row.try_get("expires_at").map_err(storage_error)?,
-            })),
-            None => {
-                let used: Option<i64> =
-                    sqlx::query_scalar("SELECT redeemed_at FROM oidc_codes WHERE digest = ?1")
-                        .bind(digest)
-                        .fetch_optional(&mut *self.tx)
-                        .await
-                        .map_err(storage_error)?;
-                match used {
-                    None => CodeRedemption::Unknown,
-                    Some(_) => {
-                        let revoked = sqlx::query("DELETE FROM oidc_grants WHERE code_digest = ?1")
-                            .bind(digest)
-                            .execute(&mut *self.tx)
-                            .await
-                            .map_err(storage_error)?
-                            .rows_affected()
-                            > 0;
-                        CodeRedemption::Replayed {
-                            grant_revoked: revoked,
-                        }
-                    }
-                }
-            }
+/// [`OidcStore::take_code`], on the writer.
+async fn take_code(
+    conn: &mut SqliteConnection,
+    digest: &[u8],
+    now: i64,
+) -> Result<CodeRedemption, StorageError> {
+    let row = sqlx::query(
+        "UPDATE oidc_codes SET redeemed_at = ?2 WHERE digest = ?1 AND redeemed_at IS NULL \
+         RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
+         code_challenge, auth_time, amr, acr, expires_at",
+    )
+    .bind(digest)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(storage_error)?;
+    if let Some(row) = row {
+        let code = StoredCode {
+            client_id: row.try_get("client_id").map_err(storage_error)?,
+            redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
+            account_id: row.try_get("account_id").map_err(storage_error)?,
+            session_id: row.try_get("session_id").map_err(storage_error)?,
+            scope: row.try_get("scope").map_err(storage_error)?,
+            nonce: row.try_get("nonce").map_err(storage_error)?,
+            code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
+            auth_time: row.try_get("auth_time").map_err(storage_error)?,
+            amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+            acr: row.try_get("acr").map_err(storage_error)?,
+            expires_at: row.try_get("expires_at").map_err(storage_error)?,
         };
-        Ok(outcome)
-    }
-
-    async fn insert_grant(
-        &mut self,
-        grant: &Grant,
-        tokens: &[NewToken],
-        code_digest: Option<&[u8]>,
-    ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
-             amr, acr, created_at, expires_at, code_digest) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-        )
-        .bind(&grant.id)
-        .bind(&grant.client_id)
-        .bind(&grant.account_id)
-        .bind(&grant.session_id)
-        .bind(&grant.scope)
-        .bind(grant.auth_time)
-        .bind(grant.amr.join(" "))
-        .bind(&grant.acr)
-        .bind(grant.created_at)
-        .bind(grant.expires_at)
-        .bind(code_digest)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
-        insert_tokens(&mut self.tx, &grant.id, tokens, grant.created_at).await?;
-        Ok(())
-    }
-
-    async fn rotate_refresh_token(
-        &mut self,
-        digest: &[u8],
-        client_id: &str,
-        successors: &[NewToken],
-        now: i64,
-    ) -> Result<RefreshOutcome, StorageError> {
-        let spent: Option<String> = if successors.is_empty() {
-            None
-        } else {
-            sqlx::query_scalar(
-                "UPDATE oidc_tokens SET used_at = ?2 WHERE digest = ?1 AND kind = 'refresh' \
-                 AND used_at IS NULL AND expires_at > ?2 \
-                 AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_tokens.grant_id \
-                             AND g.client_id = ?3 AND g.expires_at > ?2) \
-                 RETURNING grant_id",
-            )
-            .bind(digest)
-            .bind(now)
-            .bind(client_id)
-            .fetch_optional(&mut *self.tx)
-            .await
-            .map_err(storage_error)?
-        };
-        let outcome = match spent {
-            Some(grant_id) => {
-                insert_tokens(&mut self.tx, &grant_id, successors, now).await?;
-                let row = sqlx::query(AssertSqlSafe(format!(
-                    "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = ?1"
-                )))
-                .bind(&grant_id)
-                .fetch_one(&mut *self.tx)
-                .await
-                .map_err(storage_error)?;
-                RefreshOutcome::Rotated(grant_of(&row)?)
-            }
-            None => {
-                // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
-                let replayed: Option<String> = sqlx::query_scalar(
-                    "SELECT t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
-                     WHERE t.digest = ?1 AND t.kind = 'refresh' AND t.used_at IS NOT NULL \
-                     AND g.client_id = ?2",
-                )
-                .bind(digest)
-                .bind(client_id)
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(storage_error)?;
-                match replayed {
-                    Some(grant_id) => {
-                        sqlx::query("DELETE FROM oidc_grants WHERE id = ?1")
-                            .bind(grant_id)
-                            .execute(&mut *self.tx)
-                            .await
-                            .map_err(storage_error)?;
-                        RefreshOutcome::Replayed
-                    }
-                    None => RefreshOutcome::Unknown,
-                }
-            }
-        };
-        Ok(outcome)
-    }
-
-    async fn account_active(
-        &mut self,
-        account_id: &str,
-        session_id: Option<&str>,
-    ) -> Result<bool, StorageError> {
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM accounts WHERE id = ?1 AND state = 'active' \
-             AND (?2 IS NULL OR EXISTS (SELECT 1 FROM sessions WHERE id = ?2))",
+             AND EXISTS (SELECT 1 FROM sessions WHERE id = ?2)",
         )
-        .bind(account_id)
-        .bind(session_id)
-        .fetch_optional(&mut *self.tx)
+        .bind(&code.account_id)
+        .bind(&code.session_id)
+        .fetch_optional(&mut *conn)
         .await
         .map_err(storage_error)?;
-        Ok(live.is_some())
+        return Ok(CodeRedemption::Redeemed {
+            code: Box::new(code),
+            live: live.is_some(),
+        });
     }
+    // RFC 6749 §4.1.2: used before. Marked, so that a grant its first use is still making is
+    // refused, and what it gave is revoked.
+    let replayed = sqlx::query(
+        "UPDATE oidc_codes SET replayed_at = COALESCE(replayed_at, ?2) WHERE digest = ?1",
+    )
+    .bind(digest)
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(storage_error)?
+    .rows_affected()
+        > 0;
+    if !replayed {
+        return Ok(CodeRedemption::Unknown);
+    }
+    let revoked = sqlx::query("DELETE FROM oidc_grants WHERE code_digest = ?1")
+        .bind(digest)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?
+        .rows_affected()
+        > 0;
+    Ok(CodeRedemption::Replayed {
+        grant_revoked: revoked,
+    })
+}
 
-    async fn record(&mut self, event: &crate::audit::NewAuditEvent) -> Result<(), StorageError> {
-        super::audit::insert_event(&mut *self.tx, event)
-            .await
-            .map(|_| ())
+/// [`OidcStore::issue_grant`], on the writer, inside a savepoint.
+async fn issue_grant(
+    conn: &mut SqliteConnection,
+    grant: Grant,
+    tokens: Vec<NewToken>,
+    code_digest: Option<Vec<u8>>,
+    event: NewAuditEvent,
+) -> Result<(), StorageError> {
+    let inserted = sqlx::query(
+        "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
+         amr, acr, created_at, expires_at, code_digest) \
+         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+         WHERE ?11 IS NULL \
+         OR EXISTS (SELECT 1 FROM oidc_codes WHERE digest = ?11 AND replayed_at IS NULL)",
+    )
+    .bind(&grant.id)
+    .bind(&grant.client_id)
+    .bind(&grant.account_id)
+    .bind(&grant.session_id)
+    .bind(&grant.scope)
+    .bind(grant.auth_time)
+    .bind(grant.amr.join(" "))
+    .bind(&grant.acr)
+    .bind(grant.created_at)
+    .bind(grant.expires_at)
+    .bind(&code_digest)
+    .execute(&mut *conn)
+    .await
+    .map_err(storage_error)?
+    .rows_affected();
+    if inserted == 0 {
+        // The code was replayed (or is gone with its session) since it was taken.
+        return Err(StorageError::Conflict);
     }
+    insert_tokens(conn, &grant.id, &tokens, grant.created_at).await?;
+    super::audit::insert_event(&mut *conn, &event).await?;
+    Ok(())
+}
 
-    async fn commit(self: Box<Self>) -> Result<(), StorageError> {
-        self.tx.commit().await.map_err(storage_error)
+/// [`OidcStore::rotate_refresh_token`], on the writer, inside a savepoint.
+async fn rotate_refresh_token(
+    conn: &mut SqliteConnection,
+    digest: Vec<u8>,
+    client_id: String,
+    successors: Vec<NewToken>,
+    now: i64,
+    event: Option<NewAuditEvent>,
+) -> Result<RefreshOutcome, StorageError> {
+    let spent: Option<String> = if successors.is_empty() {
+        None
+    } else {
+        sqlx::query_scalar(
+            "UPDATE oidc_tokens SET used_at = ?2 WHERE digest = ?1 AND kind = 'refresh' \
+             AND used_at IS NULL AND expires_at > ?2 \
+             AND EXISTS (SELECT 1 FROM oidc_grants g WHERE g.id = oidc_tokens.grant_id \
+                         AND g.client_id = ?3 AND g.expires_at > ?2) \
+             RETURNING grant_id",
+        )
+        .bind(&digest)
+        .bind(now)
+        .bind(&client_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(storage_error)?
+    };
+    if let Some(grant_id) = spent {
+        insert_tokens(conn, &grant_id, &successors, now).await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = ?1"
+        )))
+        .bind(&grant_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+        if let Some(event) = &event {
+            super::audit::insert_event(&mut *conn, event).await?;
+        }
+        return Ok(RefreshOutcome::Rotated(grant_of(&row)?));
     }
+    // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
+    let replayed: Option<String> = sqlx::query_scalar(
+        "SELECT t.grant_id FROM oidc_tokens t JOIN oidc_grants g ON g.id = t.grant_id \
+         WHERE t.digest = ?1 AND t.kind = 'refresh' AND t.used_at IS NOT NULL \
+         AND g.client_id = ?2",
+    )
+    .bind(&digest)
+    .bind(&client_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(storage_error)?;
+    let Some(grant_id) = replayed else {
+        return Ok(RefreshOutcome::Unknown);
+    };
+    sqlx::query("DELETE FROM oidc_grants WHERE id = ?1")
+        .bind(grant_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
+    Ok(RefreshOutcome::Replayed)
 }
 
 /// Stores tokens of a grant in one statement.
 async fn insert_tokens(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    conn: &mut SqliteConnection,
     grant_id: &str,
     tokens: &[NewToken],
     now: i64,
@@ -560,7 +605,7 @@ async fn insert_tokens(
             .bind(now);
     }
     query
-        .execute(&mut **tx)
+        .execute(&mut *conn)
         .await
         .map(|_| ())
         .map_err(storage_error)
