@@ -114,7 +114,8 @@ pub enum BearerError {
 type PublishedJwks = (Arc<Vec<crate::keys::LoadedKey>>, Arc<str>);
 
 pub struct OidcServer {
-    cache: std::sync::Mutex<Option<(Stopwatch, ClientRegistry)>>,
+    /// Shared, not copied, by the requests of the second it is kept for.
+    cache: std::sync::Mutex<Option<(Stopwatch, Arc<ClientRegistry>)>>,
     /// The discovery document, serialised once (it depends only on the issuer).
     discovery: std::sync::OnceLock<Arc<str>>,
     /// The JWKS, serialised once per key-ring snapshot.
@@ -189,7 +190,7 @@ impl OidcServer {
     }
 
     /// The clients of the configuration and the database, read again after a second.
-    pub async fn registry(&self) -> Result<ClientRegistry, StorageError> {
+    pub async fn registry(&self) -> Result<Arc<ClientRegistry>, StorageError> {
         if let Ok(cache) = self.cache.lock()
             && let Some((read_at, registry)) = cache.as_ref()
             && read_at.elapsed() < REGISTRY_CACHE
@@ -204,7 +205,7 @@ impl OidcServer {
                 .into_iter()
                 .filter(|c| c.check(self.settings.allow_http_redirects).is_ok()),
         );
-        let registry = ClientRegistry::new(all);
+        let registry = Arc::new(ClientRegistry::new(all));
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some((Stopwatch::start(), registry.clone()));
         }
@@ -228,7 +229,7 @@ impl OidcServer {
         &self,
         params: &Params,
     ) -> Result<Result<AuthorizationRequest, AuthorizeError>, StorageError> {
-        Ok(super::check_authorization(params, &self.registry().await?))
+        Ok(super::check_authorization(params, &*self.registry().await?))
     }
 
     /// What an authorization request leads to, given the browser's session. `fresh`: the user
