@@ -199,11 +199,23 @@ impl Lockout {
     /// test, so a burst of concurrent attempts gets exactly as many checks as the policy allows.
     pub async fn attempt(&self, identifier: &str, known: bool) -> Result<Admission, StorageError> {
         let now = self.clock.unix_now();
-        match self
+        let counted = self
             .store
             .count_attempt(identifier, known, now, &self.policy)
-            .await?
-        {
+            .await?;
+        self.admission(identifier, counted, now).await
+    }
+
+    /// The answer to an attempt on `identifier` counted at `now` by
+    /// [`LockoutStore::count_attempt`] (or a statement doing the same, such as
+    /// `LoginStore::find_candidate_counting`): `counted` is what it returned.
+    pub async fn admission(
+        &self,
+        identifier: &str,
+        counted: Option<FailureCounter>,
+        now: i64,
+    ) -> Result<Admission, StorageError> {
+        match counted {
             Some(counter) => Ok(Admission::Admitted(FailureOutcome {
                 failures: counter.failures,
                 status: counter.status(now),

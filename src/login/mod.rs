@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use url::Url;
 
 use crate::accounts::identifiers::canonical_login;
-use crate::accounts::lockout::{Admission, LockStatus, Lockout};
+use crate::accounts::lockout::{Admission, FailureCounter, LockStatus, Lockout, LockoutPolicy};
 use crate::accounts::mfa::lost::{LostFactorFinish, LostFactorStart};
 use crate::accounts::mfa::{AMR_HWK, AMR_MFA, AMR_OTP, FactorSummary, Mfa, PasskeyError};
 use crate::accounts::password::{PasswordError, PasswordHasher, Verification};
@@ -63,6 +63,17 @@ pub trait LoginStore: RecoveryStore + Send + Sync {
         &self,
         login: &str,
     ) -> Result<Option<LoginCandidate>, StorageError>;
+    /// [`Self::find_login_candidate`], then the lockout's count of this attempt
+    /// ([`crate::accounts::lockout::LockoutStore::count_attempt`] at `now` under `policy`), at
+    /// once (PostgreSQL: one
+    /// statement). The counter is the candidate account's current login, or `login` when it
+    /// names no account: the login's counter key for a canonical login.
+    async fn find_candidate_counting(
+        &self,
+        login: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<CountedCandidate, StorageError>;
     /// The writes of a successful login, in one transaction: the lockout counter
     /// `clear_counter` is forgotten; the session is stored only if its account is still active
     /// at this instant (a disable committed meanwhile wins: `Conflict`, and only the counter is
@@ -90,6 +101,14 @@ impl std::fmt::Debug for LoginCandidate {
             .field("factors", &self.factors)
             .finish()
     }
+}
+
+/// What [`LoginStore::find_candidate_counting`] read and counted.
+#[derive(Debug, Clone)]
+pub struct CountedCandidate {
+    pub candidate: Option<LoginCandidate>,
+    /// What counting the attempt returned: `None` when the lock refused it.
+    pub counted: Option<FailureCounter>,
 }
 
 /// What [`LoginStore::record_successful_login`] writes.
@@ -470,10 +489,18 @@ impl LoginService {
             .take(MAX_IDENTIFIER_CHARS)
             .collect();
         let canonical = canonical_login(&typed, &self.our_domains);
-        // One read: the account, its hash and its factors.
-        let candidate = match &canonical {
-            Some(login) => self.store.find_login_candidate(login.as_str()).await?,
-            None => None,
+        // One statement for a canonical login: the account, its hash and its factors read, and
+        // the attempt counted (its key is the account's login, or the canonical login).
+        let now = self.clock.unix_now();
+        let (candidate, counted) = match &canonical {
+            Some(login) => {
+                let read = self
+                    .store
+                    .find_candidate_counting(login.as_str(), now, self.lockout.policy())
+                    .await?;
+                (read.candidate, Some(read.counted))
+            }
+            None => (None, None),
         };
         let (account, stored, factors) = match candidate {
             Some(candidate) => {
@@ -491,7 +518,11 @@ impl LoginService {
             account.as_ref(),
         );
         let subject = account.as_ref().map(|a| a.id.clone());
-        let outcome = match self.lockout.attempt(&key, account.is_some()).await? {
+        let admission = match counted {
+            Some(counted) => self.lockout.admission(&key, counted, now).await?,
+            None => self.lockout.attempt(&key, account.is_some()).await?,
+        };
+        let outcome = match admission {
             Admission::Refused(status) => {
                 self.failed(subject, "locked").await?;
                 return Ok(LoginOutcome::Locked(status));

@@ -115,6 +115,7 @@ contract! {
     an_account_is_read_with_its_feed_records_in_one_query,
     a_student_row_reads_its_context_at_once_and_a_new_student_is_written_whole,
     a_login_candidate_comes_with_its_hash_and_factors_in_one_query,
+    a_login_candidate_is_read_and_its_attempt_counted_under_its_account_login,
     a_successful_login_writes_everything_or_only_forgets_the_counter,
     an_idle_counter_counts_from_zero_without_its_old_lock,
     a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now,
@@ -1111,6 +1112,65 @@ async fn a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_
         .unwrap();
     unit.commit().await.unwrap();
     assert!(store.take_ticket(&[5; 32]).await.unwrap().is_none());
+}
+
+async fn a_login_candidate_is_read_and_its_attempt_counted_under_its_account_login(
+    store: Arc<dyn Store>,
+) {
+    let zoe = two_accounts(&store).await;
+    let policy = policy(3, 100);
+    // Through its alias, the account comes with its factors, and the attempt is counted under
+    // its current login, as a known identifier.
+    let read = store
+        .find_candidate_counting("zlefevre", 10, &policy)
+        .await
+        .unwrap();
+    assert_eq!(read.candidate.map(|c| c.account), Some(zoe.clone()));
+    let counted = read.counted.unwrap();
+    assert_eq!((counted.failures, counted.known), (1, true));
+    assert_eq!(
+        store.find_failure_counter("zoe.lefevre").await.unwrap(),
+        Some(counted)
+    );
+    assert_eq!(store.find_failure_counter("zlefevre").await.unwrap(), None);
+    // A login that names no account: counted under itself, unknown.
+    let nobody = store
+        .find_candidate_counting("nobody.here", 10, &policy)
+        .await
+        .unwrap();
+    assert!(nobody.candidate.is_none());
+    assert_eq!(
+        nobody.counted.map(|c| (c.failures, c.known)),
+        Some((1, false))
+    );
+    // The third attempt locks; the next one, within the lock, is refused and not counted, but
+    // the candidate is still read.
+    for (n, at) in [(2, 11), (3, 12)] {
+        let read = store
+            .find_candidate_counting("zoe.lefevre", at, &policy)
+            .await
+            .unwrap();
+        assert_eq!(read.counted.map(|c| c.failures), Some(n));
+    }
+    let locked = store
+        .find_failure_counter("zoe.lefevre")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(locked.locked_until.is_some_and(|until| until > 13));
+    let refused = store
+        .find_candidate_counting("zlefevre", 13, &policy)
+        .await
+        .unwrap();
+    assert_eq!(
+        refused.candidate.map(|c| c.account.id),
+        Some("acc-1".into())
+    );
+    assert_eq!(refused.counted, None);
+    assert_eq!(
+        store.find_failure_counter("zoe.lefevre").await.unwrap(),
+        Some(locked)
+    );
 }
 
 async fn a_login_candidate_comes_with_its_hash_and_factors_in_one_query(store: Arc<dyn Store>) {

@@ -5,15 +5,64 @@ use sqlx::{AssertSqlSafe, Row as _};
 
 use super::PostgresStore;
 use super::accounts::account;
+use super::lockout::{bind_count, count_statement, counter};
 use super::mfa::{FACTOR_COUNTS, factors_of};
 use super::sessions::{INSERT_ACTIVE_SESSION, bind_new_session};
+use crate::accounts::lockout::LockoutPolicy;
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
-use crate::login::{LoginCandidate, LoginStore, SuccessfulLogin};
+use crate::login::{CountedCandidate, LoginCandidate, LoginStore, SuccessfulLogin};
 use crate::storage::StorageError;
 use crate::store::storage_error;
 
 #[async_trait]
 impl LoginStore for PostgresStore {
+    async fn find_candidate_counting(
+        &self,
+        login: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<CountedCandidate, StorageError> {
+        // One statement instead of two round trips: the candidate (as `find_login_candidate`
+        // reads it), then the count under its account's login, or `login` ($1 = $2) for none.
+        let count = count_statement(
+            "COALESCE((SELECT login FROM cand), $1)",
+            "(SELECT COUNT(*) FROM cand)::INT",
+        );
+        let query = sqlx::query(AssertSqlSafe(format!(
+            "WITH cand AS (SELECT a.id, a.login, a.state, a.first_name, a.last_name, \
+             a.birth_date, a.person_key, a.password_hash, {FACTOR_COUNTS} \
+             FROM logins l JOIN accounts a ON a.id = l.account_id WHERE l.login = $2), \
+             counted AS ({count}) \
+             SELECT cand.*, counted.*, counted.failures IS NOT NULL AS was_counted \
+             FROM (SELECT 1) AS one LEFT JOIN cand ON TRUE LEFT JOIN counted ON TRUE"
+        )))
+        .bind(login)
+        .bind(login);
+        let row = bind_count(query, now, policy)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(storage_error)?;
+        let candidate = match row
+            .try_get::<Option<String>, _>("id")
+            .map_err(storage_error)?
+        {
+            Some(_) => Some(LoginCandidate {
+                account: account(&row)?,
+                password_hash: row.try_get("password_hash").map_err(storage_error)?,
+                factors: factors_of(&row)?,
+            }),
+            None => None,
+        };
+        let counted = match row
+            .try_get::<bool, _>("was_counted")
+            .map_err(storage_error)?
+        {
+            true => Some(counter(&row)?),
+            false => None,
+        };
+        Ok(CountedCandidate { candidate, counted })
+    }
+
     async fn upgrade_password_hash(
         &self,
         account_id: &str,

@@ -7,13 +7,31 @@ use super::SqliteStore;
 use super::accounts::account;
 use super::group::Statements;
 use super::mfa::{FACTOR_COUNTS, factors_of};
+use crate::accounts::lockout::{LockoutPolicy, LockoutStore};
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
-use crate::login::{LoginCandidate, LoginStore, SuccessfulLogin};
+use crate::login::{CountedCandidate, LoginCandidate, LoginStore, SuccessfulLogin};
 use crate::storage::StorageError;
 use crate::store::storage_error;
 
 #[async_trait]
 impl LoginStore for SqliteStore {
+    async fn find_candidate_counting(
+        &self,
+        login: &str,
+        now: i64,
+        policy: &LockoutPolicy,
+    ) -> Result<CountedCandidate, StorageError> {
+        // Two steps here: the read on a reader, the count on the writer (SQLite has no
+        // round trip to save).
+        let candidate = self.find_login_candidate(login).await?;
+        let key = candidate
+            .as_ref()
+            .map_or(login, |c| c.account.login.as_str());
+        let counted =
+            LockoutStore::count_attempt(self, key, candidate.is_some(), now, policy).await?;
+        Ok(CountedCandidate { candidate, counted })
+    }
+
     async fn upgrade_password_hash(
         &self,
         account_id: &str,
