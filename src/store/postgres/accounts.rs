@@ -161,6 +161,30 @@ async fn account_by_id<'e>(
     .transpose()
 }
 
+/// The CTEs `a` (a new account, `$1`–`$8`: [`bind_new_account`]) and `l` (its login in the
+/// namespace), for a statement that stores an account and its login at once.
+const NEW_ACCOUNT: &str = "a AS (INSERT INTO accounts (id, login, state, first_name, last_name, \
+     birth_date, person_key, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id, login), \
+     l AS (INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a)";
+
+/// Binds `$1`–`$8` of [`NEW_ACCOUNT`].
+fn bind_new_account<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    account: &'q AccountRecord,
+    now: i64,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&account.id)
+        .bind(&account.login)
+        .bind(account.state.as_str())
+        .bind(&account.first_name)
+        .bind(&account.last_name)
+        .bind(&account.birth_date)
+        .bind(&account.person_key)
+        .bind(now)
+}
+
 /// One import transaction.
 pub struct PostgresProvisioning {
     tx: Transaction<'static, Postgres>,
@@ -331,22 +355,15 @@ impl ProvisioningUnit for PostgresProvisioning {
         now: i64,
     ) -> Result<(), StorageError> {
         // One round trip for the account, its login and its record.
-        sqlx::query(
-            "WITH a AS (INSERT INTO accounts (id, login, state, first_name, last_name, \
-             birth_date, person_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id, login), \
-             l AS (INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a) \
-             INSERT INTO student_records (dossier_number, account_id, component, enrolment_year, \
-             enrolment_email, updated_at) SELECT $9, $10, $11, $12, $13, $8 FROM a",
+        bind_new_account(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH {NEW_ACCOUNT} INSERT INTO student_records (dossier_number, account_id, \
+                 component, enrolment_year, enrolment_email, updated_at) \
+                 SELECT $9, $10, $11, $12, $13, $8 FROM a"
+            ))),
+            account,
+            now,
         )
-        .bind(&account.id)
-        .bind(&account.login)
-        .bind(account.state.as_str())
-        .bind(&account.first_name)
-        .bind(&account.last_name)
-        .bind(&account.birth_date)
-        .bind(&account.person_key)
-        .bind(now)
         .bind(&record.dossier_number)
         .bind(&record.account_id)
         .bind(&record.component)
@@ -364,21 +381,13 @@ impl ProvisioningUnit for PostgresProvisioning {
         now: i64,
     ) -> Result<(), StorageError> {
         // One round trip: an import creates thousands of accounts.
-        sqlx::query(
-            "WITH a AS (INSERT INTO accounts (id, login, state, first_name, last_name, \
-             birth_date, person_key, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id, login) \
-             INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a",
+        bind_new_account(
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "WITH {NEW_ACCOUNT} SELECT COUNT(*) FROM a"
+            ))),
+            account,
+            now,
         )
-        .bind(&account.id)
-        .bind(&account.login)
-        .bind(account.state.as_str())
-        .bind(&account.first_name)
-        .bind(&account.last_name)
-        .bind(&account.birth_date)
-        .bind(&account.person_key)
-        .bind(now)
-        .bind(now)
         .execute(&mut *self.tx)
         .await
         .map(|_| ())

@@ -1,6 +1,7 @@
 //! The audit trail, on PostgreSQL.
 
 use async_trait::async_trait;
+use sqlx::AssertSqlSafe;
 use sqlx::Row as _;
 use sqlx::postgres::PgRow;
 
@@ -92,20 +93,16 @@ pub(super) async fn insert_event<'c>(
     executor: impl sqlx::PgExecutor<'c>,
     event: &NewAuditEvent,
 ) -> Result<i64, StorageError> {
-    sqlx::query_scalar(
-        "INSERT INTO audit_events \
-         (at, actor, action, subject, source, user_agent, request_id, details) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    bind_event(
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO audit_events ({EVENT_COLUMNS}) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id"
+        ))),
+        event,
     )
-    .bind(event.at)
-    .bind(event.actor.to_string())
-    .bind(event.action.as_str())
-    .bind(&event.subject)
-    .bind(&event.source)
-    .bind(&event.user_agent)
-    .bind(&event.request_id)
-    .bind(event.details.to_string())
     .fetch_one(executor)
     .await
+    .map_err(storage_error)?
+    .try_get("id")
     .map_err(storage_error)
 }
