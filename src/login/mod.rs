@@ -65,9 +65,8 @@ pub trait LoginStore: RecoveryStore + Send + Sync {
     ) -> Result<Option<LoginCandidate>, StorageError>;
     /// [`Self::find_login_candidate`], then the lockout's count of this attempt
     /// ([`crate::accounts::lockout::LockoutStore::count_attempt`] at `now` under `policy`), at
-    /// once (PostgreSQL: one
-    /// statement). The counter is the candidate account's current login, or `login` when it
-    /// names no account: the login's counter key for a canonical login.
+    /// once (PostgreSQL: one statement). The counter is the candidate account's current login,
+    /// or `login` when it names no account: the login's counter key for a canonical login.
     async fn find_candidate_counting(
         &self,
         login: &str,

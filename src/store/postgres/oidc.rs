@@ -245,14 +245,14 @@ impl OidcStore for PostgresStore {
         if !successors.is_empty() {
             // One statement: the token spent, its successors, the event, and the grant read.
             let (digests, kinds, expiries) = token_arrays(successors);
-            let audited = match event {
-                Some(_) => {
-                    ", e AS (INSERT INTO audit_events ({EVENT_COLUMNS}) \
-                     SELECT $7, $8, $9, $10, $11, $12, $13, $14 FROM spent)"
-                }
-                None => "",
-            }
-            .replace("{EVENT_COLUMNS}", EVENT_COLUMNS);
+            let audited = event
+                .map(|_| {
+                    format!(
+                        ", e AS (INSERT INTO audit_events ({EVENT_COLUMNS}) \
+                         SELECT $7, $8, $9, $10, $11, $12, $13, $14 FROM spent)"
+                    )
+                })
+                .unwrap_or_default();
             let query = sqlx::query(AssertSqlSafe(format!(
                 "WITH spent AS (UPDATE oidc_tokens SET used_at = $2 \
                  WHERE digest = $1 AND kind = 'refresh' AND used_at IS NULL AND expires_at > $2 \

@@ -188,6 +188,24 @@ impl SqliteStore {
             .await
     }
 
+    /// Runs `statements` as one job of the group commit, all or nothing: inside a savepoint
+    /// ([`group::atomically`]), so that a failure undoes its own statements and no one else's.
+    async fn grouped_atomically<T, F>(&self, statements: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut sqlx::SqliteConnection,
+            ) -> group::BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
+        self.group
+            .write(&self.writer, group::Statements::Several, move |conn| {
+                Box::pin(async move { group::atomically(conn, statements).await })
+            })
+            .await
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
         self.writer.close().await;

@@ -8,7 +8,6 @@ use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
 use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
-use super::group::{Statements, atomically};
 use crate::audit::NewAuditEvent;
 use crate::oidc::{
     CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode,
@@ -115,13 +114,12 @@ impl ClientStore for SqliteStore {
 impl OidcStore for SqliteStore {
     async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
         // One job of the group commit (ADR 0017, 0020): the code spent and its account checked,
-        // or a replay marked with its grant revoked. Either part alone is harmless.
+        // or a replay marked with its grant revoked.
         let digest = digest.to_vec();
-        self.group
-            .write(&self.writer, Statements::Several, move |conn| {
-                Box::pin(async move { take_code(conn, &digest, now).await })
-            })
-            .await
+        self.grouped_atomically(move |conn| {
+            Box::pin(async move { take_code(conn, &digest, now).await })
+        })
+        .await
     }
 
     async fn issue_grant(
@@ -137,16 +135,10 @@ impl OidcStore for SqliteStore {
             code_digest.map(<[u8]>::to_vec),
             event.clone(),
         );
-        self.group
-            .write(&self.writer, Statements::Several, move |conn| {
-                Box::pin(async move {
-                    atomically(conn, |conn| {
-                        Box::pin(issue_grant(conn, grant, tokens, code_digest, event))
-                    })
-                    .await
-                })
-            })
-            .await
+        self.grouped_atomically(move |conn| {
+            Box::pin(issue_grant(conn, grant, tokens, code_digest, event))
+        })
+        .await
     }
 
     async fn rotate_refresh_token(
@@ -163,18 +155,12 @@ impl OidcStore for SqliteStore {
             successors.to_vec(),
             event.cloned(),
         );
-        self.group
-            .write(&self.writer, Statements::Several, move |conn| {
-                Box::pin(async move {
-                    atomically(conn, |conn| {
-                        Box::pin(rotate_refresh_token(
-                            conn, digest, client_id, successors, now, event,
-                        ))
-                    })
-                    .await
-                })
-            })
-            .await
+        self.grouped_atomically(move |conn| {
+            Box::pin(rotate_refresh_token(
+                conn, digest, client_id, successors, now, event,
+            ))
+        })
+        .await
     }
 
     async fn insert_code(
@@ -468,7 +454,7 @@ async fn take_code(
     })
 }
 
-/// [`OidcStore::issue_grant`], on the writer, inside a savepoint.
+/// [`OidcStore::issue_grant`], on the writer.
 async fn issue_grant(
     conn: &mut SqliteConnection,
     grant: Grant,
@@ -507,7 +493,7 @@ async fn issue_grant(
     Ok(())
 }
 
-/// [`OidcStore::rotate_refresh_token`], on the writer, inside a savepoint.
+/// [`OidcStore::rotate_refresh_token`], on the writer.
 async fn rotate_refresh_token(
     conn: &mut SqliteConnection,
     digest: Vec<u8>,
