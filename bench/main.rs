@@ -14,6 +14,7 @@
 //!
 //! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
 //!        [--json bench-results.json] [--sessions N] [--postgres URL]
+//!        [--only login,activation,cas,oidc,documents,sessions] [--login-only SECONDS]
 
 mod activation;
 
@@ -52,6 +53,15 @@ struct Options {
     /// Only the login storm, this many seconds between two Argon2 baselines (for profiling the
     /// server with `perf` meanwhile: the server's PID is printed first).
     login_only: Option<u64>,
+    /// Only these groups of flows (`--only login,activation,cas,oidc,documents,sessions`; the
+    /// floors always run): for profiling one flow without the full run. Empty: every flow.
+    only: Vec<String>,
+}
+
+impl Options {
+    fn wants(&self, group: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|g| g == group)
+    }
 }
 
 fn options() -> Options {
@@ -63,6 +73,7 @@ fn options() -> Options {
         json: PathBuf::from("bench-results.json"),
         people: PathBuf::from("../shared/tools/gen_people.py"),
         login_only: None,
+        only: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -87,6 +98,14 @@ fn options() -> Options {
                         .parse()
                         .expect("a number"),
                 )
+            }
+            "--only" => {
+                o.only = args
+                    .next()
+                    .expect("--only login,activation,cas,oidc,documents,sessions")
+                    .split(',')
+                    .map(str::to_string)
+                    .collect()
             }
             other => panic!("unknown argument {other}"),
         }
@@ -1081,12 +1100,6 @@ async fn main() {
 
     for r in 0..rounds {
         eprintln!("round {}/{rounds}", r + 1);
-        // Argon2 ceiling, then the login storm (with /healthz probed meanwhile).
-        argon.push(
-            tokio::task::spawn_blocking(move || argon2_baseline(round))
-                .await
-                .unwrap(),
-        );
         let users: Vec<Arc<Mutex<VirtualUser>>> = {
             let mut v = Vec::new();
             for _ in 0..workers {
@@ -1096,69 +1109,85 @@ async fn main() {
             }
             v
         };
-        let probe_stop = Arc::new(AtomicBool::new(false));
-        let probe = {
-            let (http, base, stop) = (http.clone(), base.clone(), probe_stop.clone());
-            tokio::spawn(async move {
-                let mut hist = Histogram::<u64>::new(3).unwrap();
-                let mut max_rss = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    let watch = Stopwatch::start();
-                    let ok = http
-                        .get(format!("{base}/healthz"))
-                        .send()
-                        .await
-                        .is_ok_and(|r| r.status().is_success());
-                    if ok {
-                        let _ = hist.record(watch.elapsed().as_micros() as u64);
+        if !options.wants("login") {
+            // No storm: each virtual user signs in once, for the flows that need a session.
+            for user in &users {
+                let _ = user.lock().await.login().await;
+            }
+        }
+        if options.wants("login") {
+            // Argon2 ceiling, then the login storm (with /healthz probed meanwhile).
+            argon.push(
+                tokio::task::spawn_blocking(move || argon2_baseline(round))
+                    .await
+                    .unwrap(),
+            );
+            let probe_stop = Arc::new(AtomicBool::new(false));
+            let probe = {
+                let (http, base, stop) = (http.clone(), base.clone(), probe_stop.clone());
+                tokio::spawn(async move {
+                    let mut hist = Histogram::<u64>::new(3).unwrap();
+                    let mut max_rss = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let watch = Stopwatch::start();
+                        let ok = http
+                            .get(format!("{base}/healthz"))
+                            .send()
+                            .await
+                            .is_ok_and(|r| r.status().is_success());
+                        if ok {
+                            let _ = hist.record(watch.elapsed().as_micros() as u64);
+                        }
+                        max_rss = max_rss.max(rss_kib(pid));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
                     }
-                    max_rss = max_rss.max(rss_kib(pid));
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                (hist, max_rss)
-            })
-        };
-        let storm_users = users.clone();
-        logins.push(
-            drive(workers, round, Some(pid), move |w| {
-                let user = storm_users[w].clone();
-                async move { Some(user.lock().await.login().await) }
-            })
-            .await,
-        );
-        probe_stop.store(true, Ordering::Relaxed);
-        let (hist, max_rss) = probe.await.unwrap();
-        rss_storm = rss_storm.max(max_rss);
-        health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0));
+                    (hist, max_rss)
+                })
+            };
+            let storm_users = users.clone();
+            logins.push(
+                drive(workers, round, Some(pid), move |w| {
+                    let user = storm_users[w].clone();
+                    async move { Some(user.lock().await.login().await) }
+                })
+                .await,
+            );
+            probe_stop.store(true, Ordering::Relaxed);
+            let (hist, max_rss) = probe.await.unwrap();
+            rss_storm = rss_storm.max(max_rss);
+            health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0));
+        }
 
         // Activation end to end: dossier pair, contact, the code from the outbox, password.
-        let (http_a, base_a, outbox_a, students_a, next_a) = (
-            http.clone(),
-            base.clone(),
-            outbox.clone(),
-            students.clone(),
-            next_student.clone(),
-        );
-        // A student waits for the mailed code (the outbox leaves every `mail.send_interval`), so
-        // more virtual users keep the server busy meanwhile: as many as the hashing queue holds
-        // (`password.queue`, 64), since the codes of a batch arrive, and the passwords follow,
-        // together; beyond it the page answers "busy, retry" by design.
-        activations.push(
-            drive(64, round, Some(pid), move |_| {
-                let (http, base, outbox, students, next) = (
-                    http_a.clone(),
-                    base_a.clone(),
-                    outbox_a.clone(),
-                    students_a.clone(),
-                    next_a.clone(),
-                );
-                async move {
-                    let student = students.get(next.fetch_add(1, Ordering::Relaxed) as usize)?;
-                    Some(activation::activate(http, &base, student, &outbox).await)
-                }
-            })
-            .await,
-        );
+        if options.wants("activation") {
+            let (http_a, base_a, outbox_a, students_a, next_a) = (
+                http.clone(),
+                base.clone(),
+                outbox.clone(),
+                students.clone(),
+                next_student.clone(),
+            );
+            // A student waits for the mailed code (the outbox leaves every `mail.send_interval`), so
+            // more virtual users keep the server busy meanwhile: as many as the hashing queue holds
+            // (`password.queue`, 64), since the codes of a batch arrive, and the passwords follow,
+            // together; beyond it the page answers "busy, retry" by design.
+            activations.push(
+                drive(64, round, Some(pid), move |_| {
+                    let (http, base, outbox, students, next) = (
+                        http_a.clone(),
+                        base_a.clone(),
+                        outbox_a.clone(),
+                        students_a.clone(),
+                        next_a.clone(),
+                    );
+                    async move {
+                        let student = students.get(next.fetch_add(1, Ordering::Relaxed) as usize)?;
+                        Some(activation::activate(http, &base, student, &outbox).await)
+                    }
+                })
+                .await,
+            );
+        }
 
         // Floors.
         for (path, into) in [
@@ -1202,225 +1231,62 @@ async fn main() {
 
         // serviceValidate alone, over a pool of tickets issued beforehand.
         let signed_in: Vec<Arc<Mutex<VirtualUser>>> = users.iter().take(workers).cloned().collect();
-        let pool_size = if options.quick { 6_000 } else { 40_000 };
-        let tickets = Arc::new(Mutex::new(Vec::with_capacity(pool_size)));
-        {
-            let mut fill = Vec::new();
-            for user in &signed_in {
-                let (user, tickets, service) = (user.clone(), tickets.clone(), service.clone());
-                fill.push(tokio::spawn(async move {
-                    let user = user.lock().await;
-                    for _ in 0..pool_size / workers {
-                        if let Some(t) = user.cas_ticket(&service).await {
-                            tickets.lock().await.push(t);
+        if options.wants("cas") {
+            let pool_size = if options.quick { 6_000 } else { 40_000 };
+            let tickets = Arc::new(Mutex::new(Vec::with_capacity(pool_size)));
+            {
+                let mut fill = Vec::new();
+                for user in &signed_in {
+                    let (user, tickets, service) = (user.clone(), tickets.clone(), service.clone());
+                    fill.push(tokio::spawn(async move {
+                        let user = user.lock().await;
+                        for _ in 0..pool_size / workers {
+                            if let Some(t) = user.cas_ticket(&service).await {
+                                tickets.lock().await.push(t);
+                            }
                         }
-                    }
-                }));
-            }
-            for f in fill {
-                f.await.unwrap();
-            }
-        }
-        let (http3, base3, service3, pool) =
-            (http.clone(), base.clone(), service.clone(), tickets.clone());
-        validate_alone.push(
-            drive(workers, round, Some(pid), move |_| {
-                let (http, base, service, pool) =
-                    (http3.clone(), base3.clone(), service3.clone(), pool.clone());
-                async move {
-                    let ticket = pool.lock().await.pop()?;
-                    let watch = Stopwatch::start();
-                    let ok = validate(&http, &base, &service, &ticket).await;
-                    Some((watch.elapsed(), ok))
+                    }));
                 }
-            })
-            .await,
-        );
-        // The SSO-hit flow: /cas/login with a session, then validation.
-        let (http4, base4, service4, users4) = (
-            http.clone(),
-            base.clone(),
-            service.clone(),
-            signed_in.clone(),
-        );
-        sso_flow.push(
-            drive(workers, round, Some(pid), move |w| {
-                let (http, base, service, user) = (
-                    http4.clone(),
-                    base4.clone(),
-                    service4.clone(),
-                    users4[w].clone(),
-                );
-                async move {
-                    let watch = Stopwatch::start();
-                    let ticket = user.lock().await.cas_ticket(&service).await;
-                    let ok = match ticket {
-                        Some(t) => validate(&http, &base, &service, &t).await,
-                        None => false,
-                    };
-                    Some((watch.elapsed(), ok))
+                for f in fill {
+                    f.await.unwrap();
                 }
-            })
-            .await,
-        );
-
-        // Raw signature ceilings (the crypto backend of Sésame, every core).
-        let short = round / 3;
-        rsa_sigs.push(
-            tokio::task::spawn_blocking(move || signature_baseline(true, short))
-                .await
-                .unwrap(),
-        );
-        ec_sigs.push(
-            tokio::task::spawn_blocking(move || signature_baseline(false, short))
-                .await
-                .unwrap(),
-        );
-        // OIDC code→token, over pools of codes issued by SSO beforehand; the answers feed the
-        // refresh, userinfo and introspection flows.
-        let refresh_pool = Arc::new(Mutex::new(Vec::new()));
-        let access_pool = Arc::new(Mutex::new(Vec::new()));
-        // Enough codes for a round at about 1,000 token requests/s (a pool of 40,000 made each
-        // round last 11 minutes).
-        let code_pool = if options.quick { 3_000 } else { 16_000 };
-        for (client, into) in [(RS_CLIENT, &mut token_rs), (ES_CLIENT, &mut token_es)] {
-            let codes = Arc::new(Mutex::new(Vec::with_capacity(code_pool)));
-            let mut fill = Vec::new();
-            for user in &signed_in {
-                let (user, codes) = (user.clone(), codes.clone());
-                fill.push(tokio::spawn(async move {
-                    let user = user.lock().await;
-                    for _ in 0..code_pool / workers {
-                        if let Some(c) = user.oidc_code(client).await {
-                            codes.lock().await.push(c);
-                        }
-                    }
-                }));
             }
-            for f in fill {
-                f.await.unwrap();
-            }
-            let (http5, base5, secrets5) = (http.clone(), base.clone(), secrets.clone());
-            let (refresh5, access5) = (refresh_pool.clone(), access_pool.clone());
-            into.push(
+            let (http3, base3, service3, pool) =
+                (http.clone(), base.clone(), service.clone(), tickets.clone());
+            validate_alone.push(
                 drive(workers, round, Some(pid), move |_| {
-                    let (http, base, secrets, codes) = (
-                        http5.clone(),
-                        base5.clone(),
-                        secrets5.clone(),
-                        codes.clone(),
-                    );
-                    let (refresh_pool, access_pool) = (refresh5.clone(), access5.clone());
+                    let (http, base, service, pool) =
+                        (http3.clone(), base3.clone(), service3.clone(), pool.clone());
                     async move {
-                        let code = codes.lock().await.pop()?;
+                        let ticket = pool.lock().await.pop()?;
                         let watch = Stopwatch::start();
-                        let answer = token_request(
-                            &http,
-                            &base,
-                            client,
-                            &secrets[client],
-                            &[
-                                ("grant_type", "authorization_code"),
-                                ("code", &code),
-                                ("redirect_uri", OIDC_CALLBACK),
-                                ("code_verifier", VERIFIER),
-                            ],
-                        )
-                        .await;
-                        let elapsed = watch.elapsed();
-                        let ok = answer.as_ref().is_some_and(|a| a["id_token"].is_string());
-                        if let Some(a) = answer
-                            && client == RS_CLIENT
-                        {
-                            if let Some(r) = a["refresh_token"].as_str() {
-                                refresh_pool.lock().await.push(r.to_string());
-                            }
-                            if let Some(t) = a["access_token"].as_str() {
-                                access_pool.lock().await.push(t.to_string());
-                            }
-                        }
-                        Some((elapsed, ok))
+                        let ok = validate(&http, &base, &service, &ticket).await;
+                        Some((watch.elapsed(), ok))
                     }
                 })
                 .await,
             );
-        }
-        // Refresh (rotation: each token once).
-        let (http6, base6, secrets6, pool6) = (
-            http.clone(),
-            base.clone(),
-            secrets.clone(),
-            refresh_pool.clone(),
-        );
-        refreshes.push(
-            drive(workers, round, Some(pid), move |_| {
-                let (http, base, secrets, pool) = (
-                    http6.clone(),
-                    base6.clone(),
-                    secrets6.clone(),
-                    pool6.clone(),
-                );
-                async move {
-                    let token = pool.lock().await.pop()?;
-                    let watch = Stopwatch::start();
-                    let answer = token_request(
-                        &http,
-                        &base,
-                        RS_CLIENT,
-                        &secrets[RS_CLIENT],
-                        &[("grant_type", "refresh_token"), ("refresh_token", &token)],
-                    )
-                    .await;
-                    Some((watch.elapsed(), answer.is_some()))
-                }
-            })
-            .await,
-        );
-        // Userinfo and introspection over the access tokens (not consumed).
-        let tokens: Arc<Vec<String>> = Arc::new(access_pool.lock().await.clone());
-        if !tokens.is_empty() {
-            let (http7, url7, tokens7) = (
+            // The SSO-hit flow: /cas/login with a session, then validation.
+            let (http4, base4, service4, users4) = (
                 http.clone(),
-                format!("{base}/oidc/userinfo"),
-                tokens.clone(),
+                base.clone(),
+                service.clone(),
+                signed_in.clone(),
             );
-            userinfos.push(
+            sso_flow.push(
                 drive(workers, round, Some(pid), move |w| {
-                    let (http, url, tokens) = (http7.clone(), url7.clone(), tokens7.clone());
-                    async move {
-                        let token =
-                            &tokens[(w * 7919 + OsEntropy.bytes::<2>()[0] as usize) % tokens.len()];
-                        Some(timed_get(&http, &url, Some(token)).await)
-                    }
-                })
-                .await,
-            );
-            let (http8, base8, secrets8, tokens8) =
-                (http.clone(), base.clone(), secrets.clone(), tokens.clone());
-            introspections.push(
-                drive(workers, round, Some(pid), move |w| {
-                    let (http, base, secrets, tokens) = (
-                        http8.clone(),
-                        base8.clone(),
-                        secrets8.clone(),
-                        tokens8.clone(),
+                    let (http, base, service, user) = (
+                        http4.clone(),
+                        base4.clone(),
+                        service4.clone(),
+                        users4[w].clone(),
                     );
                     async move {
-                        let token =
-                            &tokens[(w * 7919 + OsEntropy.bytes::<2>()[0] as usize) % tokens.len()];
                         let watch = Stopwatch::start();
-                        let ok = match http
-                            .post(format!("{base}/oidc/introspect"))
-                            .basic_auth(RS_CLIENT, Some(&secrets[RS_CLIENT]))
-                            .form(&[("token", token.as_str())])
-                            .send()
-                            .await
-                        {
-                            Ok(r) => r.bytes().await.is_ok_and(|b| {
-                                serde_json::from_slice::<serde_json::Value>(&b)
-                                    .is_ok_and(|v| v["active"] == true)
-                            }),
-                            Err(_) => false,
+                        let ticket = user.lock().await.cas_ticket(&service).await;
+                        let ok = match ticket {
+                            Some(t) => validate(&http, &base, &service, &t).await,
+                            None => false,
                         };
                         Some((watch.elapsed(), ok))
                     }
@@ -1428,7 +1294,177 @@ async fn main() {
                 .await,
             );
         }
+
+        // Raw signature ceilings (the crypto backend of Sésame, every core).
+        if options.wants("oidc") {
+            let short = round / 3;
+            rsa_sigs.push(
+                tokio::task::spawn_blocking(move || signature_baseline(true, short))
+                    .await
+                    .unwrap(),
+            );
+            ec_sigs.push(
+                tokio::task::spawn_blocking(move || signature_baseline(false, short))
+                    .await
+                    .unwrap(),
+            );
+            // OIDC code→token, over pools of codes issued by SSO beforehand; the answers feed the
+            // refresh, userinfo and introspection flows.
+            let refresh_pool = Arc::new(Mutex::new(Vec::new()));
+            let access_pool = Arc::new(Mutex::new(Vec::new()));
+            // Enough codes for a round at about 1,000 token requests/s (a pool of 40,000 made each
+            // round last 11 minutes).
+            let code_pool = if options.quick { 3_000 } else { 16_000 };
+            for (client, into) in [(RS_CLIENT, &mut token_rs), (ES_CLIENT, &mut token_es)] {
+                let codes = Arc::new(Mutex::new(Vec::with_capacity(code_pool)));
+                let mut fill = Vec::new();
+                for user in &signed_in {
+                    let (user, codes) = (user.clone(), codes.clone());
+                    fill.push(tokio::spawn(async move {
+                        let user = user.lock().await;
+                        for _ in 0..code_pool / workers {
+                            if let Some(c) = user.oidc_code(client).await {
+                                codes.lock().await.push(c);
+                            }
+                        }
+                    }));
+                }
+                for f in fill {
+                    f.await.unwrap();
+                }
+                let (http5, base5, secrets5) = (http.clone(), base.clone(), secrets.clone());
+                let (refresh5, access5) = (refresh_pool.clone(), access_pool.clone());
+                into.push(
+                    drive(workers, round, Some(pid), move |_| {
+                        let (http, base, secrets, codes) = (
+                            http5.clone(),
+                            base5.clone(),
+                            secrets5.clone(),
+                            codes.clone(),
+                        );
+                        let (refresh_pool, access_pool) = (refresh5.clone(), access5.clone());
+                        async move {
+                            let code = codes.lock().await.pop()?;
+                            let watch = Stopwatch::start();
+                            let answer = token_request(
+                                &http,
+                                &base,
+                                client,
+                                &secrets[client],
+                                &[
+                                    ("grant_type", "authorization_code"),
+                                    ("code", &code),
+                                    ("redirect_uri", OIDC_CALLBACK),
+                                    ("code_verifier", VERIFIER),
+                                ],
+                            )
+                            .await;
+                            let elapsed = watch.elapsed();
+                            let ok = answer.as_ref().is_some_and(|a| a["id_token"].is_string());
+                            if let Some(a) = answer
+                                && client == RS_CLIENT
+                            {
+                                if let Some(r) = a["refresh_token"].as_str() {
+                                    refresh_pool.lock().await.push(r.to_string());
+                                }
+                                if let Some(t) = a["access_token"].as_str() {
+                                    access_pool.lock().await.push(t.to_string());
+                                }
+                            }
+                            Some((elapsed, ok))
+                        }
+                    })
+                    .await,
+                );
+            }
+            // Refresh (rotation: each token once).
+            let (http6, base6, secrets6, pool6) = (
+                http.clone(),
+                base.clone(),
+                secrets.clone(),
+                refresh_pool.clone(),
+            );
+            refreshes.push(
+                drive(workers, round, Some(pid), move |_| {
+                    let (http, base, secrets, pool) = (
+                        http6.clone(),
+                        base6.clone(),
+                        secrets6.clone(),
+                        pool6.clone(),
+                    );
+                    async move {
+                        let token = pool.lock().await.pop()?;
+                        let watch = Stopwatch::start();
+                        let answer = token_request(
+                            &http,
+                            &base,
+                            RS_CLIENT,
+                            &secrets[RS_CLIENT],
+                            &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                        )
+                        .await;
+                        Some((watch.elapsed(), answer.is_some()))
+                    }
+                })
+                .await,
+            );
+            // Userinfo and introspection over the access tokens (not consumed).
+            let tokens: Arc<Vec<String>> = Arc::new(access_pool.lock().await.clone());
+            if !tokens.is_empty() {
+                let (http7, url7, tokens7) = (
+                    http.clone(),
+                    format!("{base}/oidc/userinfo"),
+                    tokens.clone(),
+                );
+                userinfos.push(
+                    drive(workers, round, Some(pid), move |w| {
+                        let (http, url, tokens) = (http7.clone(), url7.clone(), tokens7.clone());
+                        async move {
+                            let token = &tokens
+                                [(w * 7919 + OsEntropy.bytes::<2>()[0] as usize) % tokens.len()];
+                            Some(timed_get(&http, &url, Some(token)).await)
+                        }
+                    })
+                    .await,
+                );
+                let (http8, base8, secrets8, tokens8) =
+                    (http.clone(), base.clone(), secrets.clone(), tokens.clone());
+                introspections.push(
+                    drive(workers, round, Some(pid), move |w| {
+                        let (http, base, secrets, tokens) = (
+                            http8.clone(),
+                            base8.clone(),
+                            secrets8.clone(),
+                            tokens8.clone(),
+                        );
+                        async move {
+                            let token = &tokens
+                                [(w * 7919 + OsEntropy.bytes::<2>()[0] as usize) % tokens.len()];
+                            let watch = Stopwatch::start();
+                            let ok = match http
+                                .post(format!("{base}/oidc/introspect"))
+                                .basic_auth(RS_CLIENT, Some(&secrets[RS_CLIENT]))
+                                .form(&[("token", token.as_str())])
+                                .send()
+                                .await
+                            {
+                                Ok(r) => r.bytes().await.is_ok_and(|b| {
+                                    serde_json::from_slice::<serde_json::Value>(&b)
+                                        .is_ok_and(|v| v["active"] == true)
+                                }),
+                                Err(_) => false,
+                            };
+                            Some((watch.elapsed(), ok))
+                        }
+                    })
+                    .await,
+                );
+            }
+        }
         // Discovery and JWKS.
+        if !options.wants("documents") {
+            continue;
+        }
         for (path, into) in [
             ("/.well-known/openid-configuration", &mut discoveries),
             ("/oidc/jwks", &mut jwks_reads),
@@ -1449,7 +1485,7 @@ async fn main() {
         .sessions
         .unwrap_or(if options.quick { 10_000 } else { 100_000 });
     // The bulk path writes Sésame's SQLite file; on PostgreSQL it is not measured.
-    let load = if servers.postgres.is_none() {
+    let load = if servers.postgres.is_none() && options.wants("sessions") {
         session_load(&servers, pid, seeded).await
     } else {
         SessionLoad::default()

@@ -255,8 +255,8 @@ pub trait AuditStore: Send + Sync {
 /// Records audit events with the injected clock.
 ///
 /// Events recorded concurrently are written together (group commit): the first caller writes
-/// every event waiting at that moment in one transaction, the others wait for that commit or
-/// write the next group. [`Auditor::record`] still returns only once its event is committed, so
+/// every event waiting at that moment in one statement, the others wait for that commit or write
+/// the next group (at most [`GROUP_WRITERS`] groups at once, ADR 0017). [`Auditor::record`] still returns only once its event is committed, so
 /// an audited action is never reported done before its record is durable; on SQLite a storm of
 /// CAS validations pays one commit for many audit events instead of one each (ADR 0017).
 pub struct Auditor {
@@ -265,11 +265,19 @@ pub struct Auditor {
     group: Arc<Group>,
 }
 
-/// The events waiting for the next group commit, and the turn of the caller writing one.
-#[derive(Default)]
+/// The events waiting for the next group commit, and the turns of the callers writing one.
 struct Group {
     waiting: std::sync::Mutex<Vec<Waiting>>,
-    turn: tokio::sync::Mutex<()>,
+    turns: tokio::sync::Semaphore,
+}
+
+impl Default for Group {
+    fn default() -> Self {
+        Self {
+            waiting: std::sync::Mutex::default(),
+            turns: tokio::sync::Semaphore::new(GROUP_WRITERS),
+        }
+    }
 }
 
 type Waiting = (
@@ -280,6 +288,9 @@ type Waiting = (
 /// At most this many events in one transaction.
 const GROUP_LIMIT: usize = 256;
 
+/// At most this many groups written at once.
+const GROUP_WRITERS: usize = 2;
+
 impl Group {
     async fn write(
         &self,
@@ -289,7 +300,11 @@ impl Group {
         let (sender, mut receiver) = tokio::sync::oneshot::channel();
         self.lock_waiting().push((event, sender));
         loop {
-            let turn = self.turn.lock().await;
+            let turn = self
+                .turns
+                .acquire()
+                .await
+                .map_err(|_| StorageError::Unavailable("the audit writer was closed".into()))?;
             match receiver.try_recv() {
                 Ok(result) => return result,
                 Err(tokio::sync::oneshot::error::TryRecvError::Closed) => {

@@ -45,7 +45,7 @@ const REGISTRY_CACHE: Duration = Duration::from_secs(1);
 
 pub struct CasServer {
     /// The registry as last read, and when.
-    cache: std::sync::Mutex<Option<(crate::clock::Stopwatch, ServiceRegistry)>>,
+    cache: std::sync::Mutex<Option<(crate::clock::Stopwatch, Arc<ServiceRegistry>)>>,
     tickets: Arc<dyn TicketStore>,
     logouts: Arc<dyn LogoutStore>,
     callback: Arc<dyn ProxyCallback>,
@@ -91,14 +91,14 @@ impl CasServer {
 
     /// The services of the configuration and the database, read again after
     /// [`REGISTRY_CACHE`] (another node or the CLI may have changed them).
-    pub async fn registry(&self) -> Result<ServiceRegistry, StorageError> {
+    pub async fn registry(&self) -> Result<Arc<ServiceRegistry>, StorageError> {
         if let Ok(cache) = self.cache.lock()
             && let Some((read_at, registry)) = cache.as_ref()
             && read_at.elapsed() < REGISTRY_CACHE
         {
             return Ok(registry.clone());
         }
-        let registry = self.read_registry().await?;
+        let registry = Arc::new(self.read_registry().await?);
         if let Ok(mut cache) = self.cache.lock() {
             *cache = Some((crate::clock::Stopwatch::start(), registry.clone()));
         }
