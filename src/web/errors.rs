@@ -217,12 +217,9 @@ pub async fn friendly_errors(
             .get(axum::http::header::ACCEPT_LANGUAGE)
             .and_then(|v| v.to_str().ok()),
     );
-    let path = request.uri().path().to_string();
-    let request_id = request
-        .extensions()
-        .get::<RequestId>()
-        .and_then(|id| id.header_value().to_str().ok())
-        .map(str::to_string);
+    // Kept for an error page only: the URI's and the id's clones share their bytes.
+    let uri = request.uri().clone();
+    let request_id = request.extensions().get::<RequestId>().cloned();
     let had_host = request.headers().contains_key(HOST);
     let response = next.run(request).await;
 
@@ -242,13 +239,14 @@ pub async fn friendly_errors(
     };
     let (title, body) = kind.texts(locale.texts());
     let page = ErrorPage {
-        page: PageContext::new(locale, state.demo, if had_host { &path } else { "/" }),
+        page: PageContext::new(locale, state.demo, if had_host { uri.path() } else { "/" }),
         title,
         body,
         link: (kind == ErrorKind::WrongHost).then(|| state.public_url.clone()),
         request_id: matches!(kind, ErrorKind::Internal | ErrorKind::Unavailable)
             .then_some(request_id)
-            .flatten(),
+            .flatten()
+            .and_then(|id| id.header_value().to_str().ok().map(str::to_string)),
     };
     let html = match render(&page) {
         Ok(html) => html,

@@ -123,12 +123,13 @@ pub async fn security_headers(
     request.extensions_mut().insert(CspNonce(nonce.clone()));
     let mut response = next.run(request).await;
     let headers = response.headers_mut();
-    let csp = content_security_policy(&nonce, None);
+    // The policy is made only for a response without one of its own, and its string becomes the
+    // header value without a copy.
+    let csp = (!headers.contains_key(header::CONTENT_SECURITY_POLICY))
+        .then(|| HeaderValue::try_from(content_security_policy(&nonce, None)).ok())
+        .flatten();
     let defaults: [(HeaderName, Option<HeaderValue>); 7] = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            HeaderValue::from_str(&csp).ok(),
-        ),
+        (header::CONTENT_SECURITY_POLICY, csp),
         (
             header::X_CONTENT_TYPE_OPTIONS,
             Some(HeaderValue::from_static("nosniff")),

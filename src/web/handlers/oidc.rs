@@ -20,7 +20,12 @@ use crate::web::i18n::{Locale, PageTexts as _};
 use crate::web::views::{OidcConsentPage, PageContext, form_page};
 
 /// A JSON answer of a back-channel endpoint, never cached (RFC 6749 §5.1).
-fn json(status: StatusCode, body: &serde_json::Value) -> Response {
+fn json(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    // Serialized as it is (a claims map is not first copied into a `Value`).
+    let body = match serde_json::to_string(body) {
+        Ok(body) => body,
+        Err(e) => return WebError::Internal(format!("a JSON answer: {e}")).into_response(),
+    };
     let mut response = (
         status,
         [
@@ -28,7 +33,7 @@ fn json(status: StatusCode, body: &serde_json::Value) -> Response {
             (CACHE_CONTROL, HeaderValue::from_static("no-store")),
             (PRAGMA, HeaderValue::from_static("no-cache")),
         ],
-        body.to_string(),
+        body,
     )
         .into_response();
     response.extensions_mut().insert(OwnBody);
@@ -358,7 +363,7 @@ pub async fn userinfo(
     };
     let result = match token {
         Ok(token) => match state.oidc.userinfo(&token).await {
-            Ok(result) => result.map(|claims| serde_json::json!(claims)),
+            Ok(result) => result,
             Err(error) => return WebError::from(error).into_response(),
         },
         Err(e) => Err(e),
