@@ -7,10 +7,11 @@
 //!
 //! Today: password logins vs raw Argon2id; `/healthz` during a login storm; RSS idle and in the
 //! storm; CAS `serviceValidate` alone (a pool of tickets) and the SSO-hit CAS flow vs the
-//! SELECT+INSERT floor; OIDC code→token (RS256 and ES256, over pools of codes) vs the floor and
-//! vs raw RSA-2048 / P-256 signatures/s; refresh vs the floor; userinfo and introspection vs the
-//! SELECT floor; discovery and JWKS vs the static floor; 100,000 live SSO sessions (database
-//! bytes per session, RSS; seeded in bulk); start-up time.
+//! SELECT+INSERT floor; OIDC authorize with SSO (filling the pools of codes) and code→token
+//! (RS256 and ES256, over those pools) vs the floor and vs raw RSA-2048 / P-256 signatures/s;
+//! refresh vs the floor; userinfo and introspection vs the SELECT floor; discovery and JWKS vs
+//! the static floor; 100,000 live SSO sessions (database bytes per session, RSS; seeded in bulk,
+//! on SQLite or PostgreSQL); start-up time.
 //!
 //! Usage: cargo run --release --bin sesame-bench -- [--quick] [--sesame target/release/sesame]
 //!        [--json bench-results.json] [--sessions N] [--postgres URL]
@@ -556,20 +557,104 @@ struct SessionLoad {
     sso_hits_tried: u64,
 }
 
-/// Seeds `n` live sessions of the demo student straight into Sésame's SQLite file (the
-/// documented bulk path: 100,000 logins would take half an hour of Argon2 here), each with one
-/// application served, exactly as the login and CAS paths write them (the cookie's SHA-256,
-/// never the cookie). Then measures the database growth per session, the idle RSS, and that
-/// sessions picked at random give SSO tickets.
+/// Seeds `n` live sessions of the demo student straight into Sésame's database (the documented
+/// bulk path: 100,000 logins would take half an hour of Argon2 here), each with one application
+/// served, exactly as the login and CAS paths write them (the cookie's SHA-256, never the cookie).
+/// Then measures the database growth per session, the idle RSS, and that sessions picked at
+/// random give SSO tickets.
 async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
+    let now = {
+        use sesame::clock::Clock as _;
+        sesame::clock::SystemClock.unix_now()
+    };
+    let (before, after, cookies) = match &servers.postgres {
+        None => seed_sessions_sqlite(&servers.dir.join("data/sesame.db"), n, now).await,
+        Some((url, schema)) => seed_sessions_postgres(url, schema, n, now).await,
+    };
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = rss_kib(pid);
+    let http = client();
+    let service = format!("{}/demo/cas", servers.base);
+    let mut ok = 0;
+    for cookie in &cookies {
+        let hit = http
+            .get(format!("{}/cas/login", servers.base))
+            .query(&[("service", service.as_str())])
+            .header("cookie", format!("sesame={cookie}"))
+            .send()
+            .await
+            .ok()
+            .and_then(|r| r.headers().get("location").cloned())
+            .is_some_and(|l| l.to_str().unwrap_or("").contains("ticket=ST-"));
+        if hit {
+            ok += 1;
+        }
+    }
+    // A fresh `sesame serve` on this database (the demo process has hashed and served every
+    // flow): its idle RSS with the sessions stored.
+    let port = free_port();
+    let mut serve = Command::new(&servers.sesame_path);
+    serve
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("SESAME_DATA_DIR", servers.dir.join("data"))
+        .env("SESAME_KEYS__DIR", servers.dir.join("keys"))
+        .env(
+            "SESAME_SERVER__PUBLIC_URL",
+            format!("http://127.0.0.1:{port}/"),
+        )
+        .env("SESAME_LOG__LEVEL", "error")
+        .current_dir(&servers.dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some((url, schema)) = &servers.postgres {
+        serve
+            .env("SESAME_DATABASE__URL", url)
+            .env("SESAME_DATABASE__SCHEMA", schema);
+    }
+    let mut serve = serve.spawn().unwrap();
+    wait_until_up(&format!("http://127.0.0.1:{port}/healthz")).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let fresh_serve_rss_kib = rss_kib(serve.id());
+    let _ = Command::new("kill").arg(serve.id().to_string()).status();
+    let _ = serve.wait();
+    SessionLoad {
+        sessions: n,
+        database_bytes_per_session: (after - before) / n as f64,
+        rss_idle_kib: rss,
+        fresh_serve_rss_kib,
+        sso_hits_ok: ok,
+        sso_hits_tried: cookies.len() as u64,
+    }
+}
+
+/// A browser's `User-Agent`, as seeded sessions carry one.
+const AGENT: &str = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+                     Chrome/156.0 Safari/537.36";
+
+fn seeded_cookie() -> String {
+    format!("TGT-{}", OsEntropy.hex(20))
+}
+
+fn cookie_digest(cookie: &str) -> Vec<u8> {
     use aws_lc_rs::digest::{SHA256, digest};
+    digest(&SHA256, cookie.as_bytes()).as_ref().to_vec()
+}
+
+fn seeded_ip(batch: u64, i: u64) -> String {
+    format!("10.{}.{}.{}", batch % 250, i % 250, (i / 250) % 250)
+}
+
+/// The SQLite bulk path: batches of 1,000 sessions per transaction; the file's size (after a
+/// checkpoint) before and after, and 100 of the cookies.
+async fn seed_sessions_sqlite(db: &Path, n: u64, now: i64) -> (f64, f64, Vec<String>) {
     use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-    let db = servers.dir.join("data/sesame.db");
     let pool = SqlitePoolOptions::new()
         .max_connections(1)
         .connect_with(
             SqliteConnectOptions::new()
-                .filename(&db)
+                .filename(db)
                 .busy_timeout(Duration::from_secs(30)),
         )
         .await
@@ -594,17 +679,11 @@ async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
         .await
         .unwrap();
     let before = size(pool.clone()).await;
-    let now = {
-        use sesame::clock::Clock as _;
-        sesame::clock::SystemClock.unix_now()
-    };
-    let agent = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
-                 Chrome/156.0 Safari/537.36";
     let mut cookies = Vec::new();
     for batch in 0..n.div_ceil(1000) {
         let mut tx = pool.begin().await.unwrap();
         for i in 0..1000.min(n - batch * 1000) {
-            let cookie = format!("TGT-{}", OsEntropy.hex(20));
+            let cookie = seeded_cookie();
             let id = OsEntropy.token(12);
             sqlx::query(
                 "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
@@ -612,19 +691,14 @@ async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
                  VALUES (?, ?, ?, 'standard', ?, 'pwd', ?, ?, ?, ?, ?)",
             )
             .bind(&id)
-            .bind(digest(&SHA256, cookie.as_bytes()).as_ref().to_vec())
+            .bind(cookie_digest(&cookie))
             .bind(&account)
             .bind(now)
             .bind(now)
             .bind(now + 2 * 3600)
             .bind(now + 8 * 3600)
-            .bind(format!(
-                "10.{}.{}.{}",
-                batch % 250,
-                i % 250,
-                (i / 250) % 250
-            ))
-            .bind(agent)
+            .bind(seeded_ip(batch, i))
+            .bind(AGENT)
             .execute(&mut *tx)
             .await
             .unwrap();
@@ -646,57 +720,77 @@ async fn session_load(servers: &Servers, pid: u32, n: u64) -> SessionLoad {
     }
     let after = size(pool.clone()).await;
     pool.close().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss = rss_kib(pid);
-    let http = client();
-    let service = format!("{}/demo/cas", servers.base);
-    let mut ok = 0;
-    for cookie in &cookies {
-        let hit = http
-            .get(format!("{}/cas/login", servers.base))
-            .query(&[("service", service.as_str())])
-            .header("cookie", format!("sesame={cookie}"))
-            .send()
-            .await
-            .ok()
-            .and_then(|r| r.headers().get("location").cloned())
-            .is_some_and(|l| l.to_str().unwrap_or("").contains("ticket=ST-"));
-        if hit {
-            ok += 1;
-        }
-    }
-    // A fresh `sesame serve` on this database (the demo process has hashed and served every
-    // flow): its idle RSS with the sessions stored.
-    let port = free_port();
-    let mut serve = Command::new(&servers.sesame_path)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("SESAME_DATA_DIR", servers.dir.join("data"))
-        .env("SESAME_KEYS__DIR", servers.dir.join("keys"))
-        .env(
-            "SESAME_SERVER__PUBLIC_URL",
-            format!("http://127.0.0.1:{port}/"),
-        )
-        .env("SESAME_LOG__LEVEL", "error")
-        .current_dir(&servers.dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
+    (before, after, cookies)
+}
+
+/// The PostgreSQL bulk path: batches of 1,000 sessions per statement (`UNNEST`); the tables' size
+/// with their indexes (`pg_total_relation_size`, after `VACUUM`) before and after, and 100 of
+/// the cookies.
+async fn seed_sessions_postgres(
+    url: &str,
+    schema: &str,
+    n: u64,
+    now: i64,
+) -> (f64, f64, Vec<String>) {
+    use sqlx::Executor as _;
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+        .await
         .unwrap();
-    wait_until_up(&format!("http://127.0.0.1:{port}/healthz")).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let fresh_serve_rss_kib = rss_kib(serve.id());
-    let _ = Command::new("kill").arg(serve.id().to_string()).status();
-    let _ = serve.wait();
-    SessionLoad {
-        sessions: n,
-        database_bytes_per_session: (after - before) / n as f64,
-        rss_idle_kib: rss,
-        fresh_serve_rss_kib,
-        sso_hits_ok: ok,
-        sso_hits_tried: cookies.len() as u64,
+    conn.execute(sqlx::AssertSqlSafe(format!("SET search_path TO {schema}")))
+        .await
+        .unwrap();
+    let account: String = sqlx::query_scalar("SELECT id FROM accounts WHERE login = $1")
+        .bind(USER)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    async fn size(conn: &mut sqlx::PgConnection) -> f64 {
+        conn.execute("VACUUM sessions, session_services")
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "SELECT pg_total_relation_size('sessions') \
+             + pg_total_relation_size('session_services')",
+        )
+        .fetch_one(conn)
+        .await
+        .unwrap() as f64
     }
+    let before = size(&mut conn).await;
+    let mut cookies = Vec::new();
+    for batch in 0..n.div_ceil(1000) {
+        let (mut ids, mut digests, mut ips) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..1000.min(n - batch * 1000) {
+            let cookie = seeded_cookie();
+            ids.push(OsEntropy.token(12));
+            digests.push(cookie_digest(&cookie));
+            ips.push(seeded_ip(batch, i));
+            if cookies.len() < 100 && i % 97 == 0 {
+                cookies.push(cookie);
+            }
+        }
+        sqlx::query(
+            "WITH s AS (INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
+             last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+             SELECT u.id, u.digest, $4, 'standard', $5, 'pwd', $5, $6, $7, u.ip, $8 \
+             FROM UNNEST($1::text[], $2::bytea[], $3::text[]) AS u(id, digest, ip) RETURNING id) \
+             INSERT INTO session_services (session_id, protocol, service, first_at, last_at) \
+             SELECT id, 'cas', 'demo', $5, $5 FROM s",
+        )
+        .bind(ids)
+        .bind(digests)
+        .bind(ips)
+        .bind(&account)
+        .bind(now)
+        .bind(now + 2 * 3600)
+        .bind(now + 8 * 3600)
+        .bind(AGENT)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let after = size(&mut conn).await;
+    (before, after, cookies)
 }
 
 /// The floor server (`sesame-bench floor PORT DB`): axum + sqlx on SQLite with Sésame's settings
@@ -1085,6 +1179,7 @@ async fn main() {
     let mut healthz_plain = Vec::new();
     let mut rsa_sigs = Vec::new();
     let mut ec_sigs = Vec::new();
+    let mut authorizations = Vec::new();
     let mut token_rs = Vec::new();
     let mut token_es = Vec::new();
     let mut refreshes = Vec::new();
@@ -1116,12 +1211,12 @@ async fn main() {
             }
         }
         if options.wants("login") {
-            // Argon2 ceiling, then the login storm (with /healthz probed meanwhile).
-            argon.push(
-                tokio::task::spawn_blocking(move || argon2_baseline(round))
-                    .await
-                    .unwrap(),
-            );
+            // Argon2 ceiling, then the login storm (with /healthz probed meanwhile), then the
+            // ceiling again: the storm is compared with the mean of the two that bracket it, as
+            // this kind of machine drifts by a fifth within a minute.
+            let before = tokio::task::spawn_blocking(move || argon2_baseline(round))
+                .await
+                .unwrap();
             let probe_stop = Arc::new(AtomicBool::new(false));
             let probe = {
                 let (http, base, stop) = (http.clone(), base.clone(), probe_stop.clone());
@@ -1156,6 +1251,20 @@ async fn main() {
             let (hist, max_rss) = probe.await.unwrap();
             rss_storm = rss_storm.max(max_rss);
             health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0));
+            let after = tokio::task::spawn_blocking(move || argon2_baseline(round))
+                .await
+                .unwrap();
+            argon.push((before + after) / 2.0);
+            // Each round's figures, for a reader wondering how far the rounds spread.
+            if let Some(storm) = logins.last() {
+                eprintln!(
+                    "  argon2 {before:.1}/s and {after:.1}/s, logins {:.1}/s ({:.2}), server CPU \
+                     {:.0} µs/login",
+                    storm.per_second,
+                    storm.per_second * 2.0 / (before + after),
+                    storm.cpu_us_per_request
+                );
+            }
         }
 
         // Activation end to end: dossier pair, contact, the code from the outbox, password.
@@ -1316,22 +1425,31 @@ async fn main() {
             // round last 11 minutes).
             let code_pool = if options.quick { 3_000 } else { 16_000 };
             for (client, into) in [(RS_CLIENT, &mut token_rs), (ES_CLIENT, &mut token_es)] {
+                // The pool is filled by SSO authorizations, timed as the authorize flow: each
+                // virtual user asks for its share of the codes (the round's length only bounds it).
                 let codes = Arc::new(Mutex::new(Vec::with_capacity(code_pool)));
-                let mut fill = Vec::new();
-                for user in &signed_in {
-                    let (user, codes) = (user.clone(), codes.clone());
-                    fill.push(tokio::spawn(async move {
-                        let user = user.lock().await;
-                        for _ in 0..code_pool / workers {
-                            if let Some(c) = user.oidc_code(client).await {
+                let (users5, codes5) = (signed_in.clone(), codes.clone());
+                let asked = Arc::new(AtomicU64::new(0));
+                authorizations.push(
+                    drive(workers, round * 10, Some(pid), move |w| {
+                        let (user, codes, asked) =
+                            (users5[w].clone(), codes5.clone(), asked.clone());
+                        async move {
+                            if asked.fetch_add(1, Ordering::Relaxed) >= code_pool as u64 {
+                                return None;
+                            }
+                            let watch = Stopwatch::start();
+                            let code = user.lock().await.oidc_code(client).await;
+                            let elapsed = watch.elapsed();
+                            let ok = code.is_some();
+                            if let Some(c) = code {
                                 codes.lock().await.push(c);
                             }
+                            Some((elapsed, ok))
                         }
-                    }));
-                }
-                for f in fill {
-                    f.await.unwrap();
-                }
+                    })
+                    .await,
+                );
                 let (http5, base5, secrets5) = (http.clone(), base.clone(), secrets.clone());
                 let (refresh5, access5) = (refresh_pool.clone(), access_pool.clone());
                 into.push(
@@ -1484,8 +1602,8 @@ async fn main() {
     let seeded = options
         .sessions
         .unwrap_or(if options.quick { 10_000 } else { 100_000 });
-    // The bulk path writes Sésame's SQLite file; on PostgreSQL it is not measured.
-    let load = if servers.postgres.is_none() && options.wants("sessions") {
+    // The bulk path writes Sésame's database directly (SQLite file or PostgreSQL schema).
+    let load = if options.wants("sessions") {
         session_load(&servers, pid, seeded).await
     } else {
         SessionLoad::default()
@@ -1503,6 +1621,7 @@ async fn main() {
     let plain = median_measure(&healthz_plain);
     let rsa = median(rsa_sigs);
     let ec = median(ec_sigs);
+    let authorize = median_measure(&authorizations);
     let token_rs = median_measure(&token_rs);
     let token_es = median_measure(&token_es);
     let refresh = median_measure(&refreshes);
@@ -1515,7 +1634,7 @@ async fn main() {
         (
             "password login (GET form + POST)",
             login.per_second,
-            "Argon2id hashes/s".into(),
+            "Argon2id hashes/s (mean of the two around each storm)".into(),
             argon,
             &login,
             "≥ 0.9",
@@ -1543,6 +1662,14 @@ async fn main() {
             write.per_second,
             &sso,
             "≥ 0.5",
+        ),
+        (
+            "OIDC authorize with SSO (302 with a code)",
+            authorize.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &authorize,
+            "—",
         ),
         (
             "OIDC code→token, ES256 (code pool)",
@@ -1648,9 +1775,7 @@ async fn main() {
         cores(),
         rss_idle / 1024 + cores() as u64 * 19 + 32
     );
-    if servers.postgres.is_some() {
-        println!("- live SSO sessions: not measured on PostgreSQL (the bulk path writes SQLite)");
-    } else {
+    if load.sessions > 0 {
         println!(
             "- {} live SSO sessions (seeded): {:.0} bytes each in the database (target ≤ 1 KB); \
              idle RSS of a fresh `sesame serve` with them {} MiB (target ≤ 50 MiB; the demo \
@@ -1711,6 +1836,7 @@ async fn main() {
     json.insert("raw_rsa2048_signatures_per_second", serde_json::json!(rsa));
     json.insert("raw_p256_signatures_per_second", serde_json::json!(ec));
     json.insert("oidc_token_rs256", serde_json::to_value(&token_rs).unwrap());
+    json.insert("oidc_authorize", serde_json::to_value(&authorize).unwrap());
     json.insert("oidc_token_es256", serde_json::to_value(&token_es).unwrap());
     json.insert("oidc_refresh", serde_json::to_value(&refresh).unwrap());
     json.insert("oidc_userinfo", serde_json::to_value(&userinfo).unwrap());
