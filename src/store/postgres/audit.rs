@@ -47,12 +47,11 @@ impl AuditStore for PostgresStore {
         for event in events {
             columns.push(event);
         }
-        let mut ids = sqlx::query_scalar::<_, i64>(
-            "INSERT INTO audit_events \
-             (at, actor, action, subject, source, user_agent, request_id, details) \
+        let mut ids = sqlx::query_scalar::<_, i64>(AssertSqlSafe(format!(
+            "INSERT INTO audit_events ({EVENT_COLUMNS}) \
              SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], \
-             $6::text[], $7::text[], $8::text[]) RETURNING id",
-        )
+             $6::text[], $7::text[], $8::text[]) RETURNING id"
+        )))
         .bind(columns.at)
         .bind(columns.actor)
         .bind(columns.action)
@@ -104,18 +103,29 @@ struct EventArrays {
 
 impl EventArrays {
     fn push(&mut self, event: &NewAuditEvent) {
-        self.at.push(event.at);
-        self.actor.push(event.actor.to_string());
-        self.action.push(event.action.as_str());
+        let (at, actor, action, details) = stored_values(event);
+        self.at.push(at);
+        self.actor.push(actor);
+        self.action.push(action);
         self.subject.push(event.subject.clone());
         self.source.push(event.source.clone());
         self.user_agent.push(event.user_agent.clone());
         self.request_id.push(event.request_id.clone());
-        self.details.push(event.details.to_string());
+        self.details.push(details);
     }
 }
 
-/// Writes an audit event through `executor` (the pool, or another room's transaction).
+/// The stored form of an event's typed values: `at`, `actor`, `action` and `details` (the other
+/// columns are its optional strings as they are).
+pub(super) fn stored_values(event: &NewAuditEvent) -> (i64, String, &'static str, String) {
+    (
+        event.at,
+        event.actor.to_string(),
+        event.action.as_str(),
+        event.details.to_string(),
+    )
+}
+
 /// The columns of an event, for an `INSERT INTO audit_events ({EVENT_COLUMNS}) SELECT …` inside
 /// another statement; [`bind_event`] binds their values.
 pub(super) const EVENT_COLUMNS: &str =
@@ -126,17 +136,19 @@ pub(super) fn bind_event<'q>(
     query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
     event: &'q NewAuditEvent,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let (at, actor, action, details) = stored_values(event);
     query
-        .bind(event.at)
-        .bind(event.actor.to_string())
-        .bind(event.action.as_str())
+        .bind(at)
+        .bind(actor)
+        .bind(action)
         .bind(&event.subject)
         .bind(&event.source)
         .bind(&event.user_agent)
         .bind(&event.request_id)
-        .bind(event.details.to_string())
+        .bind(details)
 }
 
+/// Writes an audit event through `executor` (the pool, or another room's transaction).
 pub(super) async fn insert_event<'c>(
     executor: impl sqlx::PgExecutor<'c>,
     event: &NewAuditEvent,

@@ -5,6 +5,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 
 use super::PostgresStore;
 use super::accounts::account;
+use super::audit::{EVENT_COLUMNS, stored_values};
 use super::lockout::{bind_count, count_statement, counter};
 use super::mfa::{FACTOR_COUNTS, factors_of};
 use super::sessions::{INSERT_ACTIVE_SESSION, bind_new_session};
@@ -123,6 +124,8 @@ impl LoginStore for PostgresStore {
         login: &SuccessfulLogin<'_>,
     ) -> Result<(), StorageError> {
         let (s, event) = (login.session, login.event);
+        // The event's columns (EVENT_COLUMNS), as `bind_event` binds them; this query is scalar.
+        let (at, actor, action, details) = stored_values(event);
         // One statement, so one round trip and one commit. The session is inserted only for an
         // account still active; the last login and the event are written only with it.
         let inserted: i64 = bind_new_session(
@@ -131,8 +134,7 @@ impl LoginStore for PostgresStore {
                  opened AS ({INSERT_ACTIVE_SESSION} RETURNING account_id), \
                  noted AS (UPDATE accounts SET last_login_at = $5, last_login_from = $13 \
                    WHERE id IN (SELECT account_id FROM opened)), \
-                 audited AS (INSERT INTO audit_events \
-                   (at, actor, action, subject, source, user_agent, request_id, details) \
+                 audited AS (INSERT INTO audit_events ({EVENT_COLUMNS}) \
                    SELECT $14, $15, $16, $17, $18, $19, $20, $21 FROM opened) \
                  SELECT COUNT(*) FROM opened"
             ))),
@@ -141,14 +143,14 @@ impl LoginStore for PostgresStore {
         )
         .bind(login.clear_counter)
         .bind(login.from)
-        .bind(event.at)
-        .bind(event.actor.to_string())
-        .bind(event.action.as_str())
+        .bind(at)
+        .bind(actor)
+        .bind(action)
         .bind(&event.subject)
         .bind(&event.source)
         .bind(&event.user_agent)
         .bind(&event.request_id)
-        .bind(event.details.to_string())
+        .bind(details)
         .fetch_one(&self.pool)
         .await
         .map_err(storage_error)?;
