@@ -256,9 +256,10 @@ pub trait AuditStore: Send + Sync {
 ///
 /// Events recorded concurrently are written together (group commit): the first caller writes
 /// every event waiting at that moment in one statement, the others wait for that commit or write
-/// the next group (at most [`GROUP_WRITERS`] groups at once, ADR 0017). [`Auditor::record`] still returns only once its event is committed, so
-/// an audited action is never reported done before its record is durable; on SQLite a storm of
-/// CAS validations pays one commit for many audit events instead of one each (ADR 0017).
+/// the next group (at most [`GROUP_WRITERS`] groups at once). [`Auditor::record`] still returns
+/// only once its event is committed, so an audited action is never reported done before its
+/// record is durable; a storm of CAS validations pays one commit for many audit events instead of
+/// one each (ADR 0017).
 pub struct Auditor {
     store: Arc<dyn AuditStore>,
     clock: Arc<dyn Clock>,
@@ -285,7 +286,7 @@ type Waiting = (
     tokio::sync::oneshot::Sender<Result<i64, StorageError>>,
 );
 
-/// At most this many events in one transaction.
+/// At most this many events in one write.
 const GROUP_LIMIT: usize = 256;
 
 /// At most this many groups written at once.
