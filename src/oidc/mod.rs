@@ -649,8 +649,8 @@ pub enum CodeRedemption {
 /// What presenting a refresh token did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
-    /// Rotated: the old one is spent, the new ones stored.
-    Rotated(Grant),
+    /// Rotated: the old one is spent, the new ones stored (in the old one's grant).
+    Rotated,
     /// Spent before: the whole family was revoked (RFC 9700 §4.14.2).
     Replayed,
     Unknown,
@@ -665,14 +665,19 @@ pub trait OidcStore: Send + Sync {
         code: &StoredCode,
         now: i64,
     ) -> Result<(), StorageError>;
+    /// A code not used yet (expired or not), read without spending it (ADR 0020): what the
+    /// checks of the token request look at before [`Self::issue_grant`] spends it.
+    async fn find_code(&self, digest: &[u8]) -> Result<Option<StoredCode>, StorageError>;
     /// Spends a code, in one write (ADR 0020): the first caller wins and is told whether the
     /// code's account is still active and its session alive. A code used before is marked
     /// replayed and revokes the grant it produced (RFC 6749 §4.1.2). An expired code is still
-    /// spent.
+    /// spent. The path of a refused or failed redemption; a successful one spends its code in
+    /// [`Self::issue_grant`].
     async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError>;
-    /// Stores a grant, its first tokens and the audit event of their issue, in one write, tied
-    /// to the code it was made from (if any). [`StorageError::Conflict`] if that code was
-    /// replayed since it was taken, or the grant's session ended meanwhile: nothing is stored.
+    /// Stores a grant, its first tokens and the audit event of their issue, in one write. Made
+    /// from a code (`code_digest`), the same write spends that code, and only while it is unused,
+    /// its account active and its session alive: otherwise [`StorageError::Conflict`], and
+    /// nothing changes (the code included).
     async fn issue_grant(
         &self,
         grant: &Grant,

@@ -133,6 +133,17 @@ pub struct OidcServer {
 }
 
 /// A bearer value's stored digest.
+/// Why a code presented to the token endpoint gives no grant.
+#[derive(Debug, Clone, Copy)]
+enum Unspent<'a> {
+    /// Not found unused: used before, or unknown.
+    NotFound,
+    /// Refused by a check of RFC 6749 §4.1.3 or PKCE.
+    Refused(&'a str),
+    /// Found and accepted, but no longer unused, or its account or session ended, at the write.
+    Conflict,
+}
+
 fn digest_of(value: &str) -> [u8; 32] {
     SecretToken::new(value.to_string()).digest()
 }
@@ -468,7 +479,6 @@ impl OidcServer {
         client: &OidcClient,
         form: &Params,
     ) -> Result<Result<Value, OAuthError>, StorageError> {
-        let invalid = |d: &str| Ok(Err(OAuthError::new("invalid_grant", d)));
         let (code, redirect_uri, verifier) = match (
             form_value(form, "code"),
             form_value(form, "redirect_uri"),
@@ -482,25 +492,14 @@ impl OidcServer {
         };
         let now = self.clock.unix_now();
         let digest = digest_of(code);
-        // Two writes (ADR 0020): the code is spent, then the grant with its tokens and the audit
-        // event are stored.
-        let (stored, live) = match self.store.take_code(&digest, now).await? {
-            CodeRedemption::Redeemed { code, live } => (*code, live),
-            CodeRedemption::Replayed { grant_revoked } => {
-                // RFC 6749 §4.1.2: a code used twice revokes what it gave (RFC 9700 §4.14.2).
-                self.audit
-                    .record(
-                        Actor::System,
-                        AuditAction::OidcReplayDetected,
-                        None,
-                        json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
-                    )
-                    .await?;
-                return invalid("the code was already used");
-            }
-            CodeRedemption::Unknown => return invalid("unknown or expired code"),
+        // One read, then one write (ADR 0020): the code is checked as it was read, and spent by
+        // the write that stores the grant with its tokens and the audit event.
+        let Some(stored) = self.store.find_code(&digest).await? else {
+            // Used before (a replay), or unknown.
+            return self
+                .spend_code(client, &digest, now, Unspent::NotFound)
+                .await;
         };
-        // Every check below fails with the code already spent.
         let refusal = if stored.expires_at <= now {
             Some("the code has expired")
         } else if stored.client_id != client.id {
@@ -518,12 +517,11 @@ impl OidcServer {
                 (None, None) => None,
             }
         };
-        let refusal = match refusal {
-            None if !live => Some("the account is no longer active, or the session has ended"),
-            refusal => refusal,
-        };
         if let Some(reason) = refusal {
-            return invalid(reason);
+            // A refused code is spent all the same: it cannot be tried again.
+            return self
+                .spend_code(client, &digest, now, Unspent::Refused(reason))
+                .await;
         }
         let grant = Grant {
             id: self.entropy.hex(16),
@@ -550,10 +548,13 @@ impl OidcServer {
             .await
         {
             Ok(()) => {}
-            // Since the code was taken, it was presented again (RFC 6749 §4.1.2: the replay
-            // wins, nothing is issued), or its session ended (logout, reset…).
+            // Since it was read, the code was used (by a concurrent request: this one is its
+            // replay), its session ended (logout, reset…) or its account was deactivated: nothing
+            // was stored, and the code is spent now, telling which.
             Err(StorageError::Conflict) => {
-                return invalid("the code was used again, or the session has ended");
+                return self
+                    .spend_code(client, &digest, now, Unspent::Conflict)
+                    .await;
             }
             Err(e) => return Err(e),
         }
@@ -561,6 +562,43 @@ impl OidcServer {
         let id_token =
             self.id_token(client, &grant, stored.nonce.as_deref(), &issued.access, now)?;
         Ok(Ok(issued.response(&grant, Some(id_token))))
+    }
+
+    /// Spends a code that gives nothing, and says why: a replay for a code used before
+    /// (RFC 6749 §4.1.2: it revokes what the code gave, RFC 9700 §4.14.2); otherwise the
+    /// refusal of the checks, or what the account or session no longer allow.
+    async fn spend_code(
+        &self,
+        client: &OidcClient,
+        digest: &[u8],
+        now: i64,
+        why: Unspent<'_>,
+    ) -> Result<Result<Value, OAuthError>, StorageError> {
+        let invalid = |d: &str| Ok(Err(OAuthError::new("invalid_grant", d)));
+        match self.store.take_code(digest, now).await? {
+            CodeRedemption::Redeemed { live, .. } => invalid(match why {
+                Unspent::Refused(reason) => reason,
+                _ if !live => "the account is no longer active, or the session has ended",
+                _ => "the code could not be redeemed",
+            }),
+            CodeRedemption::Replayed { grant_revoked } => {
+                self.audit
+                    .record(
+                        Actor::System,
+                        AuditAction::OidcReplayDetected,
+                        None,
+                        json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
+                    )
+                    .await?;
+                invalid("the code was already used")
+            }
+            CodeRedemption::Unknown => invalid(match why {
+                Unspent::Refused(reason) => reason,
+                // Gone with its session since it was read.
+                Unspent::Conflict => "the session has ended",
+                Unspent::NotFound => "unknown or expired code",
+            }),
+        }
     }
 
     async fn refresh(
@@ -640,7 +678,7 @@ impl OidcServer {
             .rotate_refresh_token(&digest, &client.id, &issued.rows, now, Some(&event))
             .await?
         {
-            RefreshOutcome::Rotated(_) => {}
+            RefreshOutcome::Rotated => {}
             _ => return invalid("the refresh token was already used"),
         }
         // OIDC Core §12.2: a new ID token, same auth_time, no nonce.

@@ -754,14 +754,14 @@ async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: A
         }
     };
 
-    // Taken once, with its account active; its grant, tokens and event stored at once.
-    assert_eq!(
-        store.take_code(&[1; 32], 120).await.unwrap(),
-        CodeRedemption::Redeemed {
-            code: Box::new(stored_code("acc-1", "s-1")),
-            live: true
-        }
-    );
+    // Read without being spent, then spent by the write that stores its grant, tokens and
+    // event at once.
+    for _ in 0..2 {
+        assert_eq!(
+            store.find_code(&[1; 32]).await.unwrap(),
+            Some(stored_code("acc-1", "s-1"))
+        );
+    }
     store
         .issue_grant(
             &user_grant("g-1", Some("s-1")),
@@ -773,6 +773,22 @@ async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: A
         .unwrap();
     assert_eq!(live_token(10).await.as_deref(), Some("g-1"));
     assert_eq!(live_token(11).await.as_deref(), Some("g-1"));
+    assert_eq!(issued_events(&store).await, [1]);
+    // Spent: no longer found, and a second grant from it is refused, storing nothing.
+    assert_eq!(store.find_code(&[1; 32]).await.unwrap(), None);
+    let refused = store
+        .issue_grant(
+            &user_grant("g-1b", Some("s-1")),
+            &token_pair(12),
+            Some(&[1; 32]),
+            &issued_event(12),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Conflict)),
+        "{refused:?}"
+    );
+    assert_eq!(live_token(12).await, None);
     assert_eq!(issued_events(&store).await, [1]);
     // RFC 6749 §4.1.2: presented again, it revokes what it gave; and again, nothing is left.
     assert_eq!(
@@ -790,17 +806,14 @@ async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: A
         }
     );
 
-    // Replayed between its taking and its grant: the grant is refused, nothing is stored.
+    // Taken (a refusal, or a concurrent request) between its reading and its grant: the grant
+    // is refused, nothing is stored.
+    assert!(store.find_code(&[2; 32]).await.unwrap().is_some());
     assert!(matches!(
         store.take_code(&[2; 32], 120).await.unwrap(),
         CodeRedemption::Redeemed { live: true, .. }
     ));
-    assert_eq!(
-        store.take_code(&[2; 32], 121).await.unwrap(),
-        CodeRedemption::Replayed {
-            grant_revoked: false
-        }
-    );
+    assert_eq!(store.find_code(&[2; 32]).await.unwrap(), None);
     let refused = store
         .issue_grant(
             &user_grant("g-2", Some("s-1")),
@@ -815,12 +828,16 @@ async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: A
     );
     assert_eq!(live_token(20).await, None);
     assert_eq!(issued_events(&store).await, [1]);
+    assert_eq!(
+        store.take_code(&[2; 32], 121).await.unwrap(),
+        CodeRedemption::Replayed {
+            grant_revoked: false
+        }
+    );
 
-    // A session that ends between the taking and the grant: refused, nothing stored.
-    assert!(matches!(
-        store.take_code(&[4; 32], 120).await.unwrap(),
-        CodeRedemption::Redeemed { live: true, .. }
-    ));
+    // A session that ends between the reading and the grant: refused, nothing stored; the code
+    // went with its session.
+    assert!(store.find_code(&[4; 32]).await.unwrap().is_some());
     assert!(store.delete_session("acc-1", "s-2").await.unwrap());
     let refused = store
         .issue_grant(
@@ -835,7 +852,9 @@ async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: A
         "{refused:?}"
     );
     assert_eq!(live_token(40).await, None);
+    assert_eq!(store.find_code(&[4; 32]).await.unwrap(), None);
     // An unknown code.
+    assert_eq!(store.find_code(&[9; 32]).await.unwrap(), None);
     assert_eq!(
         store.take_code(&[9; 32], 120).await.unwrap(),
         CodeRedemption::Unknown
@@ -853,12 +872,28 @@ async fn a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant(store: A
     assert_eq!(live_token(50).await.as_deref(), Some("g-5"));
     assert_eq!(live_token(51).await, None);
     assert_eq!(issued_events(&store).await, [1, 5]);
-    // The code of an account no longer active is spent all the same, and said not live.
+    // The code of an account no longer active gives no grant and stays unspent by that
+    // refusal; taken, it is spent all the same, and said not live.
     let mut unit = store.begin_provisioning().await.unwrap();
     unit.set_account_state("acc-1", crate::accounts::AccountState::Pending, None, 125)
         .await
         .unwrap();
     unit.commit().await.unwrap();
+    let refused = store
+        .issue_grant(
+            &user_grant("g-3", Some("s-3")),
+            &token_pair(30),
+            Some(&[3; 32]),
+            &issued_event(3),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(StorageError::Conflict)),
+        "{refused:?}"
+    );
+    assert_eq!(live_token(30).await, None);
+    assert_eq!(issued_events(&store).await, [1, 5]);
+    assert!(store.find_code(&[3; 32]).await.unwrap().is_some());
     assert!(matches!(
         store.take_code(&[3; 32], 126).await.unwrap(),
         CodeRedemption::Redeemed { live: false, .. }
@@ -884,7 +919,6 @@ async fn a_refresh_token_rotates_once_with_its_event_and_a_replay_revokes_its_fa
         .insert_code(&[1; 32], &stored_code("acc-1", "s-1"), 100)
         .await
         .unwrap();
-    store.take_code(&[1; 32], 120).await.unwrap();
     store
         .issue_grant(
             &user_grant("g-1", Some("s-1")),
@@ -941,7 +975,7 @@ async fn a_refresh_token_rotates_once_with_its_event_and_a_replay_revokes_its_fa
             )
             .await
             .unwrap(),
-        RefreshOutcome::Rotated(user_grant("g-1", Some("s-1")))
+        RefreshOutcome::Rotated
     );
     assert_eq!(live_token(20).await.as_deref(), Some("g-1"));
     assert_eq!(live_token(21).await.as_deref(), Some("g-1"));

@@ -51,6 +51,26 @@ fn token_arrays(tokens: &[NewToken]) -> (Vec<Vec<u8>>, Vec<&'static str>, Vec<i6
 const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.session_id, g.scope, \
     g.auth_time, g.amr, g.acr, g.created_at, g.expires_at";
 
+/// What a code was issued for, as [`code_of`] reads it.
+const CODE_COLUMNS: &str = "client_id, redirect_uri, account_id, session_id, scope, nonce, \
+    code_challenge, auth_time, amr, acr, expires_at";
+
+fn code_of(row: &PgRow) -> Result<StoredCode, StorageError> {
+    Ok(StoredCode {
+        client_id: row.try_get("client_id").map_err(storage_error)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
+        account_id: row.try_get("account_id").map_err(storage_error)?,
+        session_id: row.try_get("session_id").map_err(storage_error)?,
+        scope: row.try_get("scope").map_err(storage_error)?,
+        nonce: row.try_get("nonce").map_err(storage_error)?,
+        code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
+        auth_time: row.try_get("auth_time").map_err(storage_error)?,
+        amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+        acr: row.try_get("acr").map_err(storage_error)?,
+        expires_at: row.try_get("expires_at").map_err(storage_error)?,
+    })
+}
+
 #[async_trait]
 impl ClientStore for PostgresStore {
     async fn list_oidc_clients(&self) -> Result<Vec<OidcClient>, StorageError> {
@@ -118,46 +138,43 @@ impl ClientStore for PostgresStore {
 
 #[async_trait]
 impl OidcStore for PostgresStore {
+    async fn find_code(&self, digest: &[u8]) -> Result<Option<StoredCode>, StorageError> {
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CODE_COLUMNS} FROM oidc_codes WHERE digest = $1 AND redeemed_at IS NULL"
+        )))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .map(|row| code_of(&row))
+        .transpose()
+    }
+
     async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
         // One statement (ADR 0020): the code spent, with whether its account is active and its
         // session alive.
-        let row = sqlx::query(
+        let row = sqlx::query(AssertSqlSafe(format!(
             "WITH taken AS (UPDATE oidc_codes SET redeemed_at = $2 \
-             WHERE digest = $1 AND redeemed_at IS NULL \
-             RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
-             code_challenge, auth_time, amr, acr, expires_at) \
+             WHERE digest = $1 AND redeemed_at IS NULL RETURNING {CODE_COLUMNS}) \
              SELECT t.*, \
              EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.account_id AND a.state = 'active') \
              AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = t.session_id) AS live \
-             FROM taken t",
-        )
+             FROM taken t"
+        )))
         .bind(digest)
         .bind(now)
         .fetch_optional(&self.pool)
         .await
         .map_err(storage_error)?;
         if let Some(row) = row {
-            let code = StoredCode {
-                client_id: row.try_get("client_id").map_err(storage_error)?,
-                redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
-                account_id: row.try_get("account_id").map_err(storage_error)?,
-                session_id: row.try_get("session_id").map_err(storage_error)?,
-                scope: row.try_get("scope").map_err(storage_error)?,
-                nonce: row.try_get("nonce").map_err(storage_error)?,
-                code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
-                auth_time: row.try_get("auth_time").map_err(storage_error)?,
-                amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
-                acr: row.try_get("acr").map_err(storage_error)?,
-                expires_at: row.try_get("expires_at").map_err(storage_error)?,
-            };
             return Ok(CodeRedemption::Redeemed {
-                code: Box::new(code),
+                code: Box::new(code_of(&row)?),
                 live: row.try_get("live").map_err(storage_error)?,
             });
         }
         // RFC 6749 §4.1.2: used before. Two statements, in this order: the mark first (it waits
-        // for an `issue_grant` holding the code's row, or makes it insert nothing), then the
-        // revocation, which sees the grant of an `issue_grant` that went first.
+        // for an `issue_grant` holding the code's row), then the revocation, which sees the
+        // grant of an `issue_grant` that went first.
         let replayed = sqlx::query(
             "UPDATE oidc_codes SET replayed_at = COALESCE(replayed_at, $2) WHERE digest = $1",
         )
@@ -190,12 +207,16 @@ impl OidcStore for PostgresStore {
         code_digest: Option<&[u8]>,
         event: &NewAuditEvent,
     ) -> Result<(), StorageError> {
-        // One statement: the grant (only while its code is not marked replayed: the code's row
-        // is held until the commit, see `take_code`), its tokens and the event.
+        // One statement: the code spent (while unused, its account active and its session
+        // alive; its row stays locked until the commit, see `take_code`), the grant, its tokens
+        // and the event. Without its code spent, nothing is inserted.
         let (digests, kinds, expiries) = token_arrays(tokens);
         let query = sqlx::query(AssertSqlSafe(format!(
-            "WITH code AS (SELECT digest FROM oidc_codes \
-             WHERE digest = $11 AND replayed_at IS NULL FOR UPDATE), \
+            "WITH code AS (UPDATE oidc_codes c SET redeemed_at = $9 \
+             WHERE c.digest = $11 AND c.redeemed_at IS NULL \
+             AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = c.account_id \
+                         AND a.state = 'active') \
+             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = c.session_id) RETURNING c.digest), \
              g AS (INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, \
              auth_time, amr, acr, created_at, expires_at, code_digest) \
              SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 \
@@ -228,7 +249,8 @@ impl OidcStore for PostgresStore {
             .try_get("issued")
             .map_err(storage_error)?;
         if issued == 0 {
-            // The code was replayed (or is gone with its session) since it was taken.
+            // The code was used (or is gone with its session, or its account was deactivated)
+            // since it was read.
             return Err(StorageError::Conflict);
         }
         Ok(())
@@ -243,7 +265,7 @@ impl OidcStore for PostgresStore {
         event: Option<&NewAuditEvent>,
     ) -> Result<RefreshOutcome, StorageError> {
         if !successors.is_empty() {
-            // One statement: the token spent, its successors, the event, and the grant read.
+            // One statement: the token spent, its successors and the event.
             let (digests, kinds, expiries) = token_arrays(successors);
             let audited = event
                 .map(|_| {
@@ -263,7 +285,7 @@ impl OidcStore for PostgresStore {
                  SELECT x.digest, spent.grant_id, x.kind, x.expires_at, $2 FROM spent, \
                  UNNEST($4::BYTEA[], $5::TEXT[], $6::BIGINT[]) AS x (digest, kind, expires_at)) \
                  {audited} \
-                 SELECT {GRANT_COLUMNS} FROM oidc_grants g JOIN spent ON spent.grant_id = g.id"
+                 SELECT grant_id FROM spent"
             )))
             .bind(digest)
             .bind(now)
@@ -275,12 +297,13 @@ impl OidcStore for PostgresStore {
                 Some(event) => bind_event(query, event),
                 None => query,
             };
-            if let Some(row) = query
+            if query
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(storage_error)?
+                .is_some()
             {
-                return Ok(RefreshOutcome::Rotated(grant_of(&row)?));
+                return Ok(RefreshOutcome::Rotated);
             }
         }
         // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.

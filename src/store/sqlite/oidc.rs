@@ -41,6 +41,26 @@ fn grant_of(row: &SqliteRow) -> Result<Grant, StorageError> {
 const GRANT_COLUMNS: &str = "g.id, g.client_id, g.account_id, g.session_id, g.scope, \
     g.auth_time, g.amr, g.acr, g.created_at, g.expires_at";
 
+/// What a code was issued for, as [`code_of`] reads it.
+const CODE_COLUMNS: &str = "client_id, redirect_uri, account_id, session_id, scope, nonce, \
+    code_challenge, auth_time, amr, acr, expires_at";
+
+fn code_of(row: &SqliteRow) -> Result<StoredCode, StorageError> {
+    Ok(StoredCode {
+        client_id: row.try_get("client_id").map_err(storage_error)?,
+        redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
+        account_id: row.try_get("account_id").map_err(storage_error)?,
+        session_id: row.try_get("session_id").map_err(storage_error)?,
+        scope: row.try_get("scope").map_err(storage_error)?,
+        nonce: row.try_get("nonce").map_err(storage_error)?,
+        code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
+        auth_time: row.try_get("auth_time").map_err(storage_error)?,
+        amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
+        acr: row.try_get("acr").map_err(storage_error)?,
+        expires_at: row.try_get("expires_at").map_err(storage_error)?,
+    })
+}
+
 #[async_trait]
 impl ClientStore for SqliteStore {
     async fn list_oidc_clients(&self) -> Result<Vec<OidcClient>, StorageError> {
@@ -112,6 +132,19 @@ impl ClientStore for SqliteStore {
 
 #[async_trait]
 impl OidcStore for SqliteStore {
+    async fn find_code(&self, digest: &[u8]) -> Result<Option<StoredCode>, StorageError> {
+        // A read on the readers' pool: the writer only sees the write that spends it.
+        sqlx::query(AssertSqlSafe(format!(
+            "SELECT {CODE_COLUMNS} FROM oidc_codes WHERE digest = ?1 AND redeemed_at IS NULL"
+        )))
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?
+        .map(|row| code_of(&row))
+        .transpose()
+    }
+
     async fn take_code(&self, digest: &[u8], now: i64) -> Result<CodeRedemption, StorageError> {
         // One job of the group commit (ADR 0017, 0020): the code spent and its account checked,
         // or a replay marked with its grant revoked.
@@ -389,30 +422,17 @@ async fn take_code(
     digest: &[u8],
     now: i64,
 ) -> Result<CodeRedemption, StorageError> {
-    let row = sqlx::query(
+    let row = sqlx::query(AssertSqlSafe(format!(
         "UPDATE oidc_codes SET redeemed_at = ?2 WHERE digest = ?1 AND redeemed_at IS NULL \
-         RETURNING client_id, redirect_uri, account_id, session_id, scope, nonce, \
-         code_challenge, auth_time, amr, acr, expires_at",
-    )
+         RETURNING {CODE_COLUMNS}"
+    )))
     .bind(digest)
     .bind(now)
     .fetch_optional(&mut *conn)
     .await
     .map_err(storage_error)?;
     if let Some(row) = row {
-        let code = StoredCode {
-            client_id: row.try_get("client_id").map_err(storage_error)?,
-            redirect_uri: row.try_get("redirect_uri").map_err(storage_error)?,
-            account_id: row.try_get("account_id").map_err(storage_error)?,
-            session_id: row.try_get("session_id").map_err(storage_error)?,
-            scope: row.try_get("scope").map_err(storage_error)?,
-            nonce: row.try_get("nonce").map_err(storage_error)?,
-            code_challenge: row.try_get("code_challenge").map_err(storage_error)?,
-            auth_time: row.try_get("auth_time").map_err(storage_error)?,
-            amr: list_of(&row.try_get::<String, _>("amr").map_err(storage_error)?),
-            acr: row.try_get("acr").map_err(storage_error)?,
-            expires_at: row.try_get("expires_at").map_err(storage_error)?,
-        };
+        let code = code_of(&row)?;
         let live: Option<i64> = sqlx::query_scalar(
             "SELECT 1 FROM accounts WHERE id = ?1 AND state = 'active' \
              AND EXISTS (SELECT 1 FROM sessions WHERE id = ?2)",
@@ -462,12 +482,29 @@ async fn issue_grant(
     code_digest: Option<Vec<u8>>,
     event: NewAuditEvent,
 ) -> Result<(), StorageError> {
-    let inserted = sqlx::query(
+    if let Some(digest) = &code_digest {
+        // The code spent by the same write, while unused, its account active and its session
+        // alive (a code goes with its session); otherwise nothing changes.
+        let spent = sqlx::query(
+            "UPDATE oidc_codes SET redeemed_at = ?2 WHERE digest = ?1 AND redeemed_at IS NULL \
+             AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = oidc_codes.account_id \
+                         AND a.state = 'active') \
+             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = oidc_codes.session_id)",
+        )
+        .bind(digest)
+        .bind(grant.created_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?
+        .rows_affected();
+        if spent == 0 {
+            return Err(StorageError::Conflict);
+        }
+    }
+    sqlx::query(
         "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
          amr, acr, created_at, expires_at, code_digest) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-         WHERE ?11 IS NULL \
-         OR EXISTS (SELECT 1 FROM oidc_codes WHERE digest = ?11 AND replayed_at IS NULL)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )
     .bind(&grant.id)
     .bind(&grant.client_id)
@@ -482,12 +519,7 @@ async fn issue_grant(
     .bind(&code_digest)
     .execute(&mut *conn)
     .await
-    .map_err(storage_error)?
-    .rows_affected();
-    if inserted == 0 {
-        // The code was replayed (or is gone with its session) since it was taken.
-        return Err(StorageError::Conflict);
-    }
+    .map_err(storage_error)?;
     insert_tokens(conn, &grant.id, &tokens, grant.created_at).await?;
     super::audit::insert_event(&mut *conn, &event).await?;
     Ok(())
@@ -521,17 +553,10 @@ async fn rotate_refresh_token(
     };
     if let Some(grant_id) = spent {
         insert_tokens(conn, &grant_id, &successors, now).await?;
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {GRANT_COLUMNS} FROM oidc_grants g WHERE g.id = ?1"
-        )))
-        .bind(&grant_id)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(storage_error)?;
         if let Some(event) = &event {
             super::audit::insert_event(&mut *conn, event).await?;
         }
-        return Ok(RefreshOutcome::Rotated(grant_of(&row)?));
+        return Ok(RefreshOutcome::Rotated);
     }
     // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
     let replayed: Option<String> = sqlx::query_scalar(
