@@ -140,6 +140,30 @@ fn cpu_ticks(pid: u32) -> u64 {
     field(11) + field(12)
 }
 
+/// Whether the database runs in processes of its own (PostgreSQL), whose CPU each flow then
+/// also reports.
+static DATABASE_PROCESSES: AtomicBool = AtomicBool::new(false);
+
+/// utime + stime of every `postgres` process (the server's backends), in clock ticks: the
+/// database's share of a flow. Other PostgreSQL clients of the machine count too; on a quiet
+/// machine there are none.
+fn database_ticks() -> u64 {
+    if !DATABASE_PROCESSES.load(Ordering::Relaxed) {
+        return 0;
+    }
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == "postgres")
+        })
+        .map(cpu_ticks)
+        .sum()
+}
+
 /// The machine's CPU ticks since boot from `/proc/stat`: (user + nice, system, idle + iowait,
 /// irq + softirq, steal).
 fn machine_ticks() -> [u64; 5] {
@@ -176,6 +200,8 @@ struct Measure {
     max_ms: f64,
     errors: u64,
     cpu_us_per_request: f64,
+    /// PostgreSQL's processes, per request (0 on SQLite, which runs inside the server).
+    database_cpu_us_per_request: f64,
 }
 
 fn measure(
@@ -184,19 +210,24 @@ fn measure(
     errors: u64,
     seconds: f64,
     cpu_ticks: u64,
+    database_ticks: u64,
 ) -> Measure {
     let ticks_per_second = 100.0;
+    let per_request = |ticks: u64| {
+        if count == 0 {
+            0.0
+        } else {
+            ticks as f64 / ticks_per_second * 1e6 / count as f64
+        }
+    };
     Measure {
         per_second: count as f64 / seconds,
         p50_ms: hist.value_at_quantile(0.5) as f64 / 1000.0,
         p99_ms: hist.value_at_quantile(0.99) as f64 / 1000.0,
         max_ms: hist.max() as f64 / 1000.0,
         errors,
-        cpu_us_per_request: if count == 0 {
-            0.0
-        } else {
-            cpu_ticks as f64 / ticks_per_second * 1e6 / count as f64
-        },
+        cpu_us_per_request: per_request(cpu_ticks),
+        database_cpu_us_per_request: per_request(database_ticks),
     }
 }
 
@@ -401,6 +432,7 @@ where
     let errors = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let cpu_before = pid.map(cpu_ticks).unwrap_or(0);
+    let database_before = database_ticks();
     let watch = Stopwatch::start();
     let mut tasks = Vec::new();
     for w in 0..workers {
@@ -443,6 +475,7 @@ where
     let seconds = watch.elapsed().as_secs_f64();
     timer.abort();
     let cpu = pid.map(cpu_ticks).unwrap_or(0).saturating_sub(cpu_before);
+    let database = database_ticks().saturating_sub(database_before);
     let hist = hist.lock().await;
     measure(
         &hist,
@@ -450,6 +483,7 @@ where
         errors.load(Ordering::Relaxed),
         seconds,
         cpu,
+        database,
     )
 }
 
@@ -953,6 +987,9 @@ fn median_measure(list: &[Measure]) -> Measure {
         max_ms: median(list.iter().map(|m| m.max_ms).collect()),
         errors: list.iter().map(|m| m.errors).sum(),
         cpu_us_per_request: median(list.iter().map(|m| m.cpu_us_per_request).collect()),
+        database_cpu_us_per_request: median(
+            list.iter().map(|m| m.database_cpu_us_per_request).collect(),
+        ),
     }
 }
 
@@ -1154,6 +1191,7 @@ async fn main() {
     } else {
         (Duration::from_secs(15), 3)
     };
+    DATABASE_PROCESSES.store(options.postgres.is_some(), Ordering::Relaxed);
     let servers = start(&options).await;
     let pid = servers.sesame.id();
     let floor_pid = servers.floor.id();
@@ -1250,7 +1288,7 @@ async fn main() {
             probe_stop.store(true, Ordering::Relaxed);
             let (hist, max_rss) = probe.await.unwrap();
             rss_storm = rss_storm.max(max_rss);
-            health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0));
+            health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0, 0));
             let after = tokio::task::spawn_blocking(move || argon2_baseline(round))
                 .await
                 .unwrap();
@@ -1534,6 +1572,8 @@ async fn main() {
                     format!("{base}/oidc/userinfo"),
                     tokens.clone(),
                 );
+                // Markers on stderr, for a profiler attached to one flow.
+                eprintln!("flow: userinfo");
                 userinfos.push(
                     drive(workers, round, Some(pid), move |w| {
                         let (http, url, tokens) = (http7.clone(), url7.clone(), tokens7.clone());
@@ -1547,6 +1587,7 @@ async fn main() {
                 );
                 let (http8, base8, secrets8, tokens8) =
                     (http.clone(), base.clone(), secrets.clone(), tokens.clone());
+                eprintln!("flow: introspection");
                 introspections.push(
                     drive(workers, round, Some(pid), move |w| {
                         let (http, base, secrets, tokens) = (
@@ -1744,19 +1785,47 @@ async fn main() {
             "—",
         ),
     ];
+    // The CPU of the database's own processes (PostgreSQL), per request; SQLite's is the
+    // server's.
+    let database_cpu = |m: &Measure| {
+        if options.postgres.is_some() {
+            format!("{:.0}", m.database_cpu_us_per_request)
+        } else {
+            "—".to_string()
+        }
+    };
     println!(
-        "| flow | Sésame /s | baseline | baseline /s | ratio | target | p50 ms | p99 ms | max ms | CPU µs/req | errors |"
+        "| flow | Sésame /s | baseline | baseline /s | ratio | target | p50 ms | p99 ms | max ms | CPU µs/req | DB CPU µs/req | errors |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, value, baseline, base_value, m, target) in &rows {
         println!(
-            "| {name} | {value:.0} | {baseline} | {base_value:.0} | {:.2} | {target} | {:.1} | {:.1} | {:.1} | {:.0} | {} |",
+            "| {name} | {value:.0} | {baseline} | {base_value:.0} | {:.2} | {target} | {:.1} | {:.1} | {:.1} | {:.0} | {} | {} |",
             value / base_value,
             m.p50_ms,
             m.p99_ms,
             m.max_ms,
             m.cpu_us_per_request,
+            database_cpu(m),
             m.errors
+        );
+    }
+    println!();
+    // The floors themselves: what one of their requests costs, to read the flows' CPU against.
+    println!("| floor | /s | p50 ms | p99 ms | CPU µs/req (floor server) | DB CPU µs/req |");
+    println!("|---|---|---|---|---|---|");
+    for (name, m) in [
+        ("SELECT+INSERT", &write),
+        ("SELECT", &read),
+        ("static", &stat),
+    ] {
+        println!(
+            "| {name} | {:.0} | {:.1} | {:.1} | {:.0} | {} |",
+            m.per_second,
+            m.p50_ms,
+            m.p99_ms,
+            m.cpu_us_per_request,
+            database_cpu(m)
         );
     }
     println!();
