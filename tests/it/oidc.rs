@@ -28,6 +28,7 @@ use crate::support::{Backend, TestApp, TestResponse};
 on_both_backends! {
     the_openidconnect_crate_completes_the_code_flow_and_refreshes,
     a_code_is_single_use_and_a_replay_revokes_what_it_gave,
+    a_code_gives_nothing_once_its_session_or_account_has_ended,
     the_token_request_must_match_the_authorization_request,
     bad_clients_and_redirect_uris_get_a_page_and_other_errors_go_back,
     prompt_and_max_age_are_obeyed,
@@ -490,6 +491,53 @@ async fn a_code_is_single_use_and_a_replay_revokes_what_it_gave(backend: Backend
     )
     .await;
     assert_eq!(json_of(&late)["error"], "invalid_grant");
+}
+
+/// ADR 0020: a code is read, checked, and spent by the write of its grant only while its session
+/// is alive and its account active; otherwise the token request gets `invalid_grant` and nothing
+/// is issued.
+async fn a_code_gives_nothing_once_its_session_or_account_has_ended(backend: Backend) {
+    use sesame::audit::{Actor, AuditAction, AuditQuery};
+    let (app, rp) = app_with_client(backend).await;
+    let mut browser = Browser::new(&app);
+    let issued = || async {
+        app.app
+            .audit
+            .list(&AuditQuery {
+                action: Some(AuditAction::OidcTokensIssued),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .len()
+    };
+    // The user signs out between the authorization and the application's token request.
+    let back = authorize_with_login(&mut browser, &authorize_query("app", "")).await;
+    let code = query_param(&back, "code").unwrap();
+    browser.post("/logout", &[]).await;
+    let refused = redeem(&app, &rp, &code, Some(VERIFIER)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(json_of(&refused)["error"], "invalid_grant");
+    // Signed in again; the helpdesk disables the account before the token request.
+    let back = authorize_with_login(&mut browser, &authorize_query("app", "")).await;
+    let code = query_param(&back, "code").unwrap();
+    app.app
+        .helpdesk()
+        .disable(
+            USER,
+            Actor::Operator("helpdesk".into()),
+            "left the university",
+        )
+        .await
+        .unwrap();
+    let refused = redeem(&app, &rp, &code, Some(VERIFIER)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{}", refused.body);
+    assert_eq!(json_of(&refused)["error"], "invalid_grant");
+    // And again: still nothing.
+    let again = redeem(&app, &rp, &code, Some(VERIFIER)).await;
+    assert_eq!(json_of(&again)["error"], "invalid_grant");
+    assert_eq!(issued().await, 0);
 }
 
 async fn the_token_request_must_match_the_authorization_request(backend: Backend) {
