@@ -582,14 +582,7 @@ impl OidcServer {
                 _ => "the code could not be redeemed",
             }),
             CodeRedemption::Replayed { grant_revoked } => {
-                self.audit
-                    .record(
-                        Actor::System,
-                        AuditAction::OidcReplayDetected,
-                        None,
-                        json!({"client": client.id, "what": "code", "revoked": grant_revoked}),
-                    )
-                    .await?;
+                self.replay_detected(client, "code", grant_revoked).await?;
                 invalid("the code was already used")
             }
             CodeRedemption::Unknown => invalid(match why {
@@ -599,6 +592,25 @@ impl OidcServer {
                 Unspent::NotFound => "unknown or expired code",
             }),
         }
+    }
+
+    /// Audits a code or refresh token presented again (RFC 6749 §4.1.2, RFC 9700 §4.14.2), and
+    /// whether what it gave was revoked.
+    async fn replay_detected(
+        &self,
+        client: &OidcClient,
+        what: &str,
+        revoked: bool,
+    ) -> Result<(), StorageError> {
+        self.audit
+            .record(
+                Actor::System,
+                AuditAction::OidcReplayDetected,
+                None,
+                json!({"client": client.id, "what": what, "revoked": revoked}),
+            )
+            .await
+            .map(|_| ())
     }
 
     async fn refresh(
@@ -634,14 +646,7 @@ impl OidcServer {
                 .await?
             {
                 RefreshOutcome::Replayed => {
-                    self.audit
-                        .record(
-                            Actor::System,
-                            AuditAction::OidcReplayDetected,
-                            None,
-                            json!({"client": client.id, "what": "refresh_token", "revoked": true}),
-                        )
-                        .await?;
+                    self.replay_detected(client, "refresh_token", true).await?;
                     invalid("the refresh token was already used; its family is revoked")
                 }
                 _ => invalid("unknown, expired or revoked refresh token"),
