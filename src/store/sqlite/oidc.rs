@@ -447,8 +447,8 @@ async fn take_code(
             live: live.is_some(),
         });
     }
-    // RFC 6749 §4.1.2: used before. Marked, so that a grant its first use is still making is
-    // refused, and what it gave is revoked.
+    // RFC 6749 §4.1.2: used before. Marked replayed, and what it gave is revoked (the writer
+    // runs jobs one at a time: a grant made from it is already stored, or never will be).
     let replayed = sqlx::query(
         "UPDATE oidc_codes SET replayed_at = COALESCE(replayed_at, ?2) WHERE digest = ?1",
     )
