@@ -9,7 +9,7 @@
 //! storm; CAS `serviceValidate` alone (a pool of tickets) and the SSO-hit CAS flow vs the
 //! SELECT+INSERT floor; OIDC authorize with SSO (filling the pools of codes) and code→token
 //! (RS256 and ES256, over those pools) vs the floor and vs raw RSA-2048 / P-256 signatures/s;
-//! refresh vs the floor; userinfo and introspection vs the SELECT floor; discovery and JWKS vs
+//! refresh (ES256 and RS256) vs the floor, RS256 also vs raw RSA signatures; userinfo and introspection vs the SELECT floor; discovery and JWKS vs
 //! the static floor; 100,000 live SSO sessions (database bytes per session, RSS; seeded in bulk,
 //! on SQLite or PostgreSQL); start-up time.
 //!
@@ -1220,7 +1220,8 @@ async fn main() {
     let mut authorizations = Vec::new();
     let mut token_rs = Vec::new();
     let mut token_es = Vec::new();
-    let mut refreshes = Vec::new();
+    let mut refreshes_es = Vec::new();
+    let mut refreshes_rs = Vec::new();
     let mut userinfos = Vec::new();
     let mut introspections = Vec::new();
     let mut discoveries = Vec::new();
@@ -1457,7 +1458,12 @@ async fn main() {
             );
             // OIDC code→token, over pools of codes issued by SSO beforehand; the answers feed the
             // refresh, userinfo and introspection flows.
-            let refresh_pool = Arc::new(Mutex::new(Vec::new()));
+            // One pool of refresh tokens per client: refresh is timed with each signing algorithm,
+            // like code→token.
+            let refresh_pools: BTreeMap<&str, Arc<Mutex<Vec<String>>>> = [RS_CLIENT, ES_CLIENT]
+                .into_iter()
+                .map(|c| (c, Arc::new(Mutex::new(Vec::new()))))
+                .collect();
             let access_pool = Arc::new(Mutex::new(Vec::new()));
             // Enough codes for a round at about 1,000 token requests/s (a pool of 40,000 made each
             // round last 11 minutes).
@@ -1489,7 +1495,7 @@ async fn main() {
                     .await,
                 );
                 let (http5, base5, secrets5) = (http.clone(), base.clone(), secrets.clone());
-                let (refresh5, access5) = (refresh_pool.clone(), access_pool.clone());
+                let (refresh5, access5) = (refresh_pools[client].clone(), access_pool.clone());
                 into.push(
                     drive(workers, round, Some(pid), move |_| {
                         let (http, base, secrets, codes) = (
@@ -1517,13 +1523,13 @@ async fn main() {
                             .await;
                             let elapsed = watch.elapsed();
                             let ok = answer.as_ref().is_some_and(|a| a["id_token"].is_string());
-                            if let Some(a) = answer
-                                && client == RS_CLIENT
-                            {
+                            if let Some(a) = answer {
                                 if let Some(r) = a["refresh_token"].as_str() {
                                     refresh_pool.lock().await.push(r.to_string());
                                 }
-                                if let Some(t) = a["access_token"].as_str() {
+                                if let Some(t) = a["access_token"].as_str()
+                                    && client == RS_CLIENT
+                                {
                                     access_pool.lock().await.push(t.to_string());
                                 }
                             }
@@ -1533,37 +1539,43 @@ async fn main() {
                     .await,
                 );
             }
-            // Refresh (rotation: each token once).
-            let (http6, base6, secrets6, pool6) = (
-                http.clone(),
-                base.clone(),
-                secrets.clone(),
-                refresh_pool.clone(),
-            );
-            refreshes.push(
-                drive(workers, round, Some(pid), move |_| {
-                    let (http, base, secrets, pool) = (
-                        http6.clone(),
-                        base6.clone(),
-                        secrets6.clone(),
-                        pool6.clone(),
-                    );
-                    async move {
-                        let token = pool.lock().await.pop()?;
-                        let watch = Stopwatch::start();
-                        let answer = token_request(
-                            &http,
-                            &base,
-                            RS_CLIENT,
-                            &secrets[RS_CLIENT],
-                            &[("grant_type", "refresh_token"), ("refresh_token", &token)],
-                        )
-                        .await;
-                        Some((watch.elapsed(), answer.is_some()))
-                    }
-                })
-                .await,
-            );
+            // Refresh (rotation: each token once), with each client: the ES256 one against the
+            // floor (as code→token), the RS256 one against the floor and raw RSA signatures.
+            for (client, into) in [
+                (ES_CLIENT, &mut refreshes_es),
+                (RS_CLIENT, &mut refreshes_rs),
+            ] {
+                let (http6, base6, secrets6, pool6) = (
+                    http.clone(),
+                    base.clone(),
+                    secrets.clone(),
+                    refresh_pools[client].clone(),
+                );
+                into.push(
+                    drive(workers, round, Some(pid), move |_| {
+                        let (http, base, secrets, pool) = (
+                            http6.clone(),
+                            base6.clone(),
+                            secrets6.clone(),
+                            pool6.clone(),
+                        );
+                        async move {
+                            let token = pool.lock().await.pop()?;
+                            let watch = Stopwatch::start();
+                            let answer = token_request(
+                                &http,
+                                &base,
+                                client,
+                                &secrets[client],
+                                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+                            )
+                            .await;
+                            Some((watch.elapsed(), answer.is_some()))
+                        }
+                    })
+                    .await,
+                );
+            }
             // Userinfo and introspection over the access tokens (not consumed).
             let tokens: Arc<Vec<String>> = Arc::new(access_pool.lock().await.clone());
             if !tokens.is_empty() {
@@ -1665,7 +1677,8 @@ async fn main() {
     let authorize = median_measure(&authorizations);
     let token_rs = median_measure(&token_rs);
     let token_es = median_measure(&token_es);
-    let refresh = median_measure(&refreshes);
+    let refresh_es = median_measure(&refreshes_es);
+    let refresh_rs = median_measure(&refreshes_rs);
     let userinfo = median_measure(&userinfos);
     let introspection = median_measure(&introspections);
     let discovery = median_measure(&discoveries);
@@ -1737,12 +1750,28 @@ async fn main() {
             "≥ 0.6",
         ),
         (
-            "OIDC refresh (rotation)",
-            refresh.per_second,
+            "OIDC refresh (rotation), ES256",
+            refresh_es.per_second,
             "SELECT+INSERT floor".into(),
             write.per_second,
-            &refresh,
+            &refresh_es,
             "≥ 0.5",
+        ),
+        (
+            "OIDC refresh (rotation), RS256",
+            refresh_rs.per_second,
+            "SELECT+INSERT floor".into(),
+            write.per_second,
+            &refresh_rs,
+            "—",
+        ),
+        (
+            "OIDC refresh (rotation), RS256",
+            refresh_rs.per_second,
+            "raw RSA-2048 signatures/s".into(),
+            rsa,
+            &refresh_rs,
+            "—",
         ),
         (
             "OIDC userinfo",
@@ -1907,7 +1936,14 @@ async fn main() {
     json.insert("oidc_token_rs256", serde_json::to_value(&token_rs).unwrap());
     json.insert("oidc_authorize", serde_json::to_value(&authorize).unwrap());
     json.insert("oidc_token_es256", serde_json::to_value(&token_es).unwrap());
-    json.insert("oidc_refresh", serde_json::to_value(&refresh).unwrap());
+    json.insert(
+        "oidc_refresh_es256",
+        serde_json::to_value(&refresh_es).unwrap(),
+    );
+    json.insert(
+        "oidc_refresh_rs256",
+        serde_json::to_value(&refresh_rs).unwrap(),
+    );
     json.insert("oidc_userinfo", serde_json::to_value(&userinfo).unwrap());
     json.insert(
         "oidc_introspection",
