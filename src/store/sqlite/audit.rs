@@ -31,8 +31,17 @@ fn audit_event(row: &SqliteRow) -> Result<AuditEvent, StorageError> {
 impl AuditStore for SqliteStore {
     async fn insert_audit_event(&self, event: &NewAuditEvent) -> Result<i64, StorageError> {
         let event = event.clone();
-        self.grouped(move |conn| Box::pin(async move { insert_event(conn, &event).await }))
-            .await
+        self.grouped(move |conn| {
+            Box::pin(async move {
+                let sql = format!("{} RETURNING id", insert_event_sql(1));
+                bind_event(sqlx::query(sqlx::AssertSqlSafe(sql)), &event)
+                    .fetch_one(conn)
+                    .await
+                    .and_then(|row| row.try_get::<i64, _>(0))
+                    .map_err(storage_error)
+            })
+        })
+        .await
     }
 
     async fn insert_audit_events(
@@ -93,25 +102,34 @@ impl AuditStore for SqliteStore {
     }
 }
 
-/// Writes an audit event through `executor` (the pool, or another room's transaction).
-pub(super) async fn insert_event<'c>(
-    executor: impl sqlx::SqliteExecutor<'c>,
-    event: &NewAuditEvent,
-) -> Result<i64, StorageError> {
-    sqlx::query_scalar(
+/// A query of several statements, its parameters numbered across all of them: SQLite runs them
+/// one after the other in one message to the writer's thread. Parameters after the first
+/// statement are written `$N`, not `?N`: SQLite gives `?N` the index N in its statement, and sqlx
+/// binds the indexes left unused before it as anonymous parameters, running out of values before
+/// it reaches N; `$N` takes the statement's next index, and sqlx reads N from its name.
+pub(super) type Batch = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// The `INSERT` of one audit event, its parameters numbered from `$first` to `$first + 7`, to
+/// follow other statements in one [`Batch`] (bound by [`bind_event`]).
+pub(super) fn insert_event_sql(first: usize) -> String {
+    let values: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
+    format!(
         "INSERT INTO audit_events \
          (at, actor, action, subject, source, user_agent, request_id, details) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+         VALUES ({})",
+        values.join(", ")
     )
-    .bind(event.at)
-    .bind(event.actor.to_string())
-    .bind(event.action.as_str())
-    .bind(&event.subject)
-    .bind(&event.source)
-    .bind(&event.user_agent)
-    .bind(&event.request_id)
-    .bind(event.details.to_string())
-    .fetch_one(executor)
-    .await
-    .map_err(storage_error)
+}
+
+/// Binds the eight parameters of [`insert_event_sql`], in order.
+pub(super) fn bind_event(query: Batch, event: &NewAuditEvent) -> Batch {
+    query
+        .bind(event.at)
+        .bind(event.actor.to_string())
+        .bind(event.action.as_str())
+        .bind(event.subject.clone())
+        .bind(event.source.clone())
+        .bind(event.user_agent.clone())
+        .bind(event.request_id.clone())
+        .bind(event.details.to_string())
 }

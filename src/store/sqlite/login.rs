@@ -103,34 +103,46 @@ impl LoginStore for SqliteStore {
         let digest = login.digest.to_vec();
         let clear_counter = login.clear_counter.map(str::to_string);
         let from = login.from.map(str::to_string);
-        // One job of the group commit, in the group's transaction. Should a statement fail, those before it stay in the
-        // group's transaction: a forgotten counter (the password was right), a last login noted
-        // or a session whose cookie nobody received; the caller gets the error.
+        // One job of the group commit, in the group's transaction, in two messages to the
+        // writer's thread: the session (refused once the account is no longer active: then
+        // only the counter is forgotten, the password was right), then the last login noted,
+        // the counter forgotten and the event, in one batch. Should that batch fail part way,
+        // what it wrote before stays in the group's transaction (a noted login, a forgotten
+        // counter), and the caller gets the error.
         let inserted = self
             .group
             .write(&self.writer, Statements::Several, move |conn| {
                 Box::pin(async move {
-                    if let Some(identifier) = clear_counter {
-                        sqlx::query("DELETE FROM failure_counters WHERE identifier = ?")
-                            .bind(identifier)
-                            .execute(&mut *conn)
-                            .await
-                            .map_err(storage_error)?;
-                    }
                     match super::sessions::insert_session_row(&mut *conn, &s, &digest).await {
-                        Err(StorageError::Conflict) => return Ok(false),
+                        Err(StorageError::Conflict) => {
+                            if let Some(identifier) = clear_counter {
+                                sqlx::query("DELETE FROM failure_counters WHERE identifier = ?1")
+                                    .bind(identifier)
+                                    .execute(&mut *conn)
+                                    .await
+                                    .map_err(storage_error)?;
+                            }
+                            return Ok(false);
+                        }
                         other => other?,
                     }
-                    sqlx::query(
-                        "UPDATE accounts SET last_login_at = ?2, last_login_from = ?3 WHERE id = ?1",
-                    )
-                    .bind(&s.account_id)
-                    .bind(s.auth_time)
-                    .bind(from)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(storage_error)?;
-                    super::audit::insert_event(&mut *conn, &event).await?;
+                    let mut sql = String::from(
+                        "UPDATE accounts SET last_login_at = ?2, last_login_from = ?3 \
+                         WHERE id = ?1; ",
+                    );
+                    if clear_counter.is_some() {
+                        sql.push_str("DELETE FROM failure_counters WHERE identifier = $4; ");
+                    }
+                    sql.push_str(&super::audit::insert_event_sql(5));
+                    let query = sqlx::query(AssertSqlSafe(sql))
+                        .bind(s.account_id.clone())
+                        .bind(s.auth_time)
+                        .bind(from)
+                        .bind(clear_counter);
+                    super::audit::bind_event(query, &event)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(storage_error)?;
                     Ok(true)
                 })
             })

@@ -501,27 +501,37 @@ async fn issue_grant(
             return Err(StorageError::Conflict);
         }
     }
-    sqlx::query(
+    // The grant, its tokens and the event: one batch, one message to the writer's thread
+    // (inside the job's savepoint: all or nothing).
+    let mut sql = String::from(
         "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
          amr, acr, created_at, expires_at, code_digest) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )
-    .bind(&grant.id)
-    .bind(&grant.client_id)
-    .bind(&grant.account_id)
-    .bind(&grant.session_id)
-    .bind(&grant.scope)
-    .bind(grant.auth_time)
-    .bind(grant.amr.join(" "))
-    .bind(&grant.acr)
-    .bind(grant.created_at)
-    .bind(grant.expires_at)
-    .bind(&code_digest)
-    .execute(&mut *conn)
-    .await
-    .map_err(storage_error)?;
-    insert_tokens(conn, &grant.id, &tokens, grant.created_at).await?;
-    super::audit::insert_event(&mut *conn, &event).await?;
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11); ",
+    );
+    let mut next = 12;
+    if !tokens.is_empty() {
+        sql.push_str(&insert_tokens_sql(next, tokens.len()));
+        sql.push_str("; ");
+        next += 5 * tokens.len();
+    }
+    sql.push_str(&super::audit::insert_event_sql(next));
+    let query = sqlx::query(AssertSqlSafe(sql))
+        .bind(grant.id.clone())
+        .bind(grant.client_id.clone())
+        .bind(grant.account_id.clone())
+        .bind(grant.session_id.clone())
+        .bind(grant.scope.clone())
+        .bind(grant.auth_time)
+        .bind(grant.amr.join(" "))
+        .bind(grant.acr.clone())
+        .bind(grant.created_at)
+        .bind(grant.expires_at)
+        .bind(code_digest);
+    let query = bind_tokens(query, &grant.id, &tokens, grant.created_at);
+    super::audit::bind_event(query, &event)
+        .execute(&mut *conn)
+        .await
+        .map_err(storage_error)?;
     Ok(())
 }
 
@@ -552,10 +562,17 @@ async fn rotate_refresh_token(
         .map_err(storage_error)?
     };
     if let Some(grant_id) = spent {
-        insert_tokens(conn, &grant_id, &successors, now).await?;
-        if let Some(event) = &event {
-            super::audit::insert_event(&mut *conn, event).await?;
+        // The successors and the event: one batch (inside the job's savepoint).
+        let mut sql = insert_tokens_sql(1, successors.len());
+        if event.is_some() {
+            sql.push_str("; ");
+            sql.push_str(&super::audit::insert_event_sql(1 + 5 * successors.len()));
         }
+        let mut query = bind_tokens(sqlx::query(AssertSqlSafe(sql)), &grant_id, &successors, now);
+        if let Some(event) = &event {
+            query = super::audit::bind_event(query, event);
+        }
+        query.execute(&mut *conn).await.map_err(storage_error)?;
         return Ok(RefreshOutcome::Rotated);
     }
     // RFC 9700 §4.14.2: a spent refresh token presented again revokes its family.
@@ -580,33 +597,28 @@ async fn rotate_refresh_token(
     Ok(RefreshOutcome::Replayed)
 }
 
-/// Stores tokens of a grant in one statement.
-async fn insert_tokens(
-    conn: &mut SqliteConnection,
+/// The `INSERT` of `count` tokens of one grant (at least one), their parameters numbered from
+/// `$first`, five per token, to go in a [`Batch`](super::audit::Batch) (bound by [`bind_tokens`]).
+fn insert_tokens_sql(first: usize, count: usize) -> String {
+    let rows: Vec<String> = (0..count)
+        .map(|i| {
+            let n = first + i * 5;
+            format!("(${n}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
+        })
+        .collect();
+    format!(
+        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) VALUES {}",
+        rows.join(", ")
+    )
+}
+
+/// Binds the parameters of [`insert_tokens_sql`], in order.
+fn bind_tokens(
+    mut query: super::audit::Batch,
     grant_id: &str,
     tokens: &[NewToken],
     now: i64,
-) -> Result<(), StorageError> {
-    if tokens.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<String> = (0..tokens.len())
-        .map(|i| {
-            let n = i * 5;
-            format!(
-                "(?{}, ?{}, ?{}, ?{}, ?{})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            )
-        })
-        .collect();
-    let mut query = sqlx::query(AssertSqlSafe(format!(
-        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) VALUES {}",
-        rows.join(", ")
-    )));
+) -> super::audit::Batch {
     for token in tokens {
         query = query
             .bind(token.digest.clone())
@@ -616,8 +628,4 @@ async fn insert_tokens(
             .bind(now);
     }
     query
-        .execute(&mut *conn)
-        .await
-        .map(|_| ())
-        .map_err(storage_error)
 }
