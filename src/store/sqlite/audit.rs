@@ -5,6 +5,7 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
+use super::group::Batch;
 use crate::audit::{AuditEvent, AuditQuery, AuditStore, NewAuditEvent};
 use crate::storage::StorageError;
 use crate::store::{parse_column, storage_error};
@@ -55,25 +56,17 @@ impl AuditStore for SqliteStore {
         let events = events.to_vec();
         self.grouped(move |conn| {
             Box::pin(async move {
-                let rows = vec!["(?, ?, ?, ?, ?, ?, ?, ?)"; events.len()].join(", ");
-                let sql = format!(
-                    "INSERT INTO audit_events \
-                     (at, actor, action, subject, source, user_agent, request_id, details) \
-                     VALUES {rows} RETURNING id"
-                );
-                let mut query = sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(sql));
-                for event in &events {
-                    query = query
-                        .bind(event.at)
-                        .bind(event.actor.to_string())
-                        .bind(event.action.as_str())
-                        .bind(&event.subject)
-                        .bind(&event.source)
-                        .bind(&event.user_agent)
-                        .bind(&event.request_id)
-                        .bind(event.details.to_string());
-                }
-                let mut ids = query.fetch_all(conn).await.map_err(storage_error)?;
+                let rows: Vec<String> =
+                    (0..events.len()).map(|i| event_values(1 + 8 * i)).collect();
+                let sql = format!("{INSERT_EVENTS}{} RETURNING id", rows.join(", "));
+                let query = events
+                    .iter()
+                    .fold(sqlx::query(sqlx::AssertSqlSafe(sql)), bind_event);
+                let mut ids: Vec<i64> = query
+                    .fetch_all(conn)
+                    .await
+                    .and_then(|rows| rows.iter().map(|row| row.try_get::<i64, _>(0)).collect())
+                    .map_err(storage_error)?;
                 // The rows are inserted in the order of VALUES: their ids ascend in that order.
                 ids.sort_unstable();
                 Ok(ids)
@@ -102,23 +95,20 @@ impl AuditStore for SqliteStore {
     }
 }
 
-/// A query of several statements, its parameters numbered across all of them: SQLite runs them
-/// one after the other in one message to the writer's thread. Parameters after the first
-/// statement are written `$N`, not `?N`: SQLite gives `?N` the index N in its statement, and sqlx
-/// binds the indexes left unused before it as anonymous parameters, running out of values before
-/// it reaches N; `$N` takes the statement's next index, and sqlx reads N from its name.
-pub(super) type Batch = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+const INSERT_EVENTS: &str = "INSERT INTO audit_events \
+     (at, actor, action, subject, source, user_agent, request_id, details) VALUES ";
 
-/// The `INSERT` of one audit event, its parameters numbered from `$first` to `$first + 7`, to
-/// follow other statements in one [`Batch`] (bound by [`bind_event`]).
-pub(super) fn insert_event_sql(first: usize) -> String {
+/// One event's `VALUES` row, its parameters numbered from `$first` to `$first + 7` (see
+/// [`Batch`] for why `$N`).
+fn event_values(first: usize) -> String {
     let values: Vec<String> = (first..first + 8).map(|n| format!("${n}")).collect();
-    format!(
-        "INSERT INTO audit_events \
-         (at, actor, action, subject, source, user_agent, request_id, details) \
-         VALUES ({})",
-        values.join(", ")
-    )
+    format!("({})", values.join(", "))
+}
+
+/// The `INSERT` of one audit event, its parameters numbered from `$first`, to follow other
+/// statements in one [`Batch`] (bound by [`bind_event`]).
+pub(super) fn insert_event_sql(first: usize) -> String {
+    format!("{INSERT_EVENTS}{}", event_values(first))
 }
 
 /// Binds the eight parameters of [`insert_event_sql`], in order.

@@ -46,6 +46,14 @@ pub(super) enum Statements {
     Several,
 }
 
+/// A query of several statements, its parameters numbered across all of them: SQLite runs them
+/// one after the other in one message to the writer's thread (ADR 0018, amended). Parameters
+/// after the first statement are written `$N`, not `?N`: SQLite gives `?N` the index N in its
+/// statement, and sqlx binds the indexes left unused before it as anonymous parameters, running
+/// out of values before it reaches N; `$N` takes the statement's next index, and sqlx reads N
+/// from its name.
+pub(super) type Batch = sqlx::query::Query<'static, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
 /// At most this many statements in one transaction.
 const GROUP_LIMIT: usize = 128;
 

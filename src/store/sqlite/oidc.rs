@@ -598,7 +598,7 @@ async fn rotate_refresh_token(
 }
 
 /// The `INSERT` of `count` tokens of one grant (at least one), their parameters numbered from
-/// `$first`, five per token, to go in a [`Batch`](super::audit::Batch) (bound by [`bind_tokens`]).
+/// `$first`, five per token, to go in a [`Batch`](super::group::Batch) (bound by [`bind_tokens`]).
 fn insert_tokens_sql(first: usize, count: usize) -> String {
     let rows: Vec<String> = (0..count)
         .map(|i| {
@@ -614,11 +614,11 @@ fn insert_tokens_sql(first: usize, count: usize) -> String {
 
 /// Binds the parameters of [`insert_tokens_sql`], in order.
 fn bind_tokens(
-    mut query: super::audit::Batch,
+    mut query: super::group::Batch,
     grant_id: &str,
     tokens: &[NewToken],
     now: i64,
-) -> super::audit::Batch {
+) -> super::group::Batch {
     for token in tokens {
         query = query
             .bind(token.digest.clone())
