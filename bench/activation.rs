@@ -60,13 +60,19 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// Starts reading `dir` every 10 ms.
+    /// Starts reading `dir` every 10 ms while a virtual user waits for a code. Each mail read is
+    /// removed, so that the directory stays small: a poll over the thousands of mails of a full
+    /// run would take the load driver's CPU from the flows measured meanwhile.
     pub fn watch(dir: PathBuf) -> Self {
         let outbox = Outbox::default();
         let reader = outbox.clone();
         tokio::spawn(async move {
             let mut seen = HashSet::new();
             loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                if reader.waiting.lock().await.is_empty() {
+                    continue;
+                }
                 if let Ok(entries) = std::fs::read_dir(&dir) {
                     for entry in entries.flatten() {
                         let name = entry.file_name().to_string_lossy().to_string();
@@ -76,6 +82,7 @@ impl Outbox {
                         let Ok(text) = std::fs::read_to_string(entry.path()) else {
                             continue;
                         };
+                        let _ = std::fs::remove_file(entry.path());
                         seen.insert(name);
                         if let (Some(to), Some(code)) = (recipient(&text), code(&text)) {
                             match reader.waiting.lock().await.remove(&to) {
@@ -89,7 +96,6 @@ impl Outbox {
                         }
                     }
                 }
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         });
         outbox
@@ -221,14 +227,18 @@ impl Browser {
     }
 }
 
-/// One activation, from the dossier pair to the password: the time it took and whether the
-/// account was activated.
+/// The password every activation sets: strong for zxcvbn and free of the student's own words
+/// (name, dossier, birth date), which the policy refuses.
+pub const PASSWORD: &str = "cheval agrafe pile correcte";
+
+/// One activation, from the dossier pair to the password: the time it took and the new
+/// identifier, read from the last page (`None`: the activation failed).
 pub async fn activate(
     http: reqwest::Client,
     base: &str,
     student: &Student,
     outbox: &Outbox,
-) -> (Duration, bool) {
+) -> (Duration, Option<String>) {
     let watch = Stopwatch::start();
     let mut browser = Browser {
         http,
@@ -236,7 +246,7 @@ pub async fn activate(
         cookies: HashMap::new(),
     };
     let email = format!("bench.{}@example.org", student.dossier_number);
-    let outcome: Result<(), String> = async {
+    let outcome: Result<String, String> = async {
         let step = |name: &str, answer: Option<(u16, String, String)>| {
             answer.ok_or_else(|| format!("{name}: no answer"))
         };
@@ -278,9 +288,7 @@ pub async fn activate(
         if status != 303 || location != "/activate/password" {
             return Err(format!("/activate/code answered {status} {location}"));
         }
-        // Strong for zxcvbn and free of the student's own words (name, dossier, birth date),
-        // which the policy refuses.
-        let password = "cheval agrafe pile correcte";
+        let password = PASSWORD;
         let (status, location, body) = step(
             "/activate/password",
             browser
@@ -294,18 +302,25 @@ pub async fn activate(
                 .await,
         )?;
         // The last page shows the new identifier; a refused password shows the form again.
-        if status != 200 || !body.contains("id=\"identifier\"") {
-            return Err(format!(
+        match identifier(&body) {
+            Some(login) if status == 200 => Ok(login),
+            _ => Err(format!(
                 "/activate/password answered {status} {location} without the new identifier"
-            ));
+            )),
         }
-        Ok(())
     }
     .await;
     static REPORTED: std::sync::Once = std::sync::Once::new();
     if let Err(reason) = &outcome {
         REPORTED.call_once(|| eprintln!("first failed activation: {reason}"));
     }
-    let ok = outcome.is_ok();
-    (watch.elapsed(), ok)
+    (watch.elapsed(), outcome.ok())
+}
+
+/// The identifier the activation's last page shows (`<strong id="identifier">…</strong>`).
+fn identifier(page: &str) -> Option<String> {
+    let start = page.find("id=\"identifier\">")? + "id=\"identifier\">".len();
+    let end = page[start..].find('<')? + start;
+    let login = page[start..end].trim();
+    (!login.is_empty()).then(|| login.to_string())
 }
