@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, Row as _, Transaction};
+use sqlx::{Postgres, Row as _};
 
 use super::PostgresStore;
 use crate::accounts::{
@@ -187,7 +187,7 @@ fn bind_new_account<'q>(
 
 /// One import transaction.
 pub struct PostgresProvisioning {
-    tx: Transaction<'static, Postgres>,
+    tx: super::pool::Tx,
 }
 
 #[async_trait]
