@@ -187,7 +187,7 @@ fn bind_new_account<'q>(
 
 /// One import transaction.
 pub struct PostgresProvisioning {
-    tx: super::pool::Tx,
+    tx: crate::store::pool::Tx<Postgres>,
 }
 
 #[async_trait]

@@ -14,17 +14,16 @@ mod mail;
 mod mfa;
 mod oidc;
 mod one_time;
-mod pool;
 mod recovery;
 mod sessions;
 
 use std::str::FromStr as _;
 
 use async_trait::async_trait;
-use sqlx::Connection as _;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection as _, Postgres};
 
-use self::pool::Pool;
+use super::pool::Pool;
 
 use super::{ConnectOptions, EmbeddedMigration, migration_error, migrator, storage_error};
 use crate::storage::{HealthProbe, StorageError};
@@ -95,7 +94,7 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
 /// Every port, on PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct PostgresStore {
-    pool: Pool,
+    pool: Pool<Postgres>,
 }
 
 impl PostgresStore {
@@ -140,7 +139,7 @@ impl PostgresStore {
         options: &ConnectOptions,
         connect: PgConnectOptions,
     ) -> Result<Self, StorageError> {
-        // A pool of our own, without sqlx's round trip on every connection's return (ADR 0020).
+        // A pool of our own, without sqlx's round trip on every connection's return (ADR 0021).
         let pool = Pool::connect(connect, options.max_connections, options.acquire_timeout)
             .await
             .map_err(storage_error)?;

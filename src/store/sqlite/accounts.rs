@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row as _, Sqlite, Transaction};
+use sqlx::{Row as _, Sqlite};
 
 use super::SqliteStore;
 use crate::accounts::{
@@ -163,7 +163,7 @@ async fn account_by_id<'e>(
 
 /// One import transaction.
 pub struct SqliteProvisioning {
-    tx: Transaction<'static, Sqlite>,
+    tx: crate::store::pool::Tx<Sqlite>,
 }
 
 #[async_trait]

@@ -17,7 +17,9 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sqlx::{SqliteConnection, SqlitePool};
+use sqlx::{Sqlite, SqliteConnection};
+
+use crate::store::pool::Pool;
 
 use crate::storage::StorageError;
 use crate::store::storage_error;
@@ -77,7 +79,7 @@ impl Group {
     /// application is harmless.
     pub(super) async fn write<T, F>(
         self: &Arc<Self>,
-        writer: &SqlitePool,
+        writer: &Pool<Sqlite>,
         kind: Statements,
         statements: F,
     ) -> Result<T, StorageError>
@@ -139,19 +141,19 @@ impl Group {
 }
 
 /// One transaction for `jobs`; each is told whether it committed.
-async fn run(writer: SqlitePool, mut jobs: Vec<Job>) {
+async fn run(writer: Pool<Sqlite>, mut jobs: Vec<Job>) {
     if jobs.len() == 1 && jobs[0].single {
         let job = jobs.remove(0);
         // Autocommit: the statement's own success is its commit. Without a connection the job
         // is dropped unrun, and its caller told the write was abandoned (as below).
-        if let Ok(mut conn) = writer.acquire().await {
+        if let Ok(mut conn) = writer.get().await {
             (job.run)(&mut conn).await(true);
         }
         return;
     }
     let mut tells = Vec::with_capacity(jobs.len());
     let committed = async {
-        let mut conn = writer.acquire().await.map_err(storage_error)?;
+        let mut conn = writer.get().await.map_err(storage_error)?;
         sqlx::query("BEGIN IMMEDIATE")
             .execute(&mut *conn)
             .await

@@ -20,9 +20,10 @@ mod sessions;
 use std::str::FromStr as _;
 
 use async_trait::async_trait;
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Sqlite;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 
+use super::pool::Pool;
 use super::{ConnectOptions, EmbeddedMigration, migration_error, migrator, storage_error};
 use crate::storage::{HealthProbe, StorageError};
 
@@ -94,11 +95,11 @@ pub(crate) const MIGRATIONS: &[EmbeddedMigration] = &[
 pub struct SqliteStore {
     /// Readers: `database.max_connections` connections opened with `query_only`, so that a write
     /// sent here by mistake fails instead of competing for the lock.
-    pool: SqlitePool,
+    pool: Pool<Sqlite>,
     /// The writer: one connection. SQLite has one writer at a time; every write and every
     /// transaction queues here, in order (the pool's FIFO), instead of sleeping in SQLite's busy
     /// handler, which wakes waiters late and makes the tail latency explode under load (ADR 0017).
-    writer: SqlitePool,
+    writer: Pool<Sqlite>,
     /// Group commit of the hot single-statement writes, on the writer.
     group: std::sync::Arc<group::Group>,
 }
@@ -132,13 +133,9 @@ impl SqliteStore {
             .foreign_keys(true)
             .busy_timeout(options.busy_timeout);
         // The writer first: it creates the file and switches it to WAL before any reader opens it.
-        // No ping before each acquire (sqlx's default): a connection to a local file does not
-        // go stale, and the ping is one more round trip to the connection's thread per query.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
+        // The store's own pools (ADR 0021): no round trip to a connection's thread when it is
+        // handed out or taken back.
+        let writer = Pool::connect(connect.clone(), 1, options.acquire_timeout)
             .await
             .map_err(storage_error)?;
         let store = Self {
@@ -147,28 +144,27 @@ impl SqliteStore {
             group: std::sync::Arc::default(),
         };
         store.migrate().await?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(options.max_connections)
-            .test_before_acquire(false)
-            .acquire_timeout(options.acquire_timeout)
-            // Each connection keeps its own page cache (SQLite's default: 2,000 KiB) in the
-            // heap of its own thread; the readers share the operating system's file cache
-            // anyway, so 512 KiB each keeps the hot index pages and bounds the process's memory
-            // (issue 8: RSS during a login storm).
-            .connect_with(
-                connect
-                    .pragma("query_only", "ON")
-                    .pragma("cache_size", READER_CACHE_SIZE),
-            )
-            .await
-            .map_err(storage_error)?;
+        // Each connection keeps its own page cache (SQLite's default: 2,000 KiB) in the heap of
+        // its own thread; the readers share the operating system's file cache anyway, so 512 KiB
+        // each keeps the hot index pages and bounds the process's memory (issue 8: RSS during a
+        // login storm).
+        let pool = Pool::connect(
+            connect
+                .pragma("query_only", "ON")
+                .pragma("cache_size", READER_CACHE_SIZE),
+            options.max_connections,
+            options.acquire_timeout,
+        )
+        .await
+        .map_err(storage_error)?;
         Ok(Self { pool, ..store })
     }
 
     /// Applies pending migrations (idempotent).
     pub async fn migrate(&self) -> Result<(), StorageError> {
+        let mut conn = self.writer.get().await.map_err(storage_error)?;
         migrator(MIGRATIONS)
-            .run(&self.writer)
+            .run(&mut *conn)
             .await
             .map_err(migration_error)
     }
@@ -245,7 +241,7 @@ mod tests {
         })
         .await
         .unwrap();
-        let mut conn = store.pool.acquire().await.unwrap();
+        let mut conn = store.pool.get().await.unwrap();
         let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
             .fetch_one(&mut *conn)
             .await

@@ -1,23 +1,24 @@
-//! The PostgreSQL connection pool (ADR 0020).
+//! The connection pool of both stores (ADR 0021).
 //!
 //! `sqlx`'s pool pings every connection it takes back (`Floating::return_to_pool`, no option to
-//! turn it off): one more round trip to the server per query or transaction, which measured
-//! 10–20 % of the throughput of the CAS and OIDC flows (`docs/performance.md`). This pool hands
-//! out the same `sqlx::PgConnection`s and takes them back without a round trip, except where one
-//! is owed:
+//! turn it off): one more round trip per query or transaction, to the server on PostgreSQL, to
+//! the connection's thread on SQLite, which measured 10–20 % of the throughput of the CAS and
+//! OIDC flows on PostgreSQL (`docs/performance.md`). This pool hands out the same `sqlx`
+//! connections and takes them back without a round trip, except where one is owed:
 //!
 //! - a transaction dropped unfinished (its request went away): `ROLLBACK` before the connection
 //!   is reused, so that its locks do not outlive it;
-//! - anything else left in the connection's buffer (a `sqlx::Transaction` over a borrowed
+//! - anything left in a PostgreSQL connection's buffer (a `sqlx::Transaction` over a borrowed
 //!   connection queues its `ROLLBACK` there): flushed and answered first;
 //! - a query dropped while in flight, or failed with a connection error: the connection is
 //!   closed, never reused (its next answer would be the dropped query's);
-//! - a connection idle for [`IDLE_BEFORE_PING`]: pinged before it is handed out (the server may
+//! - a connection idle for [`IDLE_BEFORE_PING`]: pinged before it is handed out (a server may
 //!   have closed it).
 //!
 //! Idle connections are kept as a stack: the most recently used goes out first, so that under
-//! light load the same few server processes answer, with warm caches. At most
-//! `max_connections` are open; a caller waits at most `acquire_timeout` for one.
+//! light load the same few server processes (or connection threads) answer, with warm caches. At
+//! most `max_connections` are open; callers wait their turn in order (a fair semaphore: the
+//! SQLite writer's FIFO, ADR 0017), at most `acquire_timeout`.
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -27,14 +28,13 @@ use either::Either;
 use futures_core::future::BoxFuture;
 use futures_core::stream::BoxStream;
 use futures_util::{StreamExt as _, TryStreamExt as _};
-use sqlx::postgres::{PgConnectOptions, PgQueryResult, PgRow, PgStatement, PgTypeInfo};
-use sqlx::{Connection as _, Execute, Executor, PgConnection, Postgres, SqlStr};
+use sqlx::{ConnectOptions as _, Connection, Database, Execute, Executor, SqlStr};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::Stopwatch;
 
 /// A connection idle for longer than this is pinged before it is handed out.
-pub(super) const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
 
 /// A connection idle for longer than this is closed rather than handed out.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -43,21 +43,33 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 /// the connection is closed instead.
 const RETURN_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The options a connection of `DB` is opened with.
+type Options<DB> = <<DB as Database>::Connection as Connection>::Options;
+
 /// The pool: cheap to clone (one `Arc`).
-#[derive(Clone)]
-pub(crate) struct Pool {
-    inner: Arc<Inner>,
+pub(crate) struct Pool<DB: Database> {
+    inner: Arc<Inner<DB>>,
 }
 
-struct Inner {
-    connect: PgConnectOptions,
-    idle: Mutex<Vec<(PgConnection, Stopwatch)>>,
+impl<DB: Database> Clone for Pool<DB> {
+    fn clone(&self) -> Self {
+        Pool {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<DB: Database> {
+    connect: Options<DB>,
+    /// `ROLLBACK` on a connection (a function, for `Drop` has no `Executor` bound to call it).
+    rollback: for<'c> fn(&'c mut DB::Connection) -> BoxFuture<'c, Result<(), sqlx::Error>>,
+    idle: Mutex<Vec<(DB::Connection, Stopwatch)>>,
     /// One permit per connection handed out: at most `max_connections` at once.
     permits: Arc<Semaphore>,
     acquire_timeout: Duration,
 }
 
-impl std::fmt::Debug for Pool {
+impl<DB: Database> std::fmt::Debug for Pool<DB> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pool")
             .field("available", &self.inner.permits.available_permits())
@@ -76,24 +88,38 @@ enum Owed {
 }
 
 /// A connection handed out; it goes back to the pool when dropped.
-pub(crate) struct Conn {
-    conn: Option<PgConnection>,
-    pool: Arc<Inner>,
+pub(crate) struct Conn<DB: Database> {
+    conn: Option<DB::Connection>,
+    pool: Arc<Inner<DB>>,
     owed: Owed,
     /// Released after the connection is back among the idle ones.
     permit: Option<OwnedSemaphorePermit>,
 }
 
-impl Pool {
+/// `ROLLBACK` on `conn`.
+fn rollback<'c, DB: Database>(
+    conn: &'c mut DB::Connection,
+) -> BoxFuture<'c, Result<(), sqlx::Error>>
+where
+    for<'e> &'e mut DB::Connection: Executor<'e, Database = DB>,
+{
+    Box::pin(async move { conn.execute("ROLLBACK").await.map(|_| ()) })
+}
+
+impl<DB: Database> Pool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
     /// A pool opening connections with `connect`; one is opened now, to fail early.
-    pub(super) async fn connect(
-        connect: PgConnectOptions,
+    pub(crate) async fn connect(
+        connect: Options<DB>,
         max_connections: u32,
         acquire_timeout: Duration,
     ) -> Result<Self, sqlx::Error> {
         let pool = Pool {
             inner: Arc::new(Inner {
                 connect,
+                rollback: rollback::<DB>,
                 idle: Mutex::new(Vec::new()),
                 permits: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
                 acquire_timeout,
@@ -103,14 +129,32 @@ impl Pool {
         Ok(pool)
     }
 
+    /// A transaction on a connection of the pool (`BEGIN`); rolled back if dropped unfinished.
+    pub(crate) async fn begin(&self) -> Result<Tx<DB>, sqlx::Error> {
+        self.begin_with("BEGIN").await
+    }
+
+    /// A transaction opened by `statement` (SQLite: `BEGIN IMMEDIATE`).
+    pub(crate) async fn begin_with(&self, statement: &'static str) -> Result<Tx<DB>, sqlx::Error> {
+        let mut conn = self.get().await?;
+        conn.owed = Owed::Close;
+        let begun = (&mut *conn).execute(statement).await;
+        conn.settle(&begun);
+        begun?;
+        conn.owed = Owed::Rollback;
+        Ok(Tx { conn })
+    }
+}
+
+impl<DB: Database> Pool<DB> {
     /// A connection: the most recently used idle one, or a new one.
-    pub(super) async fn get(&self) -> Result<Conn, sqlx::Error> {
+    pub(crate) async fn get(&self) -> Result<Conn<DB>, sqlx::Error> {
         tokio::time::timeout(self.inner.acquire_timeout, self.get_now())
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
-    async fn get_now(&self) -> Result<Conn, sqlx::Error> {
+    async fn get_now(&self) -> Result<Conn<DB>, sqlx::Error> {
         let permit = self
             .inner
             .permits
@@ -138,11 +182,11 @@ impl Pool {
             }
             return Ok(self.hand_out(conn, permit));
         }
-        let conn = PgConnection::connect_with(&self.inner.connect).await?;
+        let conn = self.inner.connect.connect().await?;
         Ok(self.hand_out(conn, permit))
     }
 
-    fn hand_out(&self, conn: PgConnection, permit: OwnedSemaphorePermit) -> Conn {
+    fn hand_out(&self, conn: DB::Connection, permit: OwnedSemaphorePermit) -> Conn<DB> {
         Conn {
             conn: Some(conn),
             pool: self.inner.clone(),
@@ -151,19 +195,8 @@ impl Pool {
         }
     }
 
-    /// A transaction on a connection of the pool (`BEGIN`); rolled back if dropped unfinished.
-    pub(super) async fn begin(&self) -> Result<Tx, sqlx::Error> {
-        let mut conn = self.get().await?;
-        conn.owed = Owed::Close;
-        let begun = sqlx::query("BEGIN").execute(&mut *conn).await;
-        conn.settle(&begun);
-        begun?;
-        conn.owed = Owed::Rollback;
-        Ok(Tx { conn })
-    }
-
     /// Closes the idle connections and refuses new requests for one.
-    pub(super) async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.inner.permits.close();
         let idle = std::mem::take(
             &mut *self
@@ -178,21 +211,21 @@ impl Pool {
     }
 }
 
-impl Deref for Conn {
-    type Target = PgConnection;
+impl<DB: Database> Deref for Conn<DB> {
+    type Target = DB::Connection;
 
-    fn deref(&self) -> &PgConnection {
+    fn deref(&self) -> &DB::Connection {
         self.conn.as_ref().expect("a connection until dropped")
     }
 }
 
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut PgConnection {
+impl<DB: Database> DerefMut for Conn<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
         self.conn.as_mut().expect("a connection until dropped")
     }
 }
 
-impl Drop for Conn {
+impl<DB: Database> Drop for Conn<DB> {
     fn drop(&mut self) {
         let Some(mut conn) = self.conn.take() else {
             return;
@@ -212,17 +245,16 @@ impl Drop for Conn {
         }
         // A round trip is owed before reuse: on a task of its own, holding the permit (the
         // connection still counts against the limit), and only if a runtime is there.
-        let rollback = self.owed == Owed::Rollback;
+        let rollback = (self.owed == Owed::Rollback).then_some(pool.rollback);
         let permit = self.permit.take();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         runtime.spawn(async move {
             let settle = async {
-                if rollback {
-                    sqlx::query("ROLLBACK").execute(&mut conn).await.map(|_| ())
-                } else {
-                    conn.ping().await
+                match rollback {
+                    Some(rollback) => rollback(&mut conn).await,
+                    None => conn.ping().await,
                 }
             };
             if let Ok(Ok(())) = tokio::time::timeout(RETURN_TIMEOUT, settle).await {
@@ -236,7 +268,7 @@ impl Drop for Conn {
     }
 }
 
-impl Conn {
+impl<DB: Database> Conn<DB> {
     /// After a statement run with `owed` set to [`Owed::Close`] (a caller that goes away
     /// mid-query leaves an answer on the wire): nothing is owed any more, unless the statement
     /// failed with a connection error.
@@ -248,53 +280,65 @@ impl Conn {
     }
 }
 
-/// A transaction on a pooled connection; `ROLLBACK` when dropped without [`Tx::commit`].
-pub(crate) struct Tx {
-    conn: Conn,
+/// A transaction on a pooled connection (an owned `sqlx::Transaction`); `ROLLBACK` when dropped
+/// without [`Tx::commit`], before its connection is reused.
+pub(crate) struct Tx<DB: Database> {
+    conn: Conn<DB>,
 }
 
-impl Tx {
-    pub(super) async fn commit(self) -> Result<(), sqlx::Error> {
+impl<DB: Database> Tx<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    pub(crate) async fn commit(self) -> Result<(), sqlx::Error> {
         self.end("COMMIT").await
     }
 
-    pub(super) async fn rollback(self) -> Result<(), sqlx::Error> {
+    pub(crate) async fn rollback(self) -> Result<(), sqlx::Error> {
         self.end("ROLLBACK").await
     }
 
     async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         self.conn.owed = Owed::Close;
-        let ended = sqlx::query(statement).execute(&mut *self.conn).await;
+        let ended = (&mut *self.conn).execute(statement).await;
         self.conn.settle(&ended);
+        if ended.is_err() && self.conn.owed == Owed::Nothing {
+            // Refused (SQLite: a `COMMIT` that found the database busy leaves the transaction
+            // open): rolled back before the connection is reused, as a dropped one.
+            self.conn.owed = Owed::Rollback;
+        }
         ended.map(|_| ())
     }
 }
 
-impl Deref for Tx {
-    type Target = PgConnection;
+impl<DB: Database> Deref for Tx<DB> {
+    type Target = DB::Connection;
 
-    fn deref(&self) -> &PgConnection {
+    fn deref(&self) -> &DB::Connection {
         &self.conn
     }
 }
 
-impl DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut PgConnection {
+impl<DB: Database> DerefMut for Tx<DB> {
+    fn deref_mut(&mut self) -> &mut DB::Connection {
         &mut self.conn
     }
 }
 
-/// `&Pool` runs a query on a connection of its own, like `&sqlx::PgPool` (the store's functions
+/// `&Pool` runs a query on a connection of its own, like `&sqlx::Pool` (the store's functions
 /// are generic over the executor).
-impl<'p> Executor<'p> for &'_ Pool {
-    type Database = Postgres;
+impl<'p, DB: Database> Executor<'p> for &'_ Pool<DB>
+where
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    type Database = DB;
 
     fn fetch_many<'e, 'q: 'e, E>(
         self,
         query: E,
-    ) -> BoxStream<'e, Result<Either<PgQueryResult, PgRow>, sqlx::Error>>
+    ) -> BoxStream<'e, Result<Either<DB::QueryResult, DB::Row>, sqlx::Error>>
     where
-        E: 'q + Execute<'q, Postgres>,
+        E: 'q + Execute<'q, DB>,
     {
         let pool = self.clone();
         // The results are gathered before the connection goes back: the store's queries return
@@ -314,9 +358,9 @@ impl<'p> Executor<'p> for &'_ Pool {
     fn fetch_optional<'e, 'q: 'e, E>(
         self,
         query: E,
-    ) -> BoxFuture<'e, Result<Option<PgRow>, sqlx::Error>>
+    ) -> BoxFuture<'e, Result<Option<DB::Row>, sqlx::Error>>
     where
-        E: 'q + Execute<'q, Postgres>,
+        E: 'q + Execute<'q, DB>,
     {
         let pool = self.clone();
         Box::pin(async move {
@@ -331,8 +375,8 @@ impl<'p> Executor<'p> for &'_ Pool {
     fn prepare_with<'e>(
         self,
         sql: SqlStr,
-        parameters: &'e [PgTypeInfo],
-    ) -> BoxFuture<'e, Result<PgStatement, sqlx::Error>>
+        parameters: &'e [DB::TypeInfo],
+    ) -> BoxFuture<'e, Result<DB::Statement, sqlx::Error>>
     where
         'p: 'e,
     {
@@ -351,9 +395,12 @@ impl<'p> Executor<'p> for &'_ Pool {
 mod tests {
     use std::str::FromStr as _;
 
+    use sqlx::postgres::PgConnectOptions;
+    use sqlx::{PgConnection, Postgres};
+
     use super::*;
 
-    async fn pool(max: u32, acquire_timeout: Duration) -> Pool {
+    async fn pool(max: u32, acquire_timeout: Duration) -> Pool<Postgres> {
         let url = std::env::var("SESAME_TEST_POSTGRES_URL")
             .expect("SESAME_TEST_POSTGRES_URL was set at build time and must be set to run");
         Pool::connect(
@@ -471,5 +518,69 @@ mod tests {
             .unwrap();
         assert_eq!(answer, 42);
         assert_ne!(backend(&pool).await, first);
+    }
+}
+
+#[cfg(test)]
+mod sqlite_tests {
+    use std::str::FromStr as _;
+
+    use sqlx::Sqlite;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sqlite_transaction_dropped_unfinished_leaves_neither_its_rows_nor_the_write_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            dir.path().join("p.db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_millis(200));
+        let writer = Pool::<Sqlite>::connect(options.clone(), 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER)")
+            .execute(&writer)
+            .await
+            .unwrap();
+        {
+            let mut tx = writer.begin_with("BEGIN IMMEDIATE").await.unwrap();
+            sqlx::query("INSERT INTO t VALUES (1)")
+                .execute(&mut *tx)
+                .await
+                .unwrap();
+            // Dropped without commit, as when a request goes away.
+        }
+        // Another connection takes the write lock at once (within its 200-ms busy timeout)...
+        let mut other = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut other)
+            .await
+            .expect("the dropped transaction's write lock is released");
+        sqlx::query("ROLLBACK").execute(&mut other).await.unwrap();
+        // ...and the pool's connection, reused, is outside any transaction with the row gone.
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&writer)
+            .await
+            .unwrap();
+        assert_eq!(count, 0);
+        let mut tx = writer.begin().await.unwrap();
+        sqlx::query("INSERT INTO t VALUES (2)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut other)
+            .await
+            .unwrap();
+        assert_eq!(count, 1, "a committed transaction keeps its rows");
     }
 }
