@@ -378,25 +378,31 @@ impl VirtualUser {
     }
 }
 
-/// A token-endpoint request with client_secret_basic; the JSON answer if it was a success.
+/// A token-endpoint request with client_secret_basic: how long it took, and the JSON answer if
+/// it was a success.
 async fn token_request(
     http: &reqwest::Client,
     base: &str,
     client: &str,
     secret: &str,
     form: &[(&str, &str)],
-) -> Option<serde_json::Value> {
-    let r = http
-        .post(format!("{base}/oidc/token"))
-        .basic_auth(client, Some(secret))
-        .form(form)
-        .send()
-        .await
-        .ok()?;
-    if !r.status().is_success() {
-        return None;
+) -> (Duration, Option<serde_json::Value>) {
+    let watch = Stopwatch::start();
+    let answer = async {
+        let r = http
+            .post(format!("{base}/oidc/token"))
+            .basic_auth(client, Some(secret))
+            .form(form)
+            .send()
+            .await
+            .ok()?;
+        if !r.status().is_success() {
+            return None;
+        }
+        serde_json::from_slice(&r.bytes().await.ok()?).ok()
     }
-    serde_json::from_slice(&r.bytes().await.ok()?).ok()
+    .await;
+    (watch.elapsed(), answer)
 }
 
 /// One timed GET; success when the status is 2xx.
@@ -1545,8 +1551,7 @@ async fn main() {
                         let (refresh_pool, access_pool) = (refresh5.clone(), access5.clone());
                         async move {
                             let code = codes.lock().await.pop()?;
-                            let watch = Stopwatch::start();
-                            let answer = token_request(
+                            let (elapsed, answer) = token_request(
                                 &http,
                                 &base,
                                 client,
@@ -1559,7 +1564,6 @@ async fn main() {
                                 ],
                             )
                             .await;
-                            let elapsed = watch.elapsed();
                             let ok = answer.as_ref().is_some_and(|a| a["id_token"].is_string());
                             if let Some(a) = answer {
                                 if let Some(r) = a["refresh_token"].as_str() {
@@ -1599,8 +1603,7 @@ async fn main() {
                         );
                         async move {
                             let token = pool.lock().await.pop()?;
-                            let watch = Stopwatch::start();
-                            let answer = token_request(
+                            let (elapsed, answer) = token_request(
                                 &http,
                                 &base,
                                 client,
@@ -1608,7 +1611,7 @@ async fn main() {
                                 &[("grant_type", "refresh_token"), ("refresh_token", &token)],
                             )
                             .await;
-                            Some((watch.elapsed(), answer.is_some()))
+                            Some((elapsed, answer.is_some()))
                         }
                     })
                     .await,

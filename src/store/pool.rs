@@ -34,7 +34,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::clock::Stopwatch;
 
 /// A connection idle for longer than this is pinged before it is handed out.
-pub(crate) const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
+const IDLE_BEFORE_PING: Duration = Duration::from_secs(10);
 
 /// A connection idle for longer than this is closed rather than handed out.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
