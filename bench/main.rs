@@ -1272,8 +1272,8 @@ async fn main() {
     }
 
     let mut argon = Vec::new();
-    // Each storm over the mean of the two baselines around it: the login's ratio is the median
-    // of these (the drift between rounds cancels within a round).
+    // Each login storm over the mean of the two baselines around it: the login's ratio is the
+    // median of these (the machine's drift cancels within a pair, not across rounds).
     let mut login_ratios = Vec::new();
     let mut logins = Vec::new();
     let mut health = Vec::new();
@@ -1316,70 +1316,77 @@ async fn main() {
             }
         }
         if options.wants("login") {
-            // Argon2 ceiling, then the login storm (with /healthz probed meanwhile), then the
-            // ceiling again: the storm is compared with the mean of the two that bracket it, as
-            // this kind of machine drifts by a fifth within a minute.
-            let before = tokio::task::spawn_blocking(move || argon2_baseline(round))
+            // Argon2 ceiling and login storms alternate in short slices (baseline, storm,
+            // baseline, storm, baseline, storm, baseline: 5 s each in a full run), /healthz
+            // probed during each storm: each storm is compared with the mean of the two
+            // baselines around it, as this kind of machine drifts by a fifth within a minute
+            // (baselines of 119 and 146 hashes/s 45 s apart).
+            let (slice, storms) = if options.quick {
+                (round, 1)
+            } else {
+                (round / 3, 3)
+            };
+            let mut before = tokio::task::spawn_blocking(move || argon2_baseline(slice))
                 .await
                 .unwrap();
-            let probe_stop = Arc::new(AtomicBool::new(false));
-            let probe = {
-                let (http, base, stop) = (http.clone(), base.clone(), probe_stop.clone());
-                tokio::spawn(async move {
-                    let mut hist = Histogram::<u64>::new(3).unwrap();
-                    let mut max_rss = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        let watch = Stopwatch::start();
-                        let ok = http
-                            .get(format!("{base}/healthz"))
-                            .send()
-                            .await
-                            .is_ok_and(|r| r.status().is_success());
-                        if ok {
-                            let _ = hist.record(watch.elapsed().as_micros() as u64);
+            for _ in 0..storms {
+                let probe_stop = Arc::new(AtomicBool::new(false));
+                let probe = {
+                    let (http, base, stop) = (http.clone(), base.clone(), probe_stop.clone());
+                    tokio::spawn(async move {
+                        let mut hist = Histogram::<u64>::new(3).unwrap();
+                        let mut max_rss = 0;
+                        while !stop.load(Ordering::Relaxed) {
+                            let watch = Stopwatch::start();
+                            let ok = http
+                                .get(format!("{base}/healthz"))
+                                .send()
+                                .await
+                                .is_ok_and(|r| r.status().is_success());
+                            if ok {
+                                let _ = hist.record(watch.elapsed().as_micros() as u64);
+                            }
+                            max_rss = max_rss.max(rss_kib(pid));
+                            tokio::time::sleep(Duration::from_millis(20)).await;
                         }
-                        max_rss = max_rss.max(rss_kib(pid));
-                        tokio::time::sleep(Duration::from_millis(20)).await;
-                    }
-                    (hist, max_rss)
-                })
-            };
-            let storm_users = users.clone();
-            let (machine_before, driver_before) = (machine_ticks(), cpu_ticks(std::process::id()));
-            logins.push(
-                drive(workers, round, Some(pid), move |w| {
+                        (hist, max_rss)
+                    })
+                };
+                let storm_users = users.clone();
+                let (machine_before, driver_before) =
+                    (machine_ticks(), cpu_ticks(std::process::id()));
+                let storm = drive(workers, slice, Some(pid), move |w| {
                     let user = storm_users[w].clone();
                     async move { Some(user.lock().await.login().await) }
                 })
-                .await,
-            );
-            let (machine_after, driver_after) = (machine_ticks(), cpu_ticks(std::process::id()));
-            probe_stop.store(true, Ordering::Relaxed);
-            let (hist, max_rss) = probe.await.unwrap();
-            rss_storm = rss_storm.max(max_rss);
-            health.push(measure(&hist, hist.len(), 0, round.as_secs_f64(), 0, 0));
-            let after = tokio::task::spawn_blocking(move || argon2_baseline(round))
-                .await
-                .unwrap();
-            argon.push((before + after) / 2.0);
-            if let Some(storm) = logins.last() {
+                .await;
+                let (machine_after, driver_after) =
+                    (machine_ticks(), cpu_ticks(std::process::id()));
+                probe_stop.store(true, Ordering::Relaxed);
+                let (hist, max_rss) = probe.await.unwrap();
+                rss_storm = rss_storm.max(max_rss);
+                health.push(measure(&hist, hist.len(), 0, slice.as_secs_f64(), 0, 0));
+                let after = tokio::task::spawn_blocking(move || argon2_baseline(slice))
+                    .await
+                    .unwrap();
+                argon.push((before + after) / 2.0);
                 login_ratios.push(storm.per_second * 2.0 / (before + after));
-            }
-            // Each round's figures, for a reader wondering how far the rounds spread.
-            if let Some(storm) = logins.last() {
+                // Each storm's figures, for a reader wondering how far they spread.
                 let all: u64 = machine_after
                     .iter()
                     .zip(machine_before)
                     .map(|(a, b)| a.saturating_sub(b))
                     .sum();
                 eprintln!(
-                    "  argon2 {before:.1}/s and {after:.1}/s, logins {:.1}/s ({:.2}), server CPU \
+                    "  argon2 {before:.1}/s and {after:.1}/s, logins {:.1}/s ({:.3}), server CPU \
                      {:.0} µs/login, load driver {:.1} % of the machine",
                     storm.per_second,
                     storm.per_second * 2.0 / (before + after),
                     storm.cpu_us_per_request,
                     100.0 * driver_after.saturating_sub(driver_before) as f64 / all.max(1) as f64
                 );
+                logins.push(storm);
+                before = after;
             }
         }
 
@@ -1765,7 +1772,7 @@ async fn main() {
         (
             "password login (GET form + POST)",
             login.per_second,
-            "Argon2id hashes/s (the two around each storm; ratio: the rounds' median)".into(),
+            "Argon2id hashes/s (the two around each storm; ratio: the storms' median)".into(),
             argon,
             &login,
             "≥ 0.9",
@@ -1952,8 +1959,8 @@ async fn main() {
     }
     println!();
     println!(
-        "- login ÷ Argon2 round by round (each storm over the mean of the two baselines around \
-         it; the table gives their median): {}",
+        "- login ÷ Argon2 storm by storm (each over the mean of the two baselines around it; the \
+         table gives their median): {}",
         login_ratios
             .iter()
             .map(|r| format!("{r:.3}"))
@@ -2011,10 +2018,12 @@ async fn main() {
         }
     );
     println!(
-        "- machine: {} cores; {} round(s) of {} s, interleaved; medians",
+        "- machine: {} cores; {} round(s) of {} s, interleaved (the login: {} storm(s) per round \
+         between Argon2 baselines of the same length); medians",
         cores(),
         rounds,
-        round.as_secs()
+        round.as_secs(),
+        login_ratios.len() / rounds.max(1)
     );
 
     let mut json = BTreeMap::new();
