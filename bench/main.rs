@@ -2029,7 +2029,7 @@ async fn main() {
     let mut json = BTreeMap::new();
     json.insert("argon2_hashes_per_second", serde_json::json!(argon));
     json.insert("login", serde_json::to_value(&login).unwrap());
-    json.insert("login_ratio_per_round", serde_json::json!(login_ratios));
+    json.insert("login_ratio_per_storm", serde_json::json!(login_ratios));
     json.insert("login_ratio", serde_json::json!(login_ratio));
     json.insert(
         "healthz_during_login_storm",
