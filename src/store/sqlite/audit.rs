@@ -111,7 +111,19 @@ pub(super) fn insert_event_sql(first: usize) -> String {
     format!("{INSERT_EVENTS}{}", event_values(first))
 }
 
-/// Binds the eight parameters of [`insert_event_sql`], in order.
+/// The `INSERT` of one audit event written only when `condition` (an SQL expression) holds, its
+/// parameters numbered from `$first` (bound by [`bind_event`]), to follow other statements in
+/// one [`Batch`] whose earlier statements decide whether the event happened.
+pub(super) fn insert_event_if_sql(first: usize, condition: &str) -> String {
+    let values = event_values(first);
+    let values = &values[1..values.len() - 1];
+    format!(
+        "INSERT INTO audit_events (at, actor, action, subject, source, user_agent, request_id, \
+         details) SELECT {values} WHERE {condition}"
+    )
+}
+
+/// Binds the eight parameters of [`insert_event_sql`] (or [`insert_event_if_sql`]), in order.
 pub(super) fn bind_event(query: Batch, event: &NewAuditEvent) -> Batch {
     query
         .bind(event.at)

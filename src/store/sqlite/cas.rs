@@ -4,8 +4,8 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::SqliteStore;
-use super::group::Statements;
-use super::sessions::upsert_session_service;
+use super::group::Batch;
+use super::sessions::NOTE_SESSION_SERVICE;
 use crate::accounts::AccountStore;
 use crate::cas::{ProxyGrantingTicket, StoredTicket, TakenTicket, TicketKind, TicketStore};
 use crate::relying_parties::{CasService, ServiceStore};
@@ -63,43 +63,51 @@ impl TicketStore for SqliteStore {
         let (digest, ticket) = (digest.to_vec(), ticket.clone());
         let noted_service = noted_service.map(str::to_string);
         let proxies = proxies_json(&ticket.proxies)?;
-        // With a service to note: two statements in one job of the group. Should the note fail
-        // after the ticket, the ticket stays (as when the two were separate writes).
-        let kind = match noted_service {
-            Some(_) => Statements::Several,
-            None => Statements::One,
+        const INSERT: &str = "INSERT INTO cas_tickets (digest, kind, service, account_id, \
+             session_id, from_new_login, expires_at, created_at, auth_time, long_term, proxies, \
+             amr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+        let bind = move |query: Batch| {
+            query
+                .bind(digest)
+                .bind(ticket.kind.as_str())
+                .bind(ticket.service)
+                .bind(ticket.account_id)
+                .bind(ticket.session_id)
+                .bind(i32::from(ticket.from_new_login))
+                .bind(ticket.expires_at)
+                .bind(now)
+                .bind(ticket.auth_time)
+                .bind(i32::from(ticket.long_term))
+                .bind(proxies)
+                .bind(ticket.amr.join(" "))
         };
-        self.group
-            .write(&self.writer, kind, move |conn| {
-                Box::pin(async move {
-                    sqlx::query(
-                        "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
-                         from_new_login, expires_at, created_at, auth_time, long_term, proxies, \
-                         amr) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        match noted_service {
+            // With a service to note: the ticket and the note in one batch of the group, one
+            // message to the writer's thread, all or nothing (ADR 0022).
+            Some(service) => {
+                let sql = format!("{INSERT}; {NOTE_SESSION_SERVICE}");
+                self.group
+                    .write_batch(
+                        &self.writer,
+                        sql,
+                        move |query| bind(query).bind("cas").bind(service),
+                        |_| Ok(()),
                     )
-                    .bind(digest)
-                    .bind(ticket.kind.as_str())
-                    .bind(&ticket.service)
-                    .bind(&ticket.account_id)
-                    .bind(&ticket.session_id)
-                    .bind(i32::from(ticket.from_new_login))
-                    .bind(ticket.expires_at)
-                    .bind(now)
-                    .bind(ticket.auth_time)
-                    .bind(i32::from(ticket.long_term))
-                    .bind(proxies)
-                    .bind(ticket.amr.join(" "))
-                    .execute(&mut *conn)
                     .await
-                    .map_err(storage_error)?;
-                    if let Some(service) = noted_service {
-                        upsert_session_service(conn, &ticket.session_id, "cas", &service, now)
-                            .await?;
-                    }
-                    Ok(())
+            }
+            None => {
+                self.grouped(move |conn| {
+                    Box::pin(async move {
+                        bind(sqlx::query(INSERT))
+                            .execute(&mut *conn)
+                            .await
+                            .map(|_| ())
+                            .map_err(storage_error)
+                    })
                 })
-            })
-            .await
+                .await
+            }
+        }
     }
 
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<TakenTicket>, StorageError> {

@@ -8,16 +8,19 @@
 //! done before it is durable. Under load many requests share one fsync; alone, a write costs what
 //! it did (one statement, one commit).
 //!
-//! A job is one statement, or a few whose partial application the job's caller accepts
-//! ([`Statements::Several`]): a failing statement is undone by SQLite on its own (statement
-//! rollback) and the others of the group still commit. If the commit itself fails, every job of the group gets
-//! the error. A group of one single-statement job runs without `BEGIN`/`COMMIT`: SQLite commits
-//! the statement by itself (as durably), and the writer's thread is crossed once instead of three
-//! times.
+//! A job is one statement, a few whose partial application the job's caller accepts
+//! ([`Statements::Several`]), or one [`Batch`] that applies all or nothing ([`Group::write_batch`]):
+//! a failing statement is undone by SQLite on its own (statement rollback), a failing batch by
+//! its savepoint, and the others of the group still commit. If the commit itself fails, every
+//! job of the group gets the error. A group of one single-statement job runs without
+//! `BEGIN`/`COMMIT`: SQLite commits the statement by itself (as durably); a group of one batch
+//! carries its own `BEGIN IMMEDIATE` and `COMMIT` in the same message. Either way the writer's
+//! thread is crossed once (ADR 0022).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use sqlx::{Sqlite, SqliteConnection};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Sqlite, SqliteConnection};
 
 use crate::store::pool::Pool;
 
@@ -26,17 +29,28 @@ use crate::store::storage_error;
 
 pub(super) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// Where a job runs: alone (the group is that job), or among others in the group's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    Alone,
+    InGroup,
+}
+
 /// One queued job: runs on the writer's connection and returns what to tell its caller once the
 /// group's commit is known.
 type Run = Box<
-    dyn for<'c> FnOnce(&'c mut SqliteConnection) -> BoxFuture<'c, Box<dyn FnOnce(bool) + Send>>
+    dyn for<'c> FnOnce(
+            &'c mut SqliteConnection,
+            Place,
+        ) -> BoxFuture<'c, Box<dyn FnOnce(bool) + Send>>
         + Send,
 >;
 
 struct Job {
     run: Run,
-    /// One statement: alone in its group, it needs no explicit transaction.
-    single: bool,
+    /// Alone in its group, it needs no `BEGIN`/`COMMIT` message of the group's: one statement
+    /// commits by itself, a batch carries its own.
+    alone_ok: bool,
 }
 
 /// What a job holds.
@@ -89,10 +103,77 @@ impl Group {
             + Send
             + 'static,
     {
-        let (sender, mut receiver) = tokio::sync::oneshot::channel::<Result<T, StorageError>>();
-        let work: Run = Box::new(move |conn| {
+        self.enqueue(writer, matches!(kind, Statements::One), move |conn, _| {
+            statements(conn)
+        })
+        .await
+    }
+
+    /// Runs `batch` (its SQL, then what binds its parameters) on the writer in the next group,
+    /// all or nothing, and gives its rows (those of every statement, in order) to `read` once
+    /// the group has committed. One message to the writer's thread: inside a group, the batch
+    /// is wrapped in its own savepoint (`SAVEPOINT job; …; RELEASE job`); alone, in its own
+    /// transaction (`BEGIN IMMEDIATE; …; COMMIT`). Should a statement fail, the savepoint or
+    /// the transaction is rolled back (a second message, on that path only) and the caller
+    /// gets the error. The batch's parameters after its first statement are written `$N`
+    /// ([`Batch`]); the wrapping statements have none.
+    pub(super) async fn write_batch<T, B, R>(
+        self: &Arc<Self>,
+        writer: &Pool<Sqlite>,
+        sql: String,
+        bind: B,
+        read: R,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        B: FnOnce(Batch) -> Batch + Send + 'static,
+        R: FnOnce(Vec<SqliteRow>) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.enqueue(writer, true, move |conn, place| {
             Box::pin(async move {
-                let result = statements(conn).await;
+                let (open, close, undo) = match place {
+                    Place::Alone => ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"),
+                    Place::InGroup => (
+                        "SAVEPOINT job",
+                        "RELEASE job",
+                        "ROLLBACK TO job; RELEASE job",
+                    ),
+                };
+                let query = sqlx::query(AssertSqlSafe(format!("{open}; {sql}; {close}")));
+                match bind(query).fetch_all(&mut *conn).await {
+                    Ok(rows) => read(rows),
+                    Err(error) => {
+                        // Nothing of a refused batch stays (all or nothing). The undo fails only
+                        // where there is nothing to undo (SQLite already rolled the transaction
+                        // back) or the connection itself failed, as the group's own `ROLLBACK`.
+                        let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
+                        Err(storage_error(error))
+                    }
+                }
+            })
+        })
+        .await
+    }
+
+    async fn enqueue<T, F>(
+        self: &Arc<Self>,
+        writer: &Pool<Sqlite>,
+        alone_ok: bool,
+        statements: F,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: for<'c> FnOnce(
+                &'c mut SqliteConnection,
+                Place,
+            ) -> BoxFuture<'c, Result<T, StorageError>>
+            + Send
+            + 'static,
+    {
+        let (sender, mut receiver) = tokio::sync::oneshot::channel::<Result<T, StorageError>>();
+        let work: Run = Box::new(move |conn, place| {
+            Box::pin(async move {
+                let result = statements(conn, place).await;
                 Box::new(move |committed: bool| {
                     let _ = sender.send(match result {
                         Ok(_) if !committed => Err(StorageError::Unavailable(
@@ -105,7 +186,7 @@ impl Group {
         });
         self.lock_waiting().push(Job {
             run: work,
-            single: matches!(kind, Statements::One),
+            alone_ok,
         });
         let abandoned = || StorageError::Unavailable("the write was abandoned".into());
         loop {
@@ -142,12 +223,13 @@ impl Group {
 
 /// One transaction for `jobs`; each is told whether it committed.
 async fn run(writer: Pool<Sqlite>, mut jobs: Vec<Job>) {
-    if jobs.len() == 1 && jobs[0].single {
+    if jobs.len() == 1 && jobs[0].alone_ok {
         let job = jobs.remove(0);
-        // Autocommit: the statement's own success is its commit. Without a connection the job
-        // is dropped unrun, and its caller told the write was abandoned (as below).
+        // Autocommit, or the batch's own transaction: the job's own success is its commit.
+        // Without a connection the job is dropped unrun, and its caller told the write was
+        // abandoned (as below).
         if let Ok(mut conn) = writer.get().await {
-            (job.run)(&mut conn).await(true);
+            (job.run)(&mut conn, Place::Alone).await(true);
         }
         return;
     }
@@ -160,7 +242,7 @@ async fn run(writer: Pool<Sqlite>, mut jobs: Vec<Job>) {
             .map_err(storage_error)?;
         let mut jobs = jobs.into_iter();
         for job in jobs.by_ref() {
-            tells.push((job.run)(&mut conn).await);
+            tells.push((job.run)(&mut conn, Place::InGroup).await);
         }
         match sqlx::query("COMMIT").execute(&mut *conn).await {
             Ok(_) => Ok(()),
@@ -200,4 +282,138 @@ where
         .await
         .map_err(storage_error)?;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use std::str::FromStr as _;
+    use std::time::Duration;
+
+    use sqlx::Row as _;
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+
+    use super::*;
+
+    async fn writer(dir: &tempfile::TempDir) -> Pool<Sqlite> {
+        let options = SqliteConnectOptions::from_str(&format!(
+            "sqlite://{}",
+            dir.path().join("g.db").display()
+        ))
+        .unwrap()
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal);
+        let writer = Pool::<Sqlite>::connect(options, 1, Duration::from_secs(5))
+            .await
+            .unwrap();
+        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .execute(&writer)
+            .await
+            .unwrap();
+        writer
+    }
+
+    async fn rows(writer: &Pool<Sqlite>) -> Vec<i64> {
+        sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(writer)
+            .await
+            .unwrap()
+    }
+
+    /// Two inserts, `n` then `m`; a duplicate `m` makes the second fail after the first ran.
+    async fn insert_two(
+        group: &Arc<Group>,
+        writer: &Pool<Sqlite>,
+        n: i64,
+        m: i64,
+    ) -> Result<Vec<i64>, StorageError> {
+        group
+            .write_batch(
+                writer,
+                "INSERT INTO t VALUES (?1); INSERT INTO t VALUES ($2); SELECT n FROM t WHERE n IN ($1, $2) ORDER BY n"
+                    .to_string(),
+                move |query| query.bind(n).bind(m),
+                |rows| {
+                    rows.iter()
+                        .map(|r| r.try_get::<i64, _>(0).map_err(storage_error))
+                        .collect()
+                },
+            )
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lone_batch_gives_its_rows_and_a_failing_one_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        let group = Arc::new(Group::default());
+        assert_eq!(insert_two(&group, &writer, 1, 2).await.unwrap(), vec![1, 2]);
+        // Its second statement fails (2 exists): its first (3) is undone with it.
+        let refused = insert_two(&group, &writer, 3, 2).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(rows(&writer).await, vec![1, 2]);
+        // The writer is left outside any transaction: the next batch commits on its own.
+        assert_eq!(insert_two(&group, &writer, 4, 5).await.unwrap(), vec![4, 5]);
+        drop(group);
+        let other =
+            sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("g.db").display()))
+                .await
+                .unwrap();
+        let seen: Vec<i64> = sqlx::query_scalar("SELECT n FROM t ORDER BY n")
+            .fetch_all(&other)
+            .await
+            .unwrap();
+        assert_eq!(
+            seen,
+            vec![1, 2, 4, 5],
+            "committed, as seen by another connection"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_batch_in_a_group_is_undone_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        let group = Arc::new(Group::default());
+        insert_two(&group, &writer, 100, 101).await.unwrap();
+        // Hold the turn so that every write below waits in one group.
+        let turn = group.turn.lock().await;
+        let mut writes = Vec::new();
+        for (n, m) in [(1, 2), (3, 100), (5, 6)] {
+            let (group, writer) = (group.clone(), writer.clone());
+            writes.push(tokio::spawn(async move {
+                insert_two(&group, &writer, n, m).await
+            }));
+        }
+        let (group2, writer2) = (group.clone(), writer.clone());
+        writes.push(tokio::spawn(async move {
+            group2
+                .write(&writer2, Statements::One, |conn| {
+                    Box::pin(async move {
+                        sqlx::query("INSERT INTO t VALUES (7)")
+                            .execute(conn)
+                            .await
+                            .map(|_| vec![7])
+                            .map_err(storage_error)
+                    })
+                })
+                .await
+        }));
+        while group.lock_waiting().len() < 4 {
+            tokio::task::yield_now().await;
+        }
+        drop(turn);
+        let mut results = Vec::new();
+        for w in writes {
+            results.push(w.await.unwrap());
+        }
+        assert_eq!(results[0].as_ref().unwrap(), &vec![1, 2]);
+        assert!(results[1].is_err(), "the duplicate 100 refuses the batch");
+        assert_eq!(results[2].as_ref().unwrap(), &vec![5, 6]);
+        assert_eq!(results[3].as_ref().unwrap(), &vec![7]);
+        assert_eq!(
+            rows(&writer).await,
+            vec![1, 2, 5, 6, 7, 100, 101],
+            "3 undone with its batch"
+        );
+    }
 }

@@ -1,13 +1,15 @@
 //! Login and the helpdesk's account reads and writes, on SQLite.
 
 use async_trait::async_trait;
+use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, Row as _};
 
 use super::SqliteStore;
 use super::accounts::account;
-use super::group::Statements;
+use super::lockout::{bind_count, count_statement, counter};
 use super::mfa::{FACTOR_COUNTS, factors_of};
-use crate::accounts::lockout::{LockoutPolicy, LockoutStore};
+use super::sessions::INSERT_ACTIVE_SESSION;
+use crate::accounts::lockout::LockoutPolicy;
 use crate::accounts::{AccountActivity, AccountAdminStore, AccountState, Contact};
 use crate::login::{CountedCandidate, LoginCandidate, LoginStore, SuccessfulLogin};
 use crate::storage::StorageError;
@@ -21,15 +23,43 @@ impl LoginStore for SqliteStore {
         now: i64,
         policy: &LockoutPolicy,
     ) -> Result<CountedCandidate, StorageError> {
-        // Two steps here: the read on a reader, the count on the writer (SQLite has no
-        // round trip to save).
-        let candidate = self.find_login_candidate(login).await?;
-        let key = candidate
-            .as_ref()
-            .map_or(login, |c| c.account.login.as_str());
-        let counted =
-            LockoutStore::count_attempt(self, key, candidate.is_some(), now, policy).await?;
-        Ok(CountedCandidate { candidate, counted })
+        // One message to the writer's thread: the candidate (as `find_login_candidate` reads
+        // it), then the count under its account's login, or `login` when it names none, in one
+        // batch of the group commit (ADR 0022). Where there were a reader's round trip and a
+        // writer's, a login's POST now crosses to SQLite's threads once before its hash.
+        let names = "(SELECT a.login FROM logins l JOIN accounts a ON a.id = l.account_id \
+                     WHERE l.login = $1)";
+        let sql = format!(
+            "{} WHERE l.login = $1; {}",
+            candidate_sql(),
+            count_statement(
+                &format!("COALESCE({names}, $1)"),
+                &format!("({names} IS NOT NULL)")
+            )
+        );
+        let (login, policy) = (login.to_string(), *policy);
+        self.group
+            .write_batch(
+                &self.writer,
+                sql,
+                move |query| bind_count(query.bind(login).bind(0), now, &policy),
+                |rows| {
+                    let mut found = CountedCandidate {
+                        candidate: None,
+                        counted: None,
+                    };
+                    for row in &rows {
+                        // The count's row (none when the identifier is locked) has no `id`.
+                        if row.try_column("id").is_ok() {
+                            found.candidate = Some(candidate(row)?);
+                        } else {
+                            found.counted = Some(counter(row)?);
+                        }
+                    }
+                    Ok(found)
+                },
+            )
+            .await
     }
 
     async fn upgrade_password_hash(
@@ -77,22 +107,14 @@ impl LoginStore for SqliteStore {
         login: &str,
     ) -> Result<Option<LoginCandidate>, StorageError> {
         let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, \
-             a.person_key, a.password_hash, {FACTOR_COUNTS} \
-             FROM logins l JOIN accounts a ON a.id = l.account_id WHERE l.login = ?1"
+            "{} WHERE l.login = ?1",
+            candidate_sql()
         )))
         .bind(login)
         .fetch_optional(&self.pool)
         .await
         .map_err(storage_error)?;
-        row.map(|row| {
-            Ok(LoginCandidate {
-                account: account(&row)?,
-                password_hash: row.try_get("password_hash").map_err(storage_error)?,
-                factors: factors_of(&row)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(candidate).transpose()
     }
 
     async fn record_successful_login(
@@ -103,49 +125,39 @@ impl LoginStore for SqliteStore {
         let digest = login.digest.to_vec();
         let clear_counter = login.clear_counter.map(str::to_string);
         let from = login.from.map(str::to_string);
-        // One job of the group commit, in the group's transaction, in two messages to the
-        // writer's thread: the session (refused once the account is no longer active: then
-        // only the counter is forgotten, the password was right), then the last login noted,
-        // the counter forgotten and the event, in one batch. Should that batch fail part way,
-        // what it wrote before stays in the group's transaction (a noted login, a forgotten
-        // counter), and the caller gets the error.
+        // One batch of the group commit, all or nothing, in one message to the writer's thread
+        // (ADR 0022): the session, inserted only while the account is active (a disable
+        // committed meanwhile wins: then only the counter is forgotten, the password was
+        // right); the last login noted and the event written only if the session was; the
+        // counter forgotten either way; then whether the session is there.
+        let inserted = "EXISTS (SELECT 1 FROM sessions WHERE id = $1)";
+        let sql = format!(
+            "{INSERT_ACTIVE_SESSION}; \
+             UPDATE accounts SET last_login_at = $5, last_login_from = $12 \
+             WHERE id = $3 AND {inserted}; \
+             DELETE FROM failure_counters WHERE identifier = $13; \
+             {}; \
+             SELECT {inserted} AS inserted",
+            super::audit::insert_event_if_sql(14, inserted)
+        );
         let inserted = self
             .group
-            .write(&self.writer, Statements::Several, move |conn| {
-                Box::pin(async move {
-                    match super::sessions::insert_session_row(&mut *conn, &s, &digest).await {
-                        Err(StorageError::Conflict) => {
-                            if let Some(identifier) = clear_counter {
-                                sqlx::query("DELETE FROM failure_counters WHERE identifier = ?1")
-                                    .bind(identifier)
-                                    .execute(&mut *conn)
-                                    .await
-                                    .map_err(storage_error)?;
-                            }
-                            return Ok(false);
-                        }
-                        other => other?,
-                    }
-                    let mut sql = String::from(
-                        "UPDATE accounts SET last_login_at = ?2, last_login_from = ?3 \
-                         WHERE id = ?1; ",
-                    );
-                    if clear_counter.is_some() {
-                        sql.push_str("DELETE FROM failure_counters WHERE identifier = $4; ");
-                    }
-                    sql.push_str(&super::audit::insert_event_sql(5));
-                    let query = sqlx::query(AssertSqlSafe(sql))
-                        .bind(s.account_id.clone())
-                        .bind(s.auth_time)
+            .write_batch(
+                &self.writer,
+                sql,
+                move |query| {
+                    let query = super::sessions::bind_session_row(query, &s, digest)
                         .bind(from)
                         .bind(clear_counter);
                     super::audit::bind_event(query, &event)
-                        .execute(&mut *conn)
-                        .await
-                        .map_err(storage_error)?;
-                    Ok(true)
-                })
-            })
+                },
+                |rows| {
+                    let last = rows.last().ok_or_else(|| {
+                        StorageError::Corrupt("the login's batch gave no answer".into())
+                    })?;
+                    last.try_get::<bool, _>("inserted").map_err(storage_error)
+                },
+            )
             .await?;
         if inserted {
             Ok(())
@@ -153,6 +165,24 @@ impl LoginStore for SqliteStore {
             Err(StorageError::Conflict)
         }
     }
+}
+
+/// The login's candidate: its account, password hash and factors; a `WHERE` on `l.login`
+/// follows.
+fn candidate_sql() -> String {
+    format!(
+        "SELECT a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, \
+         a.person_key, a.password_hash, {FACTOR_COUNTS} \
+         FROM logins l JOIN accounts a ON a.id = l.account_id"
+    )
+}
+
+fn candidate(row: &SqliteRow) -> Result<LoginCandidate, StorageError> {
+    Ok(LoginCandidate {
+        account: account(row)?,
+        password_hash: row.try_get("password_hash").map_err(storage_error)?,
+        factors: factors_of(row)?,
+    })
 }
 
 #[async_trait]

@@ -168,10 +168,27 @@ impl OidcStore for SqliteStore {
             code_digest.map(<[u8]>::to_vec),
             event.clone(),
         );
-        self.grouped_atomically(move |conn| {
-            Box::pin(issue_grant(conn, grant, tokens, code_digest, event))
-        })
-        .await
+        // One batch of the group commit, one message to the writer's thread (ADR 0022).
+        let sql = issue_grant_sql(code_digest.is_some(), tokens.len());
+        let issued = self
+            .group
+            .write_batch(
+                &self.writer,
+                sql,
+                move |query| bind_issue_grant(query, &grant, &tokens, code_digest, &event),
+                |rows| {
+                    let last = rows.last().ok_or_else(|| {
+                        StorageError::Corrupt("the grant's batch gave no answer".into())
+                    })?;
+                    last.try_get::<bool, _>("issued").map_err(storage_error)
+                },
+            )
+            .await?;
+        if issued {
+            Ok(())
+        } else {
+            Err(StorageError::Conflict)
+        }
     }
 
     async fn rotate_refresh_token(
@@ -474,48 +491,53 @@ async fn take_code(
     })
 }
 
-/// [`OidcStore::issue_grant`], on the writer.
-async fn issue_grant(
-    conn: &mut SqliteConnection,
-    grant: Grant,
-    tokens: Vec<NewToken>,
-    code_digest: Option<Vec<u8>>,
-    event: NewAuditEvent,
-) -> Result<(), StorageError> {
-    if let Some(digest) = &code_digest {
-        // The code spent by the same write, while unused, its account active and its session
-        // alive (a code goes with its session); otherwise nothing changes.
-        let spent = sqlx::query(
-            "UPDATE oidc_codes SET redeemed_at = ?2 WHERE digest = ?1 AND redeemed_at IS NULL \
+/// The batch of [`OidcStore::issue_grant`]. With a code (`$11`), the code is spent first, while
+/// unused, its account active and its session alive (a code goes with its session); the grant
+/// is inserted only if that spent it (`changes()`: the rows of the statement just before, here
+/// the code's `UPDATE`), and its tokens and the event only if the grant was. The last statement
+/// answers whether it was: a refused code changes nothing, and the caller gets `Conflict`.
+fn issue_grant_sql(code: bool, tokens: usize) -> String {
+    let mut sql = String::new();
+    let spent = if code {
+        sql.push_str(
+            "UPDATE oidc_codes SET redeemed_at = $9 WHERE digest = $11 AND redeemed_at IS NULL \
              AND EXISTS (SELECT 1 FROM accounts a WHERE a.id = oidc_codes.account_id \
                          AND a.state = 'active') \
-             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = oidc_codes.session_id)",
-        )
-        .bind(digest)
-        .bind(grant.created_at)
-        .execute(&mut *conn)
-        .await
-        .map_err(storage_error)?
-        .rows_affected();
-        if spent == 0 {
-            return Err(StorageError::Conflict);
-        }
-    }
-    // The grant, its tokens and the event: one batch, one message to the writer's thread
-    // (inside the job's savepoint: all or nothing).
-    let mut sql = String::from(
+             AND EXISTS (SELECT 1 FROM sessions s WHERE s.id = oidc_codes.session_id); ",
+        );
+        "changes() = 1"
+    } else {
+        "1"
+    };
+    let issued = "EXISTS (SELECT 1 FROM oidc_grants WHERE id = $1)";
+    sql.push_str(&format!(
         "INSERT INTO oidc_grants (id, client_id, account_id, session_id, scope, auth_time, \
          amr, acr, created_at, expires_at, code_digest) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11); ",
-    );
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE {spent}; "
+    ));
     let mut next = 12;
-    if !tokens.is_empty() {
-        sql.push_str(&insert_tokens_sql(next, tokens.len()));
-        sql.push_str("; ");
-        next += 5 * tokens.len();
+    if tokens > 0 {
+        sql.push_str(&format!(
+            "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) \
+             SELECT * FROM ({}) WHERE {issued}; ",
+            token_values(next, tokens)
+        ));
+        next += 5 * tokens;
     }
-    sql.push_str(&super::audit::insert_event_sql(next));
-    let query = sqlx::query(AssertSqlSafe(sql))
+    sql.push_str(&super::audit::insert_event_if_sql(next, issued));
+    sql.push_str(&format!("; SELECT {issued} AS issued"));
+    sql
+}
+
+/// Binds the parameters of [`issue_grant_sql`], in order.
+fn bind_issue_grant(
+    query: super::group::Batch,
+    grant: &Grant,
+    tokens: &[NewToken],
+    code_digest: Option<Vec<u8>>,
+    event: &NewAuditEvent,
+) -> super::group::Batch {
+    let query = query
         .bind(grant.id.clone())
         .bind(grant.client_id.clone())
         .bind(grant.account_id.clone())
@@ -527,12 +549,8 @@ async fn issue_grant(
         .bind(grant.created_at)
         .bind(grant.expires_at)
         .bind(code_digest);
-    let query = bind_tokens(query, &grant.id, &tokens, grant.created_at);
-    super::audit::bind_event(query, &event)
-        .execute(&mut *conn)
-        .await
-        .map_err(storage_error)?;
-    Ok(())
+    let query = bind_tokens(query, &grant.id, tokens, grant.created_at);
+    super::audit::bind_event(query, event)
 }
 
 /// [`OidcStore::rotate_refresh_token`], on the writer.
@@ -597,22 +615,27 @@ async fn rotate_refresh_token(
     Ok(RefreshOutcome::Replayed)
 }
 
-/// The `INSERT` of `count` tokens of one grant (at least one), their parameters numbered from
+/// The `VALUES` of `count` tokens of one grant (at least one), their parameters numbered from
 /// `$first`, five per token, to go in a [`Batch`](super::group::Batch) (bound by [`bind_tokens`]).
-fn insert_tokens_sql(first: usize, count: usize) -> String {
+fn token_values(first: usize, count: usize) -> String {
     let rows: Vec<String> = (0..count)
         .map(|i| {
             let n = first + i * 5;
             format!("(${n}, ${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4)
         })
         .collect();
+    format!("VALUES {}", rows.join(", "))
+}
+
+/// The `INSERT` of the tokens of [`token_values`].
+fn insert_tokens_sql(first: usize, count: usize) -> String {
     format!(
-        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) VALUES {}",
-        rows.join(", ")
+        "INSERT INTO oidc_tokens (digest, grant_id, kind, expires_at, created_at) {}",
+        token_values(first, count)
     )
 }
 
-/// Binds the parameters of [`insert_tokens_sql`], in order.
+/// Binds the parameters of [`token_values`], in order.
 fn bind_tokens(
     mut query: super::group::Batch,
     grant_id: &str,

@@ -6,6 +6,7 @@ use sqlx::Row as _;
 use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
+use super::group::Batch;
 use crate::sessions::{ServedApplication, Session, SessionStore};
 use crate::storage::StorageError;
 use crate::store::{parse_column, storage_error};
@@ -251,31 +252,44 @@ pub(super) async fn insert_session_row(
     s: &Session,
     digest: &[u8],
 ) -> Result<(), StorageError> {
-    sqlx::query(
-        "INSERT INTO sessions (id, digest, account_id, kind, auth_time, factors, \
-         last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
-         SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
-         WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')",
-    )
-    .bind(&s.id)
-    .bind(digest)
-    .bind(&s.account_id)
-    .bind(s.kind.as_str())
-    .bind(s.auth_time)
-    .bind(s.factors.join(","))
-    .bind(s.last_seen_at)
-    .bind(s.idle_expires_at)
-    .bind(s.expires_at)
-    .bind(&s.client_ip)
-    .bind(&s.user_agent)
-    .execute(conn)
-    .await
-    .map_err(storage_error)
-    .and_then(|r| match r.rows_affected() {
-        0 => Err(StorageError::Conflict),
-        _ => Ok(()),
-    })
+    bind_session_row(sqlx::query(INSERT_ACTIVE_SESSION), s, digest.to_vec())
+        .execute(conn)
+        .await
+        .map_err(storage_error)
+        .and_then(|r| match r.rows_affected() {
+            0 => Err(StorageError::Conflict),
+            _ => Ok(()),
+        })
 }
+
+/// Inserts a session (`?1`–`?11`, bound by [`bind_session_row`]) only for an account still
+/// active at this instant: a disable committed while the password was being checked wins.
+pub(super) const INSERT_ACTIVE_SESSION: &str = "INSERT INTO sessions (id, digest, account_id, \
+     kind, auth_time, factors, last_seen_at, idle_expires_at, expires_at, client_ip, user_agent) \
+     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11 \
+     WHERE EXISTS (SELECT 1 FROM accounts WHERE id = ?3 AND state = 'active')";
+
+/// Binds `?1`–`?11` of [`INSERT_ACTIVE_SESSION`].
+pub(super) fn bind_session_row(query: Batch, s: &Session, digest: Vec<u8>) -> Batch {
+    query
+        .bind(s.id.clone())
+        .bind(digest)
+        .bind(s.account_id.clone())
+        .bind(s.kind.as_str())
+        .bind(s.auth_time)
+        .bind(s.factors.join(","))
+        .bind(s.last_seen_at)
+        .bind(s.idle_expires_at)
+        .bind(s.expires_at)
+        .bind(s.client_ip.clone())
+        .bind(s.user_agent.clone())
+}
+
+/// The service note of [`upsert_session_service`] after a CAS ticket's `INSERT` in one batch:
+/// the session `$5`, the time `$8`, the protocol `$13` and the service `$14`.
+pub(super) const NOTE_SESSION_SERVICE: &str = "INSERT INTO session_services \
+     (session_id, protocol, service, first_at, last_at) VALUES ($5, $13, $14, $8, $8) \
+     ON CONFLICT (session_id, protocol, service) DO UPDATE SET last_at = excluded.last_at";
 
 /// Notes that a session logged into an application, or when it last did (shared with the CAS
 /// ticket's insert, which notes its service in the same job).
