@@ -105,6 +105,18 @@ pub struct StoredTicket {
     pub proxies: Vec<String>,
 }
 
+/// What a service ticket issued from a session cookie ([`TicketStore::insert_ticket_from_session`])
+/// does not take from the session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionTicket {
+    /// The service URL it is issued for (without `ticket`), as the client sent it.
+    pub service: String,
+    /// The CAS service's id, noted in the session (single logout).
+    pub noted_service: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
 /// A proxy-granting ticket (§3.3): lets a service obtain proxy tickets for other services, until
 /// the SSO session it came from ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,6 +152,19 @@ pub trait TicketStore: Send + Sync {
         noted_service: Option<&str>,
         now: i64,
     ) -> Result<(), StorageError>;
+    /// Stores a service ticket issued from the live SSO session whose cookie has
+    /// `session_digest` (live at `ticket.created_at`: neither idle- nor absolutely expired), in
+    /// one write with the session's service note (`ticket.noted_service`), and returns that
+    /// session as it was read; `None`, and nothing written, when there is no such session
+    /// (ADR 0023). The ticket takes from the session what [`server::CasServer::issue`] takes:
+    /// its account, its id, its `auth_time`, its factors as `amr`, and `long_term` when the
+    /// session's kind is [`crate::sessions::SessionKind::Remembered`]; never from a new login.
+    async fn insert_ticket_from_session(
+        &self,
+        session_digest: &[u8],
+        digest: &[u8],
+        ticket: &SessionTicket,
+    ) -> Result<Option<crate::sessions::Session>, StorageError>;
     /// Deletes and returns the ticket, expired or not (`DELETE … RETURNING`): a ticket gets
     /// exactly one validation attempt, whatever its outcome (§3.1.1, §3.2.1). Of concurrent
     /// validators, one gets it. With it comes its account and feed records as they are now

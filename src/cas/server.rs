@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::logout::{LogoutStore, LogoutTarget};
 use super::{
     Authentication, CasErrorCode, CasFailure, Endpoint, PGT_PREFIX, PGTIOU_PREFIX, ProxyCallback,
-    ProxyGrantingTicket, StoredTicket, TicketKind, TicketStore, ValidationRequest, new_ticket,
-    new_value, validate, well_formed, well_formed_pgt,
+    ProxyGrantingTicket, SessionTicket, StoredTicket, TicketKind, TicketStore, ValidationRequest,
+    new_ticket, new_value, validate, well_formed, well_formed_pgt,
 };
 use crate::accounts::{AccountState, attributes};
 use crate::audit::{Actor, AuditAction, Auditor};
@@ -167,6 +167,32 @@ impl CasServer {
             .insert_ticket(&digest, &stored, Some(&service.service.id), now)
             .await?;
         Ok(ticket)
+    }
+
+    /// Issues a service ticket (§2.1–2.2) from the live SSO session of a cookie, read and used
+    /// in one write (ADR 0023): the ticket and the session it came from, or `None` when the
+    /// cookie names no live session (nothing issued). Only for a service whose ticket cannot
+    /// depend on the session beyond its being live (no second factor to require): the caller
+    /// decides that before.
+    pub async fn issue_from_cookie(
+        &self,
+        cookie: &SecretToken,
+        service: &KnownService,
+    ) -> Result<Option<(String, Session)>, StorageError> {
+        let now = self.clock.unix_now();
+        let ticket = new_ticket(TicketKind::Service, self.entropy.as_ref());
+        let digest = SecretToken::new(ticket.clone()).digest();
+        let issued = SessionTicket {
+            service: service.url.clone(),
+            noted_service: service.service.id.clone(),
+            created_at: now,
+            expires_at: now + self.settings.ticket_lifetime.as_secs() as i64,
+        };
+        Ok(self
+            .tickets
+            .insert_ticket_from_session(&cookie.digest(), &digest, &issued)
+            .await?
+            .map(|session| (ticket, session)))
     }
 
     /// Validates a ticket (§2.4–2.9): consumed whatever the outcome. With `pgt_url`, the service

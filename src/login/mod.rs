@@ -1203,6 +1203,17 @@ impl LoginService {
         self.sessions.current(cookie).await
     }
 
+    /// Records the activity of a session read elsewhere (a CAS ticket issued from its cookie).
+    pub async fn note_session_activity(&self, session: Session) -> Result<Session, StorageError> {
+        self.sessions.note_activity(session).await
+    }
+
+    /// Whether the configuration requires a second factor of some accounts (`mfa.required_for`):
+    /// then whether a session may log into an application depends on its account.
+    pub fn mfa_required_by_policy(&self) -> bool {
+        !self.mfa_policy.required_for.is_empty()
+    }
+
     /// Logout: ends the session of a cookie value.
     pub async fn logout(&self, cookie: &SecretToken) -> Result<bool, StorageError> {
         match self.sessions.end(cookie).await? {

@@ -331,13 +331,20 @@ impl Sessions {
     /// The live session of a cookie value, recording the activity.
     pub async fn current(&self, token: &SecretToken) -> Result<Option<Session>, StorageError> {
         let now = self.clock.unix_now();
-        let Some(mut session) = self
+        let Some(session) = self
             .store
             .find_session_by_digest(&token.digest(), now)
             .await?
         else {
             return Ok(None);
         };
+        self.note_activity(session).await.map(Some)
+    }
+
+    /// Records the activity of a live session just read (its idle expiry moves on), at most
+    /// once every [`TOUCH_EVERY`] seconds; the session as it now is.
+    pub async fn note_activity(&self, mut session: Session) -> Result<Session, StorageError> {
+        let now = self.clock.unix_now();
         if now - session.last_seen_at >= TOUCH_EVERY {
             let (idle, _) = self.limits(session.kind);
             session.last_seen_at = now;
@@ -346,7 +353,7 @@ impl Sessions {
                 .touch_session(&session.id, now, session.idle_expires_at)
                 .await?;
         }
-        Ok(Some(session))
+        Ok(session)
     }
 
     /// Ends the session of a cookie value (logout); the session it was, if any.

@@ -119,6 +119,7 @@ contract! {
     a_successful_login_writes_everything_or_only_forgets_the_counter,
     an_idle_counter_counts_from_zero_without_its_old_lock,
     a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_now,
+    a_ticket_from_a_session_cookie_is_made_of_the_live_session_in_one_write,
     a_code_is_taken_once_and_a_replay_revokes_or_refuses_its_grant,
     a_refresh_token_rotates_once_with_its_event_and_a_replay_revokes_its_family,
     one_time_value_is_redeemed_by_exactly_one_of_fifty_concurrent_consumers,
@@ -1146,6 +1147,99 @@ async fn a_ticket_notes_its_service_and_is_taken_once_with_its_account_as_it_is_
         .unwrap();
     unit.commit().await.unwrap();
     assert!(store.take_ticket(&[5; 32]).await.unwrap().is_none());
+}
+
+async fn a_ticket_from_a_session_cookie_is_made_of_the_live_session_in_one_write(
+    store: Arc<dyn Store>,
+) {
+    use crate::cas::{SessionTicket, TicketKind};
+    use crate::sessions::SessionKind;
+    two_accounts(&store).await;
+    let mut remembered = live_session("s-1", "acc-1");
+    remembered.kind = SessionKind::Remembered;
+    remembered.factors = vec!["pwd".into(), "otp".into()];
+    store.insert_session(&remembered, &[1; 32]).await.unwrap();
+    store
+        .insert_session(&live_session("s-2", "acc-1"), &[2; 32])
+        .await
+        .unwrap();
+    let issued = |at: i64| SessionTicket {
+        service: "https://moodle.uca.fr/login/index.php".into(),
+        noted_service: "moodle".into(),
+        created_at: at,
+        expires_at: at + 10,
+    };
+    let served = |id: &'static str| {
+        let store = store.clone();
+        async move {
+            store
+                .list_session_services(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|s| (s.service, s.first_at, s.last_at))
+                .collect::<Vec<_>>()
+        }
+    };
+    // The session comes back as it was read; the ticket is what `CasServer::issue` makes of it.
+    let session = store
+        .insert_ticket_from_session(&[1; 32], &[10; 32], &issued(150))
+        .await
+        .unwrap();
+    assert_eq!(session, Some(remembered.clone()));
+    assert_eq!(served("s-1").await, [("moodle".to_string(), 150, 150)]);
+    let taken = store.take_ticket(&[10; 32]).await.unwrap().unwrap().ticket;
+    assert_eq!(taken.kind, TicketKind::Service);
+    assert_eq!(taken.service, "https://moodle.uca.fr/login/index.php");
+    assert_eq!(
+        (taken.account_id.as_str(), taken.session_id.as_str()),
+        ("acc-1", "s-1")
+    );
+    assert_eq!((taken.auth_time, taken.expires_at), (100, 160));
+    assert!(taken.long_term && !taken.from_new_login);
+    assert_eq!(taken.amr, ["pwd", "otp"]);
+    assert!(taken.proxies.is_empty());
+    // A standard session: not long-term; its last use moves on a second ticket.
+    store
+        .insert_ticket_from_session(&[2; 32], &[11; 32], &issued(160))
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .insert_ticket_from_session(&[2; 32], &[12; 32], &issued(170))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(served("s-2").await, [("moodle".to_string(), 160, 170)]);
+    assert!(
+        !store
+            .take_ticket(&[11; 32])
+            .await
+            .unwrap()
+            .unwrap()
+            .ticket
+            .long_term
+    );
+    // No session for the cookie, or one expired (idle at 2,000 here): no ticket, no note.
+    for (cookie, at) in [([9; 32], 180), ([1; 32], 2_000), ([1; 32], 40_000)] {
+        assert_eq!(
+            store
+                .insert_ticket_from_session(&cookie, &[13; 32], &issued(at))
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(store.take_ticket(&[13; 32]).await.unwrap().is_none());
+    }
+    assert_eq!(served("s-1").await, [("moodle".to_string(), 150, 150)]);
+    // A duplicate ticket is refused, and its session's note is not moved.
+    assert!(
+        store
+            .insert_ticket_from_session(&[2; 32], &[12; 32], &issued(175))
+            .await
+            .is_err()
+    );
+    assert_eq!(served("s-2").await, [("moodle".to_string(), 160, 170)]);
 }
 
 async fn a_login_candidate_is_read_and_its_attempt_counted_under_its_account_login(

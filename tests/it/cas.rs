@@ -16,6 +16,7 @@ use crate::support::{Backend, TestApp, TestResponse};
 on_both_backends! {
     a_cas_login_goes_through_the_form_and_the_ticket_validates_once,
     sso_gives_a_second_service_a_ticket_without_a_password,
+    sso_tickets_keep_the_session_alive_until_its_limits,
     renew_asks_for_credentials_and_refuses_sso_tickets,
     gateway_without_a_session_returns_without_a_ticket,
     an_unregistered_service_gets_an_error_page_and_nothing_else,
@@ -248,6 +249,55 @@ async fn sso_gives_a_second_service_a_ticket_without_a_password(backend: Backend
         .collect();
     served.sort();
     assert_eq!(served, ["bib", "moodle"]);
+}
+
+/// A ticket from the session's cookie is read and issued in one write (ADR 0023): it still
+/// records the session's activity, and an ended or expired session gives none.
+async fn sso_tickets_keep_the_session_alive_until_its_limits(backend: Backend) {
+    let app = app_with_services(backend).await;
+    let mut browser = Browser::new(&app);
+    cas_login(&mut browser, MOODLE, "").await;
+    let sso = async |browser: &mut Browser<'_>| {
+        location(
+            &browser
+                .get(&format!("/cas/login?service={}", encode(BIB)))
+                .await,
+        )
+    };
+    // Standard session: idle 2 h, absolute 8 h. A ticket every 1.5 h keeps it alive...
+    for _ in 0..5 {
+        app.clock.advance(Duration::from_secs(5400));
+        let back = sso(&mut browser).await;
+        assert!(
+            back.starts_with("https://bib.uca.fr/login?ticket=ST-"),
+            "{back}"
+        );
+        let ticket = ticket_of(&back);
+        let p3 = validate(&app, "p3/serviceValidate", BIB, &ticket).await;
+        assert!(
+            p3.body.contains("<cas:user>emilie.dupre</cas:user>"),
+            "{}",
+            p3.body
+        );
+    }
+    // ... until its absolute limit (7.5 h so far; 9 h now): then the login page, no ticket.
+    app.clock.advance(Duration::from_secs(5400));
+    assert!(sso(&mut browser).await.starts_with("/login?flow="));
+    // Idle for 2 h: no ticket either.
+    let mut idle = Browser::new(&app);
+    cas_login(&mut idle, MOODLE, "").await;
+    app.clock.advance(Duration::from_secs(7200));
+    assert!(sso(&mut idle).await.starts_with("/login?flow="));
+    // A cookie no session has: the login page.
+    let name = browser
+        .cookies
+        .keys()
+        .find(|k| k.ends_with("sesame"))
+        .expect("the session cookie")
+        .clone();
+    let mut stranger = Browser::new(&app);
+    stranger.cookies.insert(name, "not-a-session".into());
+    assert!(sso(&mut stranger).await.starts_with("/login?flow="));
 }
 
 async fn renew_asks_for_credentials_and_refuses_sso_tickets(backend: Backend) {

@@ -5,8 +5,12 @@ use sqlx::Row as _;
 
 use super::PostgresStore;
 use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
-use crate::cas::{ProxyGrantingTicket, StoredTicket, TakenTicket, TicketKind, TicketStore};
+use super::sessions::{COLUMNS as SESSION_COLUMNS, session};
+use crate::cas::{
+    ProxyGrantingTicket, SessionTicket, StoredTicket, TakenTicket, TicketKind, TicketStore,
+};
 use crate::relying_parties::{CasService, ServiceStore};
+use crate::sessions::{Session, SessionKind};
 use crate::storage::StorageError;
 use crate::store::storage_error;
 use crate::store::{proxies_json, proxies_of};
@@ -93,6 +97,44 @@ impl TicketStore for PostgresStore {
             .await
             .map(|_| ())
             .map_err(storage_error)
+    }
+
+    async fn insert_ticket_from_session(
+        &self,
+        session_digest: &[u8],
+        digest: &[u8],
+        ticket: &SessionTicket,
+    ) -> Result<Option<Session>, StorageError> {
+        // One statement (ADR 0023): the live session, the ticket made from it, its note in the
+        // session (data-modifying CTEs run whether or not the final SELECT reads them), and
+        // the session as read. No session: no row, nothing written.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH s AS (SELECT {SESSION_COLUMNS} FROM sessions WHERE digest = $1 \
+               AND idle_expires_at > $2 AND expires_at > $2), \
+             t AS (INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
+               from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
+               SELECT $3, $7, $4, s.account_id, s.id, 0, $5, $2, s.auth_time, \
+               CASE WHEN s.kind = $8 THEN 1 ELSE 0 END, $9, REPLACE(s.factors, ',', ' ') FROM s \
+               RETURNING session_id), \
+             n AS (INSERT INTO session_services (session_id, protocol, service, first_at, \
+               last_at) SELECT session_id, 'cas', $6, $2, $2 FROM t \
+               ON CONFLICT (session_id, protocol, service) \
+               DO UPDATE SET last_at = excluded.last_at) \
+             SELECT {SESSION_COLUMNS} FROM s"
+        )))
+        .bind(session_digest)
+        .bind(ticket.created_at)
+        .bind(digest)
+        .bind(&ticket.service)
+        .bind(ticket.expires_at)
+        .bind(&ticket.noted_service)
+        .bind(TicketKind::Service.as_str())
+        .bind(SessionKind::Remembered.as_str())
+        .bind(proxies_json(&[])?)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(storage_error)?;
+        row.as_ref().map(session).transpose()
     }
 
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<TakenTicket>, StorageError> {

@@ -5,10 +5,13 @@ use sqlx::Row as _;
 
 use super::SqliteStore;
 use super::group::Batch;
-use super::sessions::NOTE_SESSION_SERVICE;
+use super::sessions::{COLUMNS as SESSION_COLUMNS, NOTE_SESSION_SERVICE, session};
 use crate::accounts::AccountStore;
-use crate::cas::{ProxyGrantingTicket, StoredTicket, TakenTicket, TicketKind, TicketStore};
+use crate::cas::{
+    ProxyGrantingTicket, SessionTicket, StoredTicket, TakenTicket, TicketKind, TicketStore,
+};
 use crate::relying_parties::{CasService, ServiceStore};
+use crate::sessions::{Session, SessionKind};
 use crate::storage::StorageError;
 use crate::store::storage_error;
 use crate::store::{proxies_json, proxies_of};
@@ -108,6 +111,50 @@ impl TicketStore for SqliteStore {
                 .await
             }
         }
+    }
+
+    async fn insert_ticket_from_session(
+        &self,
+        session_digest: &[u8],
+        digest: &[u8],
+        ticket: &SessionTicket,
+    ) -> Result<Option<Session>, StorageError> {
+        // One batch on the writer (ADR 0022, 0023): the ticket from the live session, its note
+        // in that session, then the session, found through the ticket (none: nothing written).
+        let sql = format!(
+            "INSERT INTO cas_tickets (digest, kind, service, account_id, session_id, \
+             from_new_login, expires_at, created_at, auth_time, long_term, proxies, amr) \
+             SELECT $3, $7, $4, account_id, id, 0, $5, $2, auth_time, \
+             CASE WHEN kind = $8 THEN 1 ELSE 0 END, $9, REPLACE(factors, ',', ' ') \
+             FROM sessions WHERE digest = $1 AND idle_expires_at > $2 AND expires_at > $2; \
+             INSERT INTO session_services (session_id, protocol, service, first_at, last_at) \
+             SELECT session_id, 'cas', $6, $2, $2 FROM cas_tickets WHERE digest = $3 \
+             ON CONFLICT (session_id, protocol, service) DO UPDATE SET last_at = excluded.last_at; \
+             SELECT {SESSION_COLUMNS} FROM sessions \
+             WHERE id = (SELECT session_id FROM cas_tickets WHERE digest = $3)"
+        );
+        let (session_digest, digest, ticket) =
+            (session_digest.to_vec(), digest.to_vec(), ticket.clone());
+        let proxies = proxies_json(&[])?;
+        self.group
+            .write_batch(
+                &self.writer,
+                sql,
+                move |query| {
+                    query
+                        .bind(session_digest)
+                        .bind(ticket.created_at)
+                        .bind(digest)
+                        .bind(ticket.service)
+                        .bind(ticket.expires_at)
+                        .bind(ticket.noted_service)
+                        .bind(TicketKind::Service.as_str())
+                        .bind(SessionKind::Remembered.as_str())
+                        .bind(proxies)
+                },
+                |rows| rows.first().map(session).transpose(),
+            )
+            .await
     }
 
     async fn take_ticket(&self, digest: &[u8]) -> Result<Option<TakenTicket>, StorageError> {

@@ -11,10 +11,10 @@ use crate::sessions::{ServedApplication, Session, SessionStore};
 use crate::storage::StorageError;
 use crate::store::{parse_column, storage_error};
 
-const COLUMNS: &str = "id, account_id, kind, auth_time, factors, last_seen_at, idle_expires_at, \
+pub(super) const COLUMNS: &str = "id, account_id, kind, auth_time, factors, last_seen_at, idle_expires_at, \
                        expires_at, client_ip, user_agent";
 
-fn session(row: &SqliteRow) -> Result<Session, StorageError> {
+pub(super) fn session(row: &SqliteRow) -> Result<Session, StorageError> {
     let factors: String = row.try_get("factors").map_err(storage_error)?;
     Ok(Session {
         id: row.try_get("id").map_err(storage_error)?,

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use url::Url;
 
 use super::login::{current_session, see_other, session_cookie, session_cookie_name};
-use crate::cas::server::Release;
+use crate::cas::server::{KnownService, Release};
 use crate::cas::{CasErrorCode, CasFailure, Endpoint, Format, ValidationRequest};
 use crate::cas::{render, saml};
 use crate::login::Destination;
@@ -60,9 +60,20 @@ pub async fn login(
     let Some(known) = state.cas.known_service(&raw).await? else {
         return Err(WebError::UnknownService(raw));
     };
-    let session = match renew {
-        true => None,
-        false => current_session(&state, &headers).await?,
+    // Without a second factor to require, the session's cookie is read and the ticket issued
+    // from it in one write (ADR 0023).
+    let session = if renew {
+        None
+    } else if known.service.mfa_required || state.login.mfa_required_by_policy() {
+        current_session(&state, &headers).await?
+    } else {
+        if let Some(cookie) = session_cookie(&state, &headers)
+            && let Some((ticket, session)) = state.cas.issue_from_cookie(&cookie, &known).await?
+        {
+            state.login.note_session_activity(session).await?;
+            return return_with_ticket(&state, locale, nonce, &known, ticket, post);
+        }
+        None
     };
     if let Some(session) = session {
         return issue_and_return(&state, locale, nonce, &session, &known.url, post, false).await;
@@ -114,6 +125,19 @@ pub async fn issue_and_return(
         .await;
     }
     let ticket = state.cas.issue(session, &known, from_new_login).await?;
+    return_with_ticket(state, locale, nonce, &known, ticket, post)
+}
+
+/// Sends the browser back to `known` with `ticket`: a 303 with `ticket=` in the URL, or (with
+/// `method=POST`) a form posted by the browser.
+fn return_with_ticket(
+    state: &WebState,
+    locale: Locale,
+    nonce: Option<Extension<CspNonce>>,
+    known: &KnownService,
+    ticket: String,
+    post: bool,
+) -> Result<Response, WebError> {
     if !post {
         return see_other(&with_ticket(&known.url, &ticket), None);
     }
