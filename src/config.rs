@@ -397,7 +397,7 @@ section! {
     pub struct Log {
         /// `text` or `json`.
         format: LogFormat = LogFormat::Text,
-        /// A `tracing` filter, e.g. `info` or `sesame=debug,tower_http=info`.
+        /// A `tracing` filter, e.g. `info` or `info,tower_http=debug` (a line per request).
         level: String = "info".to_string(),
     }
 }

@@ -287,7 +287,14 @@ fn every_command_has_help() {
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = test_env(dir.path(), Backend::Sqlite);
+    // At the default level, no line per request: the access log is DEBUG (ADR 0008, amended).
     env.insert("SESAME_LOG__LEVEL".into(), "info".into());
+    let server = Server::start(dir.path(), &env, "serve", &["--log-format", "json"]).unwrap();
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let (_, logs) = server.terminate();
+    assert!(!logs.contains("/healthz"), "{logs}");
+    // With it asked for, one JSON line per request, with its span.
+    env.insert("SESAME_LOG__LEVEL".into(), "info,tower_http=debug".into());
     let server = Server::start(dir.path(), &env, "serve", &["--log-format", "json"]).unwrap();
     assert_eq!(
         server.get("/healthz?ticket=ST-secret-value").await.status,
