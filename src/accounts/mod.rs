@@ -128,6 +128,15 @@ pub struct StudentContext {
     pub logins: Option<Vec<String>>,
 }
 
+/// What [`ProvisioningUnit::insert_new_student_or_context`] did.
+#[derive(Debug)]
+pub enum NewStudent {
+    /// The new student's account, login and record are written.
+    Inserted,
+    /// Nothing is written: the row's context, to apply it step by step.
+    Context(StudentContext),
+}
+
 /// One import's unit of work: a database transaction in which rows are applied one by one; when a
 /// row of the batch fails, the batch is applied again with each row inside its own savepoint, so
 /// that a failing row leaves nothing behind.
@@ -226,6 +235,33 @@ pub trait ProvisioningUnit: Send {
         now: i64,
     ) -> Result<(), StorageError>;
     async fn upsert_staff(&mut self, record: &StaffRecord, now: i64) -> Result<(), StorageError>;
+    /// A student row that names a new person, applied at once (PostgreSQL: one statement, where
+    /// reading the context and then writing were two round trips): inserts `account` (with its
+    /// login) and `record` only if the dossier has no record, no account has
+    /// `account.person_key`, and `account.login` is not among the logins of `base` (the base of
+    /// the row's names); then [`NewStudent::Inserted`]. Otherwise nothing is written and the
+    /// row's context comes back, as [`Self::student_context`] reads it with `base`. Choosing
+    /// `account.login` (the first free login of the base) is the caller's.
+    async fn insert_new_student_or_context(
+        &mut self,
+        account: &AccountRecord,
+        record: &StudentRecord,
+        base: &str,
+        now: i64,
+    ) -> Result<NewStudent, StorageError> {
+        let context = self
+            .student_context(&record.dossier_number, &account.person_key, Some(base))
+            .await?;
+        let login_free = context
+            .logins
+            .as_ref()
+            .is_none_or(|logins| !logins.contains(&account.login));
+        if context.existing.is_none() && context.same_person.is_empty() && login_free {
+            self.insert_student_account(account, record, now).await?;
+            return Ok(NewStudent::Inserted);
+        }
+        Ok(NewStudent::Context(context))
+    }
     /// A new student: [`Self::insert_account`] then [`Self::upsert_student`] (PostgreSQL: in one
     /// statement).
     async fn insert_student_account(

@@ -20,7 +20,8 @@ use time::macros::format_description;
 
 use super::identifiers::{Login, derive_base, first_free, person_key};
 use super::{
-    AccountRecord, AccountState, ProvisioningStore, ProvisioningUnit, StaffRecord, StudentRecord,
+    AccountRecord, AccountState, NewStudent, ProvisioningStore, ProvisioningUnit, StaffRecord,
+    StudentRecord,
 };
 use crate::clock::Clock;
 use crate::entropy::{Entropy, EntropyExt};
@@ -36,9 +37,53 @@ type RawLine = Result<(u64, Vec<String>), Rejection>;
 type ApplyRow<R> = for<'a> fn(
     &'a Importer,
     &'a mut dyn ProvisioningUnit,
+    &'a KnownLogins,
     &'a R,
     i64,
 ) -> BoxFuture<'a, Result<Outcome, RowFailure>>;
+
+/// The logins of each name base that this import has read or written so far, in its units of
+/// work: the next row of a known base can then be given its login (the first free one) and be
+/// written in one step ([`ProvisioningUnit::insert_new_student_or_context`]), where a base read
+/// for the first time costs a read first. Forgotten whenever a unit of work or a row is rolled
+/// back, since what it wrote is gone. Should another writer take a login meanwhile, the store
+/// sees it taken and the row is applied step by step from what the store then reads.
+#[derive(Default)]
+struct KnownLogins(std::sync::Mutex<HashMap<String, HashSet<String>>>);
+
+impl KnownLogins {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, HashSet<String>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The login a new account of `base` gets: the first free one when the base is known, the
+    /// base itself (to be checked by the store) when it is not.
+    fn next(&self, base: &Login) -> Login {
+        match self.lock().get(base.as_str()) {
+            Some(taken) => first_free(base, |candidate| taken.contains(candidate)),
+            None => base.clone(),
+        }
+    }
+
+    /// What the store read of `base`.
+    fn read(&self, base: &Login, logins: &[String]) {
+        self.lock()
+            .insert(base.as_str().to_string(), logins.iter().cloned().collect());
+    }
+
+    /// A login written in the unit of work.
+    fn written(&self, base: &Login, login: &str) {
+        if let Some(taken) = self.lock().get_mut(base.as_str()) {
+            taken.insert(login.to_string());
+        }
+    }
+
+    fn forget(&self) {
+        self.lock().clear();
+    }
+}
 
 /// Rows committed together in a real import.
 const BATCH: usize = 1000;
@@ -488,15 +533,19 @@ impl Importer {
             ..Default::default()
         };
         let batch = if dry_run { usize::MAX } else { BATCH };
+        let known = KnownLogins::default();
         for chunk in rows.chunks(batch.min(rows.len().max(1))) {
             // First without savepoints (two round trips fewer per row); should a row fail, the
             // batch is rolled back and applied again with a savepoint per row, so that only the
             // failing rows are left out. A failing statement aborts a PostgreSQL transaction
             // anyway.
-            let counts = match self.apply_batch(chunk, apply, now, dry_run, false).await? {
+            let counts = match self
+                .apply_batch(chunk, apply, &known, now, dry_run, false)
+                .await?
+            {
                 Some(counts) => counts,
                 None => self
-                    .apply_batch(chunk, apply, now, dry_run, true)
+                    .apply_batch(chunk, apply, &known, now, dry_run, true)
                     .await?
                     .expect("a careful batch always completes"),
             };
@@ -521,6 +570,7 @@ impl Importer {
         &self,
         chunk: &[R],
         apply: ApplyRow<R>,
+        known: &KnownLogins,
         now: i64,
         dry_run: bool,
         careful: bool,
@@ -531,7 +581,7 @@ impl Importer {
             if careful {
                 unit.savepoint().await?;
             }
-            match apply(self, unit.as_mut(), row, now).await {
+            match apply(self, unit.as_mut(), known, row, now).await {
                 Ok(outcome) => {
                     if careful {
                         unit.release_savepoint().await?;
@@ -547,10 +597,12 @@ impl Importer {
                     return Err(StorageError::Unavailable(reason));
                 }
                 Err(_) if !careful => {
+                    known.forget();
                     unit.rollback().await?;
                     return Ok(None);
                 }
                 Err(failure) => {
+                    known.forget();
                     unit.rollback_to_savepoint().await?;
                     unit.release_savepoint().await?;
                     counts.rejected.push((index, failure.to_string()));
@@ -640,6 +692,7 @@ impl Importer {
     fn apply_student<'a>(
         &'a self,
         unit: &'a mut dyn ProvisioningUnit,
+        known: &'a KnownLogins,
         row: &'a StudentRow,
         now: i64,
     ) -> BoxFuture<'a, Result<Outcome, RowFailure>> {
@@ -653,9 +706,46 @@ impl Importer {
             };
             let key = person_key(&row.first_name, &row.last_name, &row.birth_date);
             let base = derive_base(&row.first_name, &row.last_name).ok();
-            let context = unit
-                .student_context(&row.dossier_number, &key, base.as_ref().map(Login::as_str))
-                .await?;
+            let context = match &base {
+                // The common case at the rentrée, a new student, in one write with the login it
+                // gets (the first free one of its base, as far as this import knows the base);
+                // anything else comes back with the context read.
+                Some(base) => {
+                    let account = AccountRecord {
+                        id: self.entropy.hex(16),
+                        login: known.next(base).as_str().to_string(),
+                        state: AccountState::Pending,
+                        first_name: row.first_name.clone(),
+                        last_name: row.last_name.clone(),
+                        birth_date: row.birth_date.clone(),
+                        person_key: key.clone(),
+                    };
+                    match unit
+                        .insert_new_student_or_context(
+                            &account,
+                            &record(&account.id),
+                            base.as_str(),
+                            now,
+                        )
+                        .await?
+                    {
+                        NewStudent::Inserted => {
+                            known.written(base, &account.login);
+                            return Ok(Outcome::Created);
+                        }
+                        NewStudent::Context(context) => {
+                            if let Some(logins) = &context.logins {
+                                known.read(base, logins);
+                            }
+                            context
+                        }
+                    }
+                }
+                None => {
+                    unit.student_context(&row.dossier_number, &key, None)
+                        .await?
+                }
+            };
             if let Some((existing, account)) = context.existing {
                 let mut account = account
                     .ok_or_else(|| RowFailure::Invalid("the record's account is missing".into()))?;
@@ -669,6 +759,9 @@ impl Importer {
                     now,
                 )
                 .await?;
+                if let Some(base) = &base {
+                    known.written(base, &account.login);
+                }
                 let wanted = record(&account.id);
                 let changed = wanted != existing;
                 if changed {
@@ -701,6 +794,9 @@ impl Importer {
                 .await?;
             unit.insert_student_account(&account, &record(&account.id), now)
                 .await?;
+            if let Some(base) = &base {
+                known.written(base, &account.login);
+            }
             Ok(Outcome::Created)
         })
     }
@@ -708,6 +804,7 @@ impl Importer {
     fn apply_staff<'a>(
         &'a self,
         unit: &'a mut dyn ProvisioningUnit,
+        _known: &'a KnownLogins,
         row: &'a StaffRow,
         now: i64,
     ) -> BoxFuture<'a, Result<Outcome, RowFailure>> {

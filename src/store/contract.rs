@@ -646,6 +646,111 @@ async fn a_student_row_reads_its_context_at_once_and_a_new_student_is_written_wh
         }
     );
     unit.rollback().await.unwrap();
+
+    // A new student applied at once, only when nothing else is to be done: the dossier has no
+    // record, no account is the same person, and the login (the base) is free.
+    use crate::accounts::NewStudent;
+    let mut unit = store.begin_provisioning().await.unwrap();
+    let context = |outcome: NewStudent| match outcome {
+        NewStudent::Context(context) => sorted(context),
+        NewStudent::Inserted => panic!("inserted"),
+    };
+    // A known dossier: its context, nothing written (acc-6 does not exist after).
+    let known = unit
+        .insert_new_student_or_context(
+            &account("acc-6", "zoe.lefevre", "key-zoe"),
+            &student("22001", "acc-6"),
+            "zoe.lefevre",
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        context(known).existing.map(|(r, _)| r.account_id),
+        Some("acc-1".into())
+    );
+    // The same person as accounts already there: their ids.
+    let twin = unit
+        .insert_new_student_or_context(
+            &account("acc-7", "zoe.lefevre7", "key-twin"),
+            &student("22007", "acc-7"),
+            "zoe.lefevre",
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(context(twin).same_person, ["acc-9", "acc-3"]);
+    // A taken base login: the logins of the base.
+    let taken = unit
+        .insert_new_student_or_context(
+            &account("acc-8", "zoe.lefevre2", "key-8"),
+            &student("22008", "acc-8"),
+            "zoe.lefevre2",
+            50,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        context(taken).logins,
+        Some(vec!["zoe.lefevre2".to_string()])
+    );
+    // A free login of a taken base (the caller chose it, the next free one): written whole.
+    let next = unit
+        .insert_new_student_or_context(
+            &account("acc-11", "zoe.lefevre4", "key-11"),
+            &student("22011", "acc-11"),
+            "zoe.lefevre",
+            50,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(next, NewStudent::Inserted), "{next:?}");
+    // Free: written whole.
+    let free = unit
+        .insert_new_student_or_context(
+            &account("acc-10", "noe.martin", "key-noe"),
+            &student("22010", "acc-10"),
+            "noe.martin",
+            50,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(free, NewStudent::Inserted), "{free:?}");
+    unit.commit().await.unwrap();
+    assert_eq!(
+        store
+            .find_account_by_login("zoe.lefevre4")
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some("acc-11".into())
+    );
+    for id in ["acc-6", "acc-7", "acc-8"] {
+        assert!(
+            store.find_account_with_records(id).await.unwrap().is_none(),
+            "{id}"
+        );
+    }
+    let written = store
+        .find_account_with_records("acc-10")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (written.account, written.student),
+        (
+            account("acc-10", "noe.martin", "key-noe"),
+            Some(student("22010", "acc-10"))
+        )
+    );
+    assert_eq!(
+        store
+            .find_account_by_login("noe.martin")
+            .await
+            .unwrap()
+            .map(|a| a.id),
+        Some("acc-10".into())
+    );
 }
 
 /// A code of `acc-1`'s session `s-1` for the client `web`.

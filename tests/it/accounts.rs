@@ -15,6 +15,7 @@ on_both_backends! {
     a_row_failing_in_the_database_is_left_out_alone_from_its_batch,
     a_dry_run_counts_exactly_and_writes_nothing,
     homonyms_are_numbered_and_never_renumbered,
+    every_homonym_of_a_generated_file_gets_the_next_number_in_file_order,
     a_renamed_student_keeps_the_old_login_as_an_alias,
     staff_who_left_are_disabled_and_doctoral_students_are_one_account,
 }
@@ -196,6 +197,49 @@ async fn homonyms_are_numbered_and_never_renumbered(backend: Backend) {
         assert_eq!(account.state, AccountState::Pending);
         assert_ne!(account.id, account.login, "the id is opaque, not the login");
     }
+}
+
+/// A fresh import of a file full of homonyms (1,500 students over two batches): the rows of a
+/// name get `base`, `base2`, `base3`… in the order of the file, whether a row's login came from
+/// what the import already knew of its base (one write) or from a read of the store first.
+async fn every_homonym_of_a_generated_file_gets_the_next_number_in_file_order(backend: Backend) {
+    use sesame::accounts::identifiers::derive_base;
+    use std::collections::HashMap;
+    let app = TestApp::start(backend).await;
+    let csv = generate(&["students", "1500", "--seed", "7"]);
+    let summary = import_students(&app, &csv, false).await;
+    assert_eq!((summary.created, summary.rejected.len()), (1500, 0));
+    let mut seen: HashMap<String, u32> = HashMap::new();
+    let mut homonyms = 0;
+    for row in csv.lines().skip(1) {
+        let fields: Vec<&str> = row.split(',').collect();
+        let base = derive_base(fields[2], fields[1]).unwrap();
+        let n = seen.entry(base.as_str().to_string()).or_insert(0);
+        *n += 1;
+        let expected = match *n {
+            1 => base.as_str().to_string(),
+            n => {
+                homonyms += 1;
+                format!("{}{n}", base.as_str())
+            }
+        };
+        let record = app
+            .app
+            .store
+            .find_student_by_dossier(fields[0])
+            .await
+            .unwrap()
+            .unwrap();
+        let account = app
+            .app
+            .store
+            .find_account_by_id(&record.account_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(account.login, expected, "{row}");
+    }
+    assert!(homonyms > 500, "the file has homonyms to number ({homonyms})");
 }
 
 async fn a_renamed_student_keeps_the_old_login_as_an_alias(backend: Backend) {

@@ -6,7 +6,7 @@ use sqlx::{Postgres, Row as _};
 
 use super::PostgresStore;
 use crate::accounts::{
-    AccountRecord, AccountState, AccountStore, AccountWithRecords, ProvisioningStore,
+    AccountRecord, AccountState, AccountStore, AccountWithRecords, NewStudent, ProvisioningStore,
     ProvisioningUnit, StaffRecord, StudentContext, StudentRecord,
 };
 use crate::storage::StorageError;
@@ -185,6 +185,52 @@ fn bind_new_account<'q>(
         .bind(now)
 }
 
+/// The context of a student row (see `ProvisioningUnit::student_context`) as one row: the
+/// dossier's record and its account, the ids of the accounts of the same person (only for a
+/// dossier without a record) and the logins in `[base, upper)`, given as SQL expressions.
+fn student_context_sql(dossier: &str, person_key: &str, base: &str, upper: &str) -> String {
+    format!(
+        "SELECT s.dossier_number, s.account_id, s.component, s.enrolment_year, \
+         s.enrolment_email, a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, \
+         a.person_key, \
+         ARRAY(SELECT p.id FROM accounts p WHERE s.dossier_number IS NULL \
+         AND p.person_key = {person_key} ORDER BY p.created_at, p.id) AS same_person, \
+         ARRAY(SELECT l.login FROM logins l WHERE l.login >= {base} AND l.login < {upper}) \
+         AS logins \
+         FROM (SELECT 1) AS one \
+         LEFT JOIN student_records s ON s.dossier_number = {dossier} \
+         LEFT JOIN accounts a ON a.id = s.account_id"
+    )
+}
+
+/// A row of [`student_context_sql`]; `logins` only when a base was given.
+fn student_context_of(row: &PgRow, with_logins: bool) -> Result<StudentContext, StorageError> {
+    let existing = match row
+        .try_get::<Option<String>, _>("dossier_number")
+        .map_err(storage_error)?
+    {
+        None => None,
+        Some(_) => {
+            let has_account = row
+                .try_get::<Option<String>, _>("id")
+                .map_err(storage_error)?
+                .is_some();
+            Some((
+                student(row)?,
+                has_account.then(|| account(row)).transpose()?,
+            ))
+        }
+    };
+    Ok(StudentContext {
+        existing,
+        same_person: row.try_get("same_person").map_err(storage_error)?,
+        logins: with_logins
+            .then(|| row.try_get("logins"))
+            .transpose()
+            .map_err(storage_error)?,
+    })
+}
+
 /// One import transaction.
 pub struct PostgresProvisioning {
     tx: crate::store::pool::Tx<Postgres>,
@@ -300,17 +346,10 @@ impl ProvisioningUnit for PostgresProvisioning {
         // One round trip for what was up to four: an import reads this for each of 50,000 rows.
         // Logins are [a-z0-9.-]: every login starting with the base sorts below `base~`; no
         // base, an empty range.
-        let row = sqlx::query(
-            "SELECT s.dossier_number, s.account_id, s.component, s.enrolment_year, \
-             s.enrolment_email, a.id, a.login, a.state, a.first_name, a.last_name, a.birth_date, \
-             a.person_key, \
-             ARRAY(SELECT p.id FROM accounts p WHERE s.dossier_number IS NULL \
-             AND p.person_key = $2 ORDER BY p.created_at, p.id) AS same_person, \
-             ARRAY(SELECT l.login FROM logins l WHERE l.login >= $3 AND l.login < $4) AS logins \
-             FROM (SELECT 1) AS one \
-             LEFT JOIN student_records s ON s.dossier_number = $1 \
-             LEFT JOIN accounts a ON a.id = s.account_id",
-        )
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT * FROM ({}) AS ctx",
+            student_context_sql("$1", "$2", "$3", "$4")
+        )))
         .bind(dossier_number)
         .bind(person_key)
         .bind(login_base.unwrap_or(""))
@@ -322,30 +361,56 @@ impl ProvisioningUnit for PostgresProvisioning {
         .fetch_one(&mut *self.tx)
         .await
         .map_err(storage_error)?;
-        let existing = match row
-            .try_get::<Option<String>, _>("dossier_number")
-            .map_err(storage_error)?
-        {
-            None => None,
-            Some(_) => {
-                let has_account = row
-                    .try_get::<Option<String>, _>("id")
-                    .map_err(storage_error)?
-                    .is_some();
-                Some((
-                    student(&row)?,
-                    has_account.then(|| account(&row)).transpose()?,
-                ))
-            }
-        };
-        Ok(StudentContext {
-            existing,
-            same_person: row.try_get("same_person").map_err(storage_error)?,
-            logins: login_base
-                .map(|_| row.try_get("logins"))
-                .transpose()
-                .map_err(storage_error)?,
-        })
+        student_context_of(&row, login_base.is_some())
+    }
+
+    async fn insert_new_student_or_context(
+        &mut self,
+        account: &AccountRecord,
+        record: &StudentRecord,
+        base: &str,
+        now: i64,
+    ) -> Result<NewStudent, StorageError> {
+        // One round trip: the context read in a CTE, the account, its login and its record
+        // inserted by data-modifying CTEs only when the context leaves the row nothing else to
+        // do (no record for the dossier, no account of the same person, the login not among
+        // the base's), then the context and whether they were.
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH ctx AS ({}), \
+             a AS (INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
+               person_key, created_at, updated_at) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8 FROM ctx \
+               WHERE ctx.dossier_number IS NULL AND cardinality(ctx.same_person) = 0 \
+               AND NOT ($2 = ANY (ctx.logins)) RETURNING id, login), \
+             l AS (INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a), \
+             r AS (INSERT INTO student_records (dossier_number, account_id, component, \
+               enrolment_year, enrolment_email, updated_at) \
+               SELECT $9, $10, $11, $12, $13, $8 FROM a) \
+             SELECT ctx.*, (SELECT COUNT(*) FROM a) AS inserted FROM ctx",
+            student_context_sql("$9", "$7", "$15", "$14")
+        )))
+        .bind(&account.id)
+        .bind(&account.login)
+        .bind(account.state.as_str())
+        .bind(&account.first_name)
+        .bind(&account.last_name)
+        .bind(&account.birth_date)
+        .bind(&account.person_key)
+        .bind(now)
+        .bind(&record.dossier_number)
+        .bind(&record.account_id)
+        .bind(&record.component)
+        .bind(record.enrolment_year)
+        .bind(&record.enrolment_email)
+        .bind(format!("{base}~"))
+        .bind(base)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(storage_error)?;
+        if row.try_get::<i64, _>("inserted").map_err(storage_error)? > 0 {
+            return Ok(NewStudent::Inserted);
+        }
+        student_context_of(&row, true).map(NewStudent::Context)
     }
 
     async fn insert_student_account(
