@@ -134,7 +134,7 @@ pub enum NewStudent {
     /// The new student's account, login and record are written.
     Inserted,
     /// Nothing is written: the row's context, to apply it step by step.
-    Context(StudentContext),
+    Context(Box<StudentContext>),
 }
 
 /// One import's unit of work: a database transaction in which rows are applied one by one; when a
@@ -260,7 +260,7 @@ pub trait ProvisioningUnit: Send {
             self.insert_student_account(account, record, now).await?;
             return Ok(NewStudent::Inserted);
         }
-        Ok(NewStudent::Context(context))
+        Ok(NewStudent::Context(Box::new(context)))
     }
     /// A new student: [`Self::insert_account`] then [`Self::upsert_student`] (PostgreSQL: in one
     /// statement).

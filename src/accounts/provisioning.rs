@@ -737,7 +737,7 @@ impl Importer {
                             if let Some(logins) = &context.logins {
                                 known.read(base, logins);
                             }
-                            context
+                            *context
                         }
                     }
                 }

@@ -652,7 +652,7 @@ async fn a_student_row_reads_its_context_at_once_and_a_new_student_is_written_wh
     use crate::accounts::NewStudent;
     let mut unit = store.begin_provisioning().await.unwrap();
     let context = |outcome: NewStudent| match outcome {
-        NewStudent::Context(context) => sorted(context),
+        NewStudent::Context(context) => sorted(*context),
         NewStudent::Inserted => panic!("inserted"),
     };
     // A known dossier: its context, nothing written (acc-6 does not exist after).

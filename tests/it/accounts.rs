@@ -239,7 +239,10 @@ async fn every_homonym_of_a_generated_file_gets_the_next_number_in_file_order(ba
             .unwrap();
         assert_eq!(account.login, expected, "{row}");
     }
-    assert!(homonyms > 500, "the file has homonyms to number ({homonyms})");
+    assert!(
+        homonyms > 500,
+        "the file has homonyms to number ({homonyms})"
+    );
 }
 
 async fn a_renamed_student_keeps_the_old_login_as_an_alias(backend: Backend) {

@@ -410,7 +410,7 @@ impl ProvisioningUnit for PostgresProvisioning {
         if row.try_get::<i64, _>("inserted").map_err(storage_error)? > 0 {
             return Ok(NewStudent::Inserted);
         }
-        student_context_of(&row, true).map(NewStudent::Context)
+        student_context_of(&row, true).map(|context| NewStudent::Context(Box::new(context)))
     }
 
     async fn insert_student_account(
