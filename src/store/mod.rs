@@ -6,6 +6,7 @@
 //! (identical numbered names, checked by a test) and applied with sqlx's migrator, each in one
 //! transaction.
 
+pub(crate) mod lockout_sql;
 pub(crate) mod pool;
 pub mod postgres;
 pub mod sqlite;

@@ -8,7 +8,7 @@ use sqlx::postgres::PgRow;
 use super::PostgresStore;
 use crate::accounts::lockout::{FailureCounter, LockoutPolicy, LockoutStore};
 use crate::storage::StorageError;
-use crate::store::storage_error;
+use crate::store::{lockout_sql, storage_error};
 
 const COLUMNS: &str = "failures, locked_until, hard_locked_at, refused, known, last_failure_at";
 
@@ -41,46 +41,11 @@ pub(super) async fn lift_account_locks(
     .map_err(storage_error)
 }
 
-/// The statement of [`LockoutStore::count_attempt`], for the counter `identifier` (an SQL
-/// expression) with `known` (another), returning [`COLUMNS`] unless the lock refuses the attempt;
-/// `$3`–`$8` are [`bind_count`]'s.
-///
-/// One statement (DESIGN.md §6): the lock test, the count and the new lock cannot be separated by
-/// a concurrent attempt on any node. The `WHERE` of the upsert refuses a locked identifier; all
-/// right-hand sides read the row as it was before this attempt. A counter whose last failure is
-/// older than the reset time counts from zero again, for real and unknown identifiers alike
-/// (otherwise an old count would tell a real account from an unknown one, whose counter is
-/// purged); never a hard lock, never during a lock (the `WHERE` refuses those first).
+/// The counting upsert of one attempt ([`lockout_sql::count_statement`]) for the counter
+/// `identifier` and the flag `known` (SQL expressions), returning [`COLUMNS`]; `$3`–`$8` are
+/// [`bind_count`]'s.
 pub(super) fn count_statement(identifier: &str, known: &str) -> String {
-    let stale = "failure_counters.last_failure_at < $8";
-    let failures = format!("(CASE WHEN {stale} THEN 0 ELSE failure_counters.failures END)");
-    let lock = format!("(CASE WHEN {stale} THEN 0 ELSE failure_counters.lock_seconds END)");
-    let until = format!("(CASE WHEN {stale} THEN NULL ELSE failure_counters.locked_until END)");
-    format!(
-        "INSERT INTO failure_counters \
-           (identifier, failures, known, last_failure_at, lock_seconds, locked_until, hard_locked_at) \
-         VALUES ({identifier}, 1, {known}, $3, \
-           CASE WHEN 1 >= $4 THEN $5 ELSE 0 END, \
-           CASE WHEN 1 >= $4 THEN $3 + $5 END, \
-           CASE WHEN 1 >= $7 THEN $3 END) \
-         ON CONFLICT (identifier) DO UPDATE SET \
-           failures = {failures} + 1, \
-           known = GREATEST(failure_counters.known, excluded.known), \
-           last_failure_at = excluded.last_failure_at, \
-           lock_seconds = CASE \
-             WHEN {failures} + 1 < $4 THEN 0 \
-             WHEN {lock} = 0 THEN $5 \
-             ELSE LEAST({lock} * 2, $6) END, \
-           locked_until = CASE \
-             WHEN {failures} + 1 < $4 THEN {until} \
-             WHEN {lock} = 0 THEN $3 + $5 \
-             ELSE $3 + LEAST({lock} * 2, $6) END, \
-           hard_locked_at = CASE WHEN {failures} + 1 >= $7 THEN $3 \
-             ELSE failure_counters.hard_locked_at END \
-         WHERE failure_counters.hard_locked_at IS NULL \
-           AND (failure_counters.locked_until IS NULL OR failure_counters.locked_until <= $3) \
-         RETURNING {COLUMNS}"
-    )
+    lockout_sql::count_statement(&lockout_sql::POSTGRES, identifier, known, COLUMNS)
 }
 
 /// Binds `$3`–`$8` of [`count_statement`]: the attempt's instant and the policy.
