@@ -162,13 +162,36 @@ async fn account_by_id<'e>(
 }
 
 /// The CTEs `a` (a new account, `$1`–`$8`: [`bind_new_account`]) and `l` (its login in the
-/// namespace), for a statement that stores an account and its login at once.
-const NEW_ACCOUNT: &str = "a AS (INSERT INTO accounts (id, login, state, first_name, last_name, \
-     birth_date, person_key, created_at, updated_at) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) RETURNING id, login), \
-     l AS (INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a)";
+/// namespace), for a statement that stores an account and its login at once; the account's
+/// values are selected `from` (empty: unconditionally).
+fn new_account(from: &str) -> String {
+    format!(
+        "a AS (INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
+         person_key, created_at, updated_at) \
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8 {from} RETURNING id, login), \
+         l AS (INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a)"
+    )
+}
 
-/// Binds `$1`–`$8` of [`NEW_ACCOUNT`].
+/// The CTE `r`: the student record (`$9`–`$13`: [`bind_new_record`]) of the account of `a`.
+const NEW_RECORD: &str = "r AS (INSERT INTO student_records (dossier_number, account_id, \
+     component, enrolment_year, enrolment_email, updated_at) \
+     SELECT $9, $10, $11, $12, $13, $8 FROM a)";
+
+/// Binds `$9`–`$13` of [`NEW_RECORD`], after [`bind_new_account`]'s.
+fn bind_new_record<'q>(
+    query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    record: &'q StudentRecord,
+) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+    query
+        .bind(&record.dossier_number)
+        .bind(&record.account_id)
+        .bind(&record.component)
+        .bind(record.enrolment_year)
+        .bind(&record.enrolment_email)
+}
+
+/// Binds `$1`–`$8` of [`new_account`].
 fn bind_new_account<'q>(
     query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
     account: &'q AccountRecord,
@@ -375,38 +398,21 @@ impl ProvisioningUnit for PostgresProvisioning {
         // inserted by data-modifying CTEs only when the context leaves the row nothing else to
         // do (no record for the dossier, no account of the same person, the login not among
         // the base's), then the context and whether they were.
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "WITH ctx AS ({}), \
-             a AS (INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
-               person_key, created_at, updated_at) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $8 FROM ctx \
-               WHERE ctx.dossier_number IS NULL AND cardinality(ctx.same_person) = 0 \
-               AND NOT ($2 = ANY (ctx.logins)) RETURNING id, login), \
-             l AS (INSERT INTO logins (login, account_id, created_at) SELECT login, id, $8 FROM a), \
-             r AS (INSERT INTO student_records (dossier_number, account_id, component, \
-               enrolment_year, enrolment_email, updated_at) \
-               SELECT $9, $10, $11, $12, $13, $8 FROM a) \
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH ctx AS ({}), {}, {NEW_RECORD} \
              SELECT ctx.*, (SELECT COUNT(*) FROM a) AS inserted FROM ctx",
-            student_context_sql("$9", "$7", "$15", "$14")
-        )))
-        .bind(&account.id)
-        .bind(&account.login)
-        .bind(account.state.as_str())
-        .bind(&account.first_name)
-        .bind(&account.last_name)
-        .bind(&account.birth_date)
-        .bind(&account.person_key)
-        .bind(now)
-        .bind(&record.dossier_number)
-        .bind(&record.account_id)
-        .bind(&record.component)
-        .bind(record.enrolment_year)
-        .bind(&record.enrolment_email)
-        .bind(format!("{base}~"))
-        .bind(base)
-        .fetch_one(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
+            student_context_sql("$9", "$7", "$15", "$14"),
+            new_account(
+                "FROM ctx WHERE ctx.dossier_number IS NULL AND cardinality(ctx.same_person) = 0 \
+                 AND NOT ($2 = ANY (ctx.logins))"
+            ),
+        )));
+        let row = bind_new_record(bind_new_account(query, account, now), record)
+            .bind(format!("{base}~"))
+            .bind(base)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(storage_error)?;
         if row.try_get::<i64, _>("inserted").map_err(storage_error)? > 0 {
             return Ok(NewStudent::Inserted);
         }
@@ -420,24 +426,15 @@ impl ProvisioningUnit for PostgresProvisioning {
         now: i64,
     ) -> Result<(), StorageError> {
         // One round trip for the account, its login and its record.
-        bind_new_account(
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "WITH {NEW_ACCOUNT} INSERT INTO student_records (dossier_number, account_id, \
-                 component, enrolment_year, enrolment_email, updated_at) \
-                 SELECT $9, $10, $11, $12, $13, $8 FROM a"
-            ))),
-            account,
-            now,
-        )
-        .bind(&record.dossier_number)
-        .bind(&record.account_id)
-        .bind(&record.component)
-        .bind(record.enrolment_year)
-        .bind(&record.enrolment_email)
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(storage_error)
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "WITH {}, {NEW_RECORD} SELECT COUNT(*) FROM a",
+            new_account("")
+        )));
+        bind_new_record(bind_new_account(query, account, now), record)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
     }
 
     async fn insert_account(
@@ -448,7 +445,8 @@ impl ProvisioningUnit for PostgresProvisioning {
         // One round trip: an import creates thousands of accounts.
         bind_new_account(
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "WITH {NEW_ACCOUNT} SELECT COUNT(*) FROM a"
+                "WITH {} SELECT COUNT(*) FROM a",
+                new_account("")
             ))),
             account,
             now,

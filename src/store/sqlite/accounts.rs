@@ -1,8 +1,8 @@
 //! Accounts, logins and feed records, on SQLite.
 
 use async_trait::async_trait;
-use sqlx::sqlite::SqliteRow;
-use sqlx::{Row as _, Sqlite};
+use sqlx::sqlite::{SqliteArguments, SqliteRow};
+use sqlx::{AssertSqlSafe, Row as _, Sqlite};
 
 use super::SqliteStore;
 use crate::accounts::{
@@ -164,6 +164,46 @@ async fn account_by_id<'e>(
 /// One import transaction.
 pub struct SqliteProvisioning {
     tx: crate::store::pool::Tx<Sqlite>,
+}
+
+/// A new account (`$1`–`$8`: [`bind_new_account`]) and its login in the namespace, as one batch.
+const NEW_ACCOUNT: &str = "INSERT INTO accounts (id, login, state, first_name, last_name, \
+     birth_date, person_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8); \
+     INSERT INTO logins (login, account_id, created_at) VALUES ($2, $1, $8)";
+
+/// Binds `$1`–`$8` of [`NEW_ACCOUNT`].
+fn bind_new_account<'q>(
+    query: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
+    account: &'q AccountRecord,
+    now: i64,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    query
+        .bind(&account.id)
+        .bind(&account.login)
+        .bind(account.state.as_str())
+        .bind(&account.first_name)
+        .bind(&account.last_name)
+        .bind(&account.birth_date)
+        .bind(&account.person_key)
+        .bind(now)
+}
+
+/// The student record (`$9`–`$13`: [`bind_new_record`]) of the account of [`NEW_ACCOUNT`], to
+/// follow it in a batch.
+const NEW_RECORD: &str = "INSERT INTO student_records (dossier_number, account_id, component, \
+     enrolment_year, enrolment_email, updated_at) VALUES ($9, $10, $11, $12, $13, $8)";
+
+/// Binds `$9`–`$13` of [`NEW_RECORD`], after [`bind_new_account`]'s.
+fn bind_new_record<'q>(
+    query: sqlx::query::Query<'q, Sqlite, SqliteArguments>,
+    record: &'q StudentRecord,
+) -> sqlx::query::Query<'q, Sqlite, SqliteArguments> {
+    query
+        .bind(&record.dossier_number)
+        .bind(&record.account_id)
+        .bind(&record.component)
+        .bind(record.enrolment_year)
+        .bind(&record.enrolment_email)
 }
 
 #[async_trait]
@@ -341,30 +381,12 @@ impl ProvisioningUnit for SqliteProvisioning {
         // One message for the account, its login and its record (a batch, ADR 0018's
         // amendment). Should a statement fail, the import undoes the row (its savepoint, or
         // the batch of rows applied again with one).
-        sqlx::query(
-            "INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
-             person_key, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8); \
-             INSERT INTO logins (login, account_id, created_at) VALUES ($2, $1, $8); \
-             INSERT INTO student_records (dossier_number, account_id, component, enrolment_year, \
-             enrolment_email, updated_at) VALUES ($9, $10, $11, $12, $13, $8)",
-        )
-        .bind(&account.id)
-        .bind(&account.login)
-        .bind(account.state.as_str())
-        .bind(&account.first_name)
-        .bind(&account.last_name)
-        .bind(&account.birth_date)
-        .bind(&account.person_key)
-        .bind(now)
-        .bind(&record.dossier_number)
-        .bind(&record.account_id)
-        .bind(&record.component)
-        .bind(record.enrolment_year)
-        .bind(&record.enrolment_email)
-        .execute(&mut *self.tx)
-        .await
-        .map(|_| ())
-        .map_err(storage_error)
+        let query = sqlx::query(AssertSqlSafe(format!("{NEW_ACCOUNT}; {NEW_RECORD}")));
+        bind_new_record(bind_new_account(query, account, now), record)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
     }
 
     async fn insert_account(
@@ -372,23 +394,12 @@ impl ProvisioningUnit for SqliteProvisioning {
         account: &AccountRecord,
         now: i64,
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "INSERT INTO accounts (id, login, state, first_name, last_name, birth_date, \
-             person_key, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&account.id)
-        .bind(&account.login)
-        .bind(account.state.as_str())
-        .bind(&account.first_name)
-        .bind(&account.last_name)
-        .bind(&account.birth_date)
-        .bind(&account.person_key)
-        .bind(now)
-        .bind(now)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(storage_error)?;
-        self.insert_login(&account.login, &account.id, now).await
+        // One message for the account and its login (a batch, ADR 0018's amendment).
+        bind_new_account(sqlx::query(NEW_ACCOUNT), account, now)
+            .execute(&mut *self.tx)
+            .await
+            .map(|_| ())
+            .map_err(storage_error)
     }
 
     async fn insert_login(
