@@ -25,6 +25,11 @@ impl LoginStore for PostgresStore {
     ) -> Result<CountedCandidate, StorageError> {
         // One statement instead of two round trips: the candidate (as `find_login_candidate`
         // reads it), then the count under its account's login, or `login` ($1 = $2) for none.
+        // Its commit does not wait for the WAL's flush (`synchronous_commit` off for this
+        // statement's own transaction only, `set_config(…, true)`): every answer the login gives
+        // after it waits for a synchronous commit of its own (the session, or the failure's audit
+        // event), and flushing the WAL up to that commit flushes this one, written before it
+        // (ADR 0024).
         let count = count_statement(
             "COALESCE((SELECT login FROM cand), $1)",
             "(SELECT COUNT(*) FROM cand)::INT",
@@ -33,9 +38,11 @@ impl LoginStore for PostgresStore {
             "WITH cand AS (SELECT a.id, a.login, a.state, a.first_name, a.last_name, \
              a.birth_date, a.person_key, a.password_hash, {FACTOR_COUNTS} \
              FROM logins l JOIN accounts a ON a.id = l.account_id WHERE l.login = $2), \
-             counted AS ({count}) \
+             counted AS ({count}), \
+             deferred AS (SELECT set_config('synchronous_commit', 'off', true)) \
              SELECT cand.*, counted.*, counted.failures IS NOT NULL AS was_counted \
-             FROM (SELECT 1) AS one LEFT JOIN cand ON TRUE LEFT JOIN counted ON TRUE"
+             FROM deferred CROSS JOIN (SELECT 1) AS one LEFT JOIN cand ON TRUE \
+             LEFT JOIN counted ON TRUE"
         )))
         .bind(login)
         .bind(login);
@@ -261,5 +268,49 @@ impl AccountAdminStore for PostgresStore {
         };
         tx.commit().await.map_err(storage_error)?;
         Ok(ended)
+    }
+}
+
+#[cfg(all(test, sesame_postgres_tests))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::entropy::{EntropyExt as _, OsEntropy};
+    use crate::store::ConnectOptions;
+
+    /// The count's commit skips the WAL's flush for its own transaction only (ADR 0024): the
+    /// connection it ran on, handed out next, commits synchronously again.
+    #[tokio::test]
+    async fn the_deferred_count_leaves_its_connection_synchronous() {
+        let url = std::env::var("SESAME_TEST_POSTGRES_URL")
+            .expect("SESAME_TEST_POSTGRES_URL was set at build time and must be set to run");
+        let schema = format!("login_{}", OsEntropy.hex(8));
+        let options = ConnectOptions {
+            url,
+            max_connections: 1,
+            acquire_timeout: Duration::from_secs(30),
+            busy_timeout: Duration::from_secs(30),
+            schema: None,
+        };
+        let store = PostgresStore::connect_in_schema(&options, &schema)
+            .await
+            .unwrap();
+        let read = store
+            .find_candidate_counting("nobody.here", 10, &LockoutPolicy::default())
+            .await
+            .unwrap();
+        assert!(read.candidate.is_none());
+        assert_eq!(read.counted.map(|c| c.failures), Some(1), "counted");
+        // One connection: the same one, after the count's transaction.
+        let level: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+        assert_eq!(level, "on");
+        sqlx::query(AssertSqlSafe(format!("DROP SCHEMA {schema} CASCADE")))
+            .execute(&store.pool)
+            .await
+            .unwrap();
     }
 }

@@ -16,6 +16,9 @@
 //! `BEGIN`/`COMMIT`: SQLite commits the statement by itself (as durably); a group of one batch
 //! carries its own `BEGIN IMMEDIATE` and `COMMIT` in the same message. Either way the writer's
 //! thread is crossed once (ADR 0022).
+//!
+//! One kind of job is not reported durable: a [`Commit::Deferred`] batch, whose caller commits
+//! durably again before it answers anyone (the login's attempt count, ADR 0024).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -51,6 +54,47 @@ struct Job {
     /// Alone in its group, it needs no `BEGIN`/`COMMIT` message of the group's: one statement
     /// commits by itself, a batch carries its own.
     alone_ok: bool,
+    commit: Commit,
+}
+
+/// When a job's commit must be on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// Before its caller hears of it (`synchronous=FULL`: the WAL is synced at the commit).
+    Durable,
+    /// Not before its caller's answer to the outside, which waits for a later durable commit:
+    /// that commit's sync of the WAL takes the earlier frames with it, the WAL being written in
+    /// order (ADR 0024). The transaction runs under `synchronous=NORMAL`, set just before its
+    /// `BEGIN` (SQLite refuses the pragma inside a transaction) and put back to `FULL` in the
+    /// same message, after its `COMMIT`. A group runs so only when all its jobs are deferred.
+    Deferred,
+}
+
+impl Commit {
+    /// The statements before a transaction's `BEGIN` and after its `COMMIT`.
+    fn level(self) -> (&'static str, &'static str) {
+        match self {
+            // `FULL` stated again before a durable transaction: whatever a failed deferred
+            // message left behind, no durable batch commits under `NORMAL`.
+            Commit::Durable => ("PRAGMA synchronous = FULL; ", ""),
+            Commit::Deferred => (
+                "PRAGMA synchronous = NORMAL; ",
+                "; PRAGMA synchronous = FULL",
+            ),
+        }
+    }
+}
+
+/// Puts the writer back to `synchronous=FULL` after a deferred message failed part-way.
+async fn restore_full(conn: &mut SqliteConnection) {
+    if let Err(error) = sqlx::raw_sql("PRAGMA synchronous = FULL")
+        .execute(&mut *conn)
+        .await
+    {
+        // Only on a connection that no longer answers; the next durable batch or group states
+        // `FULL` again before its `BEGIN` (Commit::level).
+        tracing::error!(%error, "the SQLite writer could not be put back to synchronous=FULL");
+    }
 }
 
 /// What a job holds.
@@ -103,9 +147,12 @@ impl Group {
             + Send
             + 'static,
     {
-        self.enqueue(writer, matches!(kind, Statements::One), move |conn, _| {
-            statements(conn)
-        })
+        self.enqueue(
+            writer,
+            matches!(kind, Statements::One),
+            Commit::Durable,
+            move |conn, _| statements(conn),
+        )
         .await
     }
 
@@ -129,13 +176,53 @@ impl Group {
         B: FnOnce(Batch) -> Batch + Send + 'static,
         R: FnOnce(Vec<SqliteRow>) -> Result<T, StorageError> + Send + 'static,
     {
-        self.enqueue(writer, true, move |conn, place| {
+        self.batch(writer, Commit::Durable, sql, bind, read).await
+    }
+
+    /// As [`Group::write_batch`], but the commit is not waited on the disk ([`Commit::Deferred`]):
+    /// only for a write whose caller commits durably again before it answers, on every path
+    /// (the attempt a login counts before its hash: ADR 0024).
+    pub(super) async fn write_batch_deferred<T, B, R>(
+        self: &Arc<Self>,
+        writer: &Pool<Sqlite>,
+        sql: String,
+        bind: B,
+        read: R,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        B: FnOnce(Batch) -> Batch + Send + 'static,
+        R: FnOnce(Vec<SqliteRow>) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.batch(writer, Commit::Deferred, sql, bind, read).await
+    }
+
+    async fn batch<T, B, R>(
+        self: &Arc<Self>,
+        writer: &Pool<Sqlite>,
+        commit: Commit,
+        sql: String,
+        bind: B,
+        read: R,
+    ) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        B: FnOnce(Batch) -> Batch + Send + 'static,
+        R: FnOnce(Vec<SqliteRow>) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.enqueue(writer, true, commit, move |conn, place| {
             Box::pin(async move {
+                let (before, after) = commit.level();
                 let (open, close, undo) = match place {
-                    Place::Alone => ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"),
+                    Place::Alone => (
+                        format!("{before}BEGIN IMMEDIATE"),
+                        format!("COMMIT{after}"),
+                        "ROLLBACK",
+                    ),
+                    // The group's own messages set the level around its transaction.
                     Place::InGroup => (
-                        "SAVEPOINT job",
-                        "RELEASE job",
+                        "SAVEPOINT job".to_string(),
+                        "RELEASE job".to_string(),
                         "ROLLBACK TO job; RELEASE job",
                     ),
                 };
@@ -147,6 +234,9 @@ impl Group {
                         // where there is nothing to undo (SQLite already rolled the transaction
                         // back) or the connection itself failed, as the group's own `ROLLBACK`.
                         let _ = sqlx::raw_sql(undo).execute(&mut *conn).await;
+                        if place == Place::Alone && commit == Commit::Deferred {
+                            restore_full(conn).await;
+                        }
                         Err(storage_error(error))
                     }
                 }
@@ -159,6 +249,7 @@ impl Group {
         self: &Arc<Self>,
         writer: &Pool<Sqlite>,
         alone_ok: bool,
+        commit: Commit,
         statements: F,
     ) -> Result<T, StorageError>
     where
@@ -187,6 +278,7 @@ impl Group {
         self.lock_waiting().push(Job {
             run: work,
             alone_ok,
+            commit,
         });
         let abandoned = || StorageError::Unavailable("the write was abandoned".into());
         loop {
@@ -234,20 +326,37 @@ async fn run(writer: Pool<Sqlite>, mut jobs: Vec<Job>) {
         return;
     }
     let mut tells = Vec::with_capacity(jobs.len());
+    // Durable as soon as one job is (ADR 0024).
+    let commit = match jobs.iter().all(|job| job.commit == Commit::Deferred) {
+        true => Commit::Deferred,
+        false => Commit::Durable,
+    };
+    let (before, after) = commit.level();
     let committed = async {
         let mut conn = writer.get().await.map_err(storage_error)?;
-        sqlx::query("BEGIN IMMEDIATE")
+        if let Err(error) = sqlx::query(AssertSqlSafe(format!("{before}BEGIN IMMEDIATE")))
             .execute(&mut *conn)
             .await
-            .map_err(storage_error)?;
+        {
+            if commit == Commit::Deferred {
+                restore_full(&mut conn).await;
+            }
+            return Err(storage_error(error));
+        }
         let mut jobs = jobs.into_iter();
         for job in jobs.by_ref() {
             tells.push((job.run)(&mut conn, Place::InGroup).await);
         }
-        match sqlx::query("COMMIT").execute(&mut *conn).await {
+        match sqlx::query(AssertSqlSafe(format!("COMMIT{after}")))
+            .execute(&mut *conn)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(error) => {
                 let _ = sqlx::query("ROLLBACK").execute(&mut *conn).await;
+                if commit == Commit::Deferred {
+                    restore_full(&mut conn).await;
+                }
                 Err(storage_error(error))
             }
         }
@@ -415,5 +524,123 @@ mod tests {
             vec![1, 2, 5, 6, 7, 100, 101],
             "3 undone with its batch"
         );
+    }
+
+    /// Inserts `n` in a batch (durable or deferred) and reads the writer's `synchronous` level
+    /// inside its transaction (reading the pragma is allowed there; setting it is not).
+    async fn insert_reading_level(
+        group: &Arc<Group>,
+        writer: &Pool<Sqlite>,
+        n: i64,
+        commit: Commit,
+    ) -> Result<i64, StorageError> {
+        let sql = "INSERT INTO t VALUES ($1); PRAGMA synchronous".to_string();
+        let read = |rows: Vec<SqliteRow>| match rows.as_slice() {
+            [row] => row.try_get::<i64, _>(0).map_err(storage_error),
+            other => panic!("one row expected, got {}", other.len()),
+        };
+        let bind = move |q: Batch| q.bind(n);
+        match commit {
+            Commit::Durable => group.write_batch(writer, sql, bind, read).await,
+            Commit::Deferred => group.write_batch_deferred(writer, sql, bind, read).await,
+        }
+    }
+
+    async fn writer_level(writer: &Pool<Sqlite>) -> i64 {
+        sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(writer)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_deferred_batch_commits_under_normal_and_leaves_the_writer_at_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        sqlx::query("PRAGMA synchronous = FULL")
+            .execute(&writer)
+            .await
+            .unwrap();
+        let group = Arc::new(Group::default());
+        // NORMAL (1) inside the deferred transaction, FULL (2) inside a durable one and after
+        // both.
+        assert_eq!(
+            insert_reading_level(&group, &writer, 1, Commit::Deferred)
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(writer_level(&writer).await, 2);
+        assert_eq!(
+            insert_reading_level(&group, &writer, 2, Commit::Durable)
+                .await
+                .unwrap(),
+            2
+        );
+        // A deferred batch refused (1 exists): nothing of it stays, and the writer is back at
+        // FULL for the durable writes after it.
+        let refused = insert_reading_level(&group, &writer, 1, Commit::Deferred).await;
+        assert!(refused.is_err(), "{refused:?}");
+        assert_eq!(writer_level(&writer).await, 2);
+        assert_eq!(rows(&writer).await, vec![1, 2]);
+        // Even a writer left at NORMAL by something else commits a durable batch under FULL.
+        sqlx::query("PRAGMA synchronous = NORMAL")
+            .execute(&writer)
+            .await
+            .unwrap();
+        assert_eq!(
+            insert_reading_level(&group, &writer, 3, Commit::Durable)
+                .await
+                .unwrap(),
+            2
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_group_is_deferred_only_when_all_its_jobs_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let writer = writer(&dir).await;
+        let group = Arc::new(Group::default());
+        insert_reading_level(&group, &writer, 100, Commit::Durable)
+            .await
+            .unwrap();
+        // Each job's level inside the group's transaction, or none where it is refused.
+        for (jobs, expected) in [
+            (
+                vec![(1, Commit::Deferred), (2, Commit::Deferred)],
+                [Some(1), Some(1)],
+            ),
+            (
+                vec![(3, Commit::Deferred), (4, Commit::Durable)],
+                [Some(2), Some(2)],
+            ),
+            (
+                vec![(5, Commit::Deferred), (100, Commit::Deferred)],
+                [Some(1), None],
+            ),
+        ] {
+            // Hold the turn so that both writes wait in one group.
+            let turn = group.turn.lock().await;
+            let mut writes = Vec::new();
+            for (n, commit) in jobs {
+                let (group, writer) = (group.clone(), writer.clone());
+                writes.push(tokio::spawn(async move {
+                    insert_reading_level(&group, &writer, n, commit).await
+                }));
+            }
+            while group.lock_waiting().len() < 2 {
+                tokio::task::yield_now().await;
+            }
+            drop(turn);
+            let results: Vec<Option<i64>> = futures_util::future::join_all(writes)
+                .await
+                .into_iter()
+                .map(|r| r.unwrap().ok())
+                .collect();
+            assert_eq!(results, expected);
+            assert_eq!(writer_level(&writer).await, 2, "FULL after the group");
+        }
+        // The duplicate 100 was refused alone; the rest of its deferred group committed.
+        assert_eq!(rows(&writer).await, vec![1, 2, 3, 4, 5, 100]);
     }
 }

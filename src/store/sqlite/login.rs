@@ -26,7 +26,10 @@ impl LoginStore for SqliteStore {
         // One message to the writer's thread: the candidate (as `find_login_candidate` reads
         // it), then the count under its account's login, or `login` when it names none, in one
         // batch of the group commit (ADR 0022). Where there were a reader's round trip and a
-        // writer's, a login's POST now crosses to SQLite's threads once before its hash.
+        // writer's, a login's POST now crosses to SQLite's threads once before its hash. Its
+        // commit is not waited on the disk: every answer the login gives after it waits for a
+        // durable commit of its own (the session, or the failure's audit event), whose sync of
+        // the WAL takes the count with it (ADR 0024).
         let names = "(SELECT a.login FROM logins l JOIN accounts a ON a.id = l.account_id \
                      WHERE l.login = $1)";
         let sql = format!(
@@ -39,7 +42,7 @@ impl LoginStore for SqliteStore {
         );
         let (login, policy) = (login.to_string(), *policy);
         self.group
-            .write_batch(
+            .write_batch_deferred(
                 &self.writer,
                 sql,
                 move |query| bind_count(query.bind(login).bind(0), now, &policy),
