@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row as _;
 
 use super::SqliteStore;
-use super::group::Batch;
+use super::group::{Batch, Commit};
 use super::sessions::{COLUMNS as SESSION_COLUMNS, NOTE_SESSION_SERVICE, session};
 use crate::accounts::AccountStore;
 use crate::cas::{
@@ -92,6 +92,7 @@ impl TicketStore for SqliteStore {
                 self.group
                     .write_batch(
                         &self.writer,
+                        Commit::Durable,
                         sql,
                         move |query| bind(query).bind("cas").bind(service),
                         |_| Ok(()),
@@ -139,6 +140,7 @@ impl TicketStore for SqliteStore {
         self.group
             .write_batch(
                 &self.writer,
+                Commit::Durable,
                 sql,
                 move |query| {
                     query

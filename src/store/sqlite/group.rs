@@ -164,40 +164,11 @@ impl Group {
     /// the transaction is rolled back (a second message, on that path only) and the caller
     /// gets the error. The batch's parameters after its first statement are written `$N`
     /// ([`Batch`]); the wrapping statements have none.
+    ///
+    /// `commit` says when its commit must be on disk: [`Commit::Durable`] for every write but
+    /// one; [`Commit::Deferred`] only for a write whose caller commits durably again before it
+    /// answers, on every path (the attempt a login counts before its hash: ADR 0024).
     pub(super) async fn write_batch<T, B, R>(
-        self: &Arc<Self>,
-        writer: &Pool<Sqlite>,
-        sql: String,
-        bind: B,
-        read: R,
-    ) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        B: FnOnce(Batch) -> Batch + Send + 'static,
-        R: FnOnce(Vec<SqliteRow>) -> Result<T, StorageError> + Send + 'static,
-    {
-        self.batch(writer, Commit::Durable, sql, bind, read).await
-    }
-
-    /// As [`Group::write_batch`], but the commit is not waited on the disk ([`Commit::Deferred`]):
-    /// only for a write whose caller commits durably again before it answers, on every path
-    /// (the attempt a login counts before its hash: ADR 0024).
-    pub(super) async fn write_batch_deferred<T, B, R>(
-        self: &Arc<Self>,
-        writer: &Pool<Sqlite>,
-        sql: String,
-        bind: B,
-        read: R,
-    ) -> Result<T, StorageError>
-    where
-        T: Send + 'static,
-        B: FnOnce(Batch) -> Batch + Send + 'static,
-        R: FnOnce(Vec<SqliteRow>) -> Result<T, StorageError> + Send + 'static,
-    {
-        self.batch(writer, Commit::Deferred, sql, bind, read).await
-    }
-
-    async fn batch<T, B, R>(
         self: &Arc<Self>,
         writer: &Pool<Sqlite>,
         commit: Commit,
@@ -438,6 +409,7 @@ mod tests {
         group
             .write_batch(
                 writer,
+                Commit::Durable,
                 "INSERT INTO t VALUES (?1); INSERT INTO t VALUES ($2); SELECT n FROM t WHERE n IN ($1, $2) ORDER BY n"
                     .to_string(),
                 move |query| query.bind(n).bind(m),
@@ -540,10 +512,7 @@ mod tests {
             other => panic!("one row expected, got {}", other.len()),
         };
         let bind = move |q: Batch| q.bind(n);
-        match commit {
-            Commit::Durable => group.write_batch(writer, sql, bind, read).await,
-            Commit::Deferred => group.write_batch_deferred(writer, sql, bind, read).await,
-        }
+        group.write_batch(writer, commit, sql, bind, read).await
     }
 
     async fn writer_level(writer: &Pool<Sqlite>) -> i64 {

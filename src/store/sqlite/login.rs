@@ -6,6 +6,7 @@ use sqlx::{AssertSqlSafe, Row as _};
 
 use super::SqliteStore;
 use super::accounts::account;
+use super::group::Commit;
 use super::lockout::{bind_count, count_statement, counter};
 use super::mfa::{FACTOR_COUNTS, factors_of};
 use super::sessions::INSERT_ACTIVE_SESSION;
@@ -42,8 +43,9 @@ impl LoginStore for SqliteStore {
         );
         let (login, policy) = (login.to_string(), *policy);
         self.group
-            .write_batch_deferred(
+            .write_batch(
                 &self.writer,
+                Commit::Deferred,
                 sql,
                 move |query| bind_count(query.bind(login).bind(0), now, &policy),
                 |rows| {
@@ -147,6 +149,7 @@ impl LoginStore for SqliteStore {
             .group
             .write_batch(
                 &self.writer,
+                Commit::Durable,
                 sql,
                 move |query| {
                     let query = super::sessions::bind_session_row(query, &s, digest)

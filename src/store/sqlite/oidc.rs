@@ -8,6 +8,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
 use super::accounts::{WITH_RECORDS_COLUMNS, WITH_RECORDS_JOIN, account_with_records};
+use super::group::Commit;
 use crate::audit::NewAuditEvent;
 use crate::oidc::{
     CodeRedemption, FoundToken, Grant, NewToken, OidcStore, RefreshOutcome, StoredCode,
@@ -174,6 +175,7 @@ impl OidcStore for SqliteStore {
             .group
             .write_batch(
                 &self.writer,
+                Commit::Durable,
                 sql,
                 move |query| bind_issue_grant(query, &grant, &tokens, code_digest, &event),
                 |rows| {
